@@ -1,0 +1,205 @@
+/*
+ * The Curio kernel's C interface.
+ *
+ * The kernel owns three things: a ready queue of (job, task) pairs, a timer
+ * heap on CLOCK_MONOTONIC and an I/O backend (io_uring or epoll). One
+ * kernel belongs to one thread; the only calls allowed from other threads
+ * are ck_post() and ck_wake(). The Swift façade drives the loop with
+ * ck_poll(), which hands back a batch of completions (timer expiries, I/O
+ * results, posted messages) tagged with the token the caller supplied.
+ *
+ * Nothing on the hot path allocates: timer entries and requests come from
+ * free lists that only grow.
+ */
+#ifndef CK_H
+#define CK_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include <stdbool.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ck_kernel ck_kernel;
+
+/* ---------------------------------------------------------------- ready queue
+ * A power-of-two ring. Inline because it is the single hottest path: every
+ * task switch is one push and one pop. */
+
+typedef struct ck_ready_entry {
+    void *job;   /* a Swift UnownedJob */
+    void *task;  /* the Swift task record the job belongs to, or NULL */
+} ck_ready_entry;
+
+typedef struct ck_ready {
+    ck_ready_entry *buf;
+    uint32_t mask;
+    uint32_t head; /* next slot to pop */
+    uint32_t tail; /* next slot to push */
+} ck_ready;
+
+/* Doubles the ring; returns false when memory is exhausted. */
+bool ck_ready_grow(ck_ready *q);
+
+static inline bool ck_ready_push(ck_ready *q, void *job, void *task) {
+    if ((uint32_t)(q->tail - q->head) > q->mask) {
+        if (!ck_ready_grow(q)) return false;
+    }
+    ck_ready_entry *e = &q->buf[q->tail & q->mask];
+    e->job = job;
+    e->task = task;
+    q->tail++;
+    return true;
+}
+
+static inline bool ck_ready_pop(ck_ready *q, ck_ready_entry *out) {
+    if (q->head == q->tail) return false;
+    *out = q->buf[q->head & q->mask];
+    q->head++;
+    return true;
+}
+
+static inline uint32_t ck_ready_count(const ck_ready *q) {
+    return q->tail - q->head;
+}
+
+/* ---------------------------------------------------------------- time */
+
+/* CLOCK_MONOTONIC in nanoseconds. */
+int64_t ck_now_ns(void);
+
+/* ---------------------------------------------------------------- kernel */
+
+typedef enum ck_backend_kind {
+    CK_BACKEND_IO_URING = 1,
+    CK_BACKEND_EPOLL = 2,
+} ck_backend_kind;
+
+/* Creates a kernel. `want` is the backend to try first; if io_uring cannot
+ * be set up (disabled by sysctl, seccomp, an old kernel, or the environment
+ * variable CURIO_DISABLE_IO_URING=1) the kernel falls back to epoll and says
+ * so once on stderr. Returns NULL and sets errno when neither works. */
+ck_kernel *ck_kernel_new(ck_backend_kind want);
+void ck_kernel_free(ck_kernel *k);
+ck_backend_kind ck_kernel_backend(const ck_kernel *k);
+/* True when io_uring support was compiled in. */
+bool ck_have_io_uring(void);
+
+/* The kernel's ready queue, for the inline push/pop above. */
+ck_ready *ck_kernel_ready(ck_kernel *k);
+
+/* The kernel running on this thread (set by ck_bind_thread), or NULL. */
+ck_kernel *ck_current(void);
+void ck_bind_thread(ck_kernel *k); /* NULL unbinds */
+/* Opaque owner pointer (the Swift Kernel object) stored with the kernel. */
+void ck_set_owner(ck_kernel *k, void *owner);
+void *ck_owner(const ck_kernel *k);
+/* Per-thread scratch slot: the task record whose continuation this thread is
+ * resuming right now, so the executor can pair the enqueued job with it. */
+void *ck_tls_resuming(void);
+void ck_set_tls_resuming(void *task);
+
+/* ---------------------------------------------------------------- timers
+ * Handles are never 0. A handle stays valid until its timer fires (it is
+ * then reported once by ck_poll) or is cancelled; using it afterwards is a
+ * caller bug that the generation check turns into a no-op. */
+
+uint64_t ck_timer_add(ck_kernel *k, int64_t deadline_ns, void *token);
+/* Returns true when the timer was pending and is now removed. */
+bool ck_timer_cancel(ck_kernel *k, uint64_t handle);
+/* Deadline of the earliest pending timer, or INT64_MAX. */
+int64_t ck_timer_next(const ck_kernel *k);
+uint32_t ck_timer_count(const ck_kernel *k);
+
+/* ---------------------------------------------------------------- requests */
+
+typedef enum ck_op {
+    CK_OP_READ = 1,    /* read(fd, buf, len) at offset `offset` (-1: current) */
+    CK_OP_WRITE,       /* write(fd, buf, len) at offset `offset` (-1: current) */
+    CK_OP_RECV,        /* recv(fd, buf, len, flags) */
+    CK_OP_SEND,        /* send(fd, buf, len, flags | MSG_NOSIGNAL) */
+    CK_OP_ACCEPT,      /* accept4(fd, buf=sockaddr, len=&socklen, SOCK_CLOEXEC) */
+    CK_OP_CONNECT,     /* connect(fd, buf=sockaddr, len) */
+    CK_OP_POLL_IN,     /* wait until readable; result is the revents mask */
+    CK_OP_POLL_OUT,    /* wait until writable; result is the revents mask */
+    CK_OP_RECVMSG,     /* recvmsg(fd, buf=msghdr, flags) */
+    CK_OP_SENDMSG,     /* sendmsg(fd, buf=msghdr, flags | MSG_NOSIGNAL) */
+} ck_op;
+
+typedef struct ck_request_args {
+    ck_op op;
+    int fd;
+    void *buf;
+    uint64_t len;
+    int flags;
+    int64_t offset;
+} ck_request_args;
+
+/* Result meaning "the request is in flight; a completion will follow". */
+#define CK_PENDING INT64_MIN
+
+/* Starts a request. Either completes at once (epoll's try-first path, or a
+ * bad argument) and returns the result (>= 0, or -errno) with *handle = 0,
+ * or returns CK_PENDING with a non-zero *handle whose completion ck_poll
+ * will report with `token`. The buffer must stay valid until then. */
+int64_t ck_submit(ck_kernel *k, const ck_request_args *args, void *token,
+                  uint64_t *handle);
+/* Asks for a pending request to be cancelled. The request still completes
+ * through ck_poll exactly once: with -ECANCELED, or with its real result if
+ * it finished first. Returns false when the handle is not pending. */
+bool ck_cancel(ck_kernel *k, uint64_t handle);
+/* Tells the backend that fd is about to be closed: pending requests on it
+ * complete with -ECANCELED and epoll forgets its registration. */
+void ck_forget_fd(ck_kernel *k, int fd);
+uint32_t ck_pending_requests(const ck_kernel *k);
+
+/* ---------------------------------------------------------------- posts
+ * Thread-safe. A post with a job goes straight onto the ready queue when
+ * the kernel next polls; a post without one is reported by ck_poll as a
+ * CK_EVENT_MESSAGE carrying `token`. Both wake a sleeping kernel. */
+
+bool ck_post(ck_kernel *k, void *job, void *task, void *token);
+/* Wakes the kernel from ck_poll without posting anything. */
+void ck_wake(ck_kernel *k);
+/* Number of posts waiting (approximate when read from another thread). */
+uint32_t ck_posted_count(ck_kernel *k);
+
+/* ---------------------------------------------------------------- the loop */
+
+typedef enum ck_event_kind {
+    CK_EVENT_TIMER = 1,   /* result: the deadline that expired */
+    CK_EVENT_IO = 2,      /* result: >= 0 or -errno */
+    CK_EVENT_MESSAGE = 3, /* result: 0 */
+} ck_event_kind;
+
+typedef struct ck_event {
+    void *token;
+    int64_t result;
+    int32_t kind;
+    uint32_t _pad;
+} ck_event;
+
+/* One turn of the loop's waiting half. Moves posted jobs onto the ready
+ * queue; then, if `may_block` and the ready queue is empty, submits pending
+ * work and waits until a completion, the next timer deadline or a wake-up
+ * (at most `max_wait_ns` when that is >= 0); otherwise it only looks.
+ * Fills up to `cap` events and returns how many (or -errno on a backend
+ * failure). Expired timers are reported before I/O completions. */
+int ck_poll(ck_kernel *k, bool may_block, int64_t max_wait_ns, ck_event *out,
+            int cap);
+
+/* Counters for tests and the monitor. */
+typedef struct ck_stats {
+    uint64_t polls;          /* ck_poll calls */
+    uint64_t enters;         /* io_uring_enter / epoll_wait system calls */
+    uint64_t wakeups_sent;   /* eventfd writes by other threads */
+    uint64_t immediate;      /* requests completed by the try-first path */
+} ck_stats;
+void ck_get_stats(const ck_kernel *k, ck_stats *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

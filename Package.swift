@@ -1,0 +1,47 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// Two backends behind one API. The default trait builds io_uring (with an
+// epoll fallback chosen at run time when io_uring cannot be set up);
+// `swift build --traits Epoll` builds the epoll backend alone and does not
+// need liburing at all.
+let package = Package(
+    name: "Curio",
+    products: [
+        .library(name: "Curio", targets: ["Curio"]),
+        .executable(name: "curio-demo", targets: ["curio-demo"]),
+    ],
+    traits: [
+        .trait(name: "IOUring", description: "io_uring backend (falls back to epoll at run time)"),
+        .trait(name: "Epoll", description: "epoll backend only; no liburing needed"),
+        .default(enabledTraits: ["IOUring"]),
+    ],
+    targets: [
+        .target(
+            name: "CCurioKernel",
+            path: "CSources/CCurioKernel",
+            cSettings: [
+                .define("CURIO_EPOLL_ONLY", .when(traits: ["Epoll"])),
+                .unsafeFlags(["-std=gnu11", "-Wall", "-Wextra"]),
+            ],
+            linkerSettings: [
+                .linkedLibrary("uring", .when(traits: ["IOUring"])),
+            ]
+        ),
+        .target(
+            name: "Curio",
+            dependencies: ["CCurioKernel"],
+            path: "Sources/Curio"
+        ),
+        .executableTarget(name: "curio-demo", dependencies: ["Curio"], path: "Sources/Examples/curio-demo"),
+        .executableTarget(name: "hello-countdown", dependencies: ["Curio"], path: "Sources/Examples/hello-countdown"),
+        .executableTarget(name: "hello-tasks", dependencies: ["Curio"], path: "Sources/Examples/hello-tasks"),
+        .executableTarget(name: "hello-cancel", dependencies: ["Curio"], path: "Sources/Examples/hello-cancel"),
+        .executableTarget(name: "hello-event", dependencies: ["Curio"], path: "Sources/Examples/hello-event"),
+        .testTarget(
+            name: "CurioTests",
+            dependencies: ["Curio", "CCurioKernel"],
+            path: "Tests/CurioTests"
+        ),
+    ]
+)

@@ -1,0 +1,33 @@
+/// Runs `body` with cancellation held back: cancellations and timeouts that
+/// arrive meanwhile wait for the first blocking call after the block.
+/// Blocks nest.
+///
+/// ```swift
+/// try await disableCancellation {
+///     try await saveWork()   // not interrupted half-way
+/// }
+/// ```
+public func disableCancellation<T>(_ body: () async throws -> T) async throws -> T {
+    let t = try Kernel.currentTask()
+    t.cancelDisabled += 1
+    defer { t.cancelDisabled -= 1 }
+    return try await body()
+}
+
+/// Throws the cancellation (or timeout) pending for the calling task, if
+/// any and if cancellation is enabled; otherwise returns.
+public func checkCancellation() async throws {
+    let t = try Kernel.currentTask()
+    try t.kernel.checkDeliverable(t)
+}
+
+/// The cancellation waiting for the calling task, without delivering it:
+/// inside ``disableCancellation(_:)`` this tells a task that it should stop.
+public func pendingCancellation() async throws -> (any Error)? {
+    try Kernel.currentTask().pendingCancel
+}
+
+/// Swift's own cancellation error counts as a Curio cancellation, so
+/// `catch is CancelledError` also catches what `Task.checkCancellation()`
+/// throws inside a cancelled Curio task.
+extension CancellationError: CancelledError {}

@@ -1,0 +1,309 @@
+import CCurioKernel
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A Curio task of any result type: what ``currentTask()`` returns and what
+/// the monitor lists. ``CurioTask`` adds the typed result.
+///
+/// All of its state belongs to the kernel thread; read it from the task's
+/// own kernel.
+public class AnyCurioTask: @unchecked Sendable, CustomStringConvertible {
+    unowned(unsafe) let kernel: Kernel
+    /// Unique within the kernel, counting up from 1.
+    public let id: Int
+    /// Daemon tasks do not keep ``Kernel/run(shutdown:)`` running.
+    public let daemon: Bool
+    /// The id of the task that spawned this one, if any.
+    public let parentID: Int?
+    let explicitName: String?
+
+    /// What the task is doing now.
+    public internal(set) var state: TaskState = .ready
+    /// How many times the task has been scheduled to run.
+    public internal(set) var cycles = 0
+    /// True once a cancellation has been requested.
+    public internal(set) var cancelled = false
+    /// True once the task has ended, whatever the way.
+    public internal(set) var terminated = false
+
+    // The current wait. Exactly one of waitQueue / timer / ioHandle / the
+    // yield list links the task while `continuation` is set.
+    var continuation: UnsafeContinuation<Int, Never>?
+    unowned(unsafe) var waitQueue: WaitQueue?
+    unowned(unsafe) var wqPrev: AnyCurioTask?
+    unowned(unsafe) var wqNext: AnyCurioTask?
+    var timer: UInt64 = 0
+    var yielding = false
+    var ioHandle: UInt64 = 0
+    /// Absolute deadline of the operation's own timeout (Int64.max: none).
+    var ownDeadline: Int64 = .max
+    /// When the pending timer fires (for the monitor's Timeout column).
+    var wakeDeadline: Int64 = .max
+    var site: CallSite?
+    var firstFunction: StaticString?
+
+    // Cancellation and timeouts.
+    var pendingCancel: (any Error)?
+    var cancelDisabled: Int32 = 0
+    var timeouts: ContiguousArray<Int64> = []
+    var effectiveDeadline: Int64 = .max
+    var deadlineDelivered = false
+
+    // Termination.
+    var joiners: WaitQueue?
+    var failure: (any Error)?
+    var endedByCancel = false
+    var failureRetrieved = false
+    var swiftTask: Task<Void, Never>?
+
+    // The kernel's task list.
+    var allNext: AnyCurioTask?
+    unowned(unsafe) var allPrev: AnyCurioTask?
+
+    init(kernel: Kernel, id: Int, daemon: Bool, name: String?, parentID: Int?) {
+        self.kernel = kernel
+        self.id = id
+        self.daemon = daemon
+        self.explicitName = name
+        self.parentID = parentID
+    }
+
+    deinit {
+        if let failure, !failureRetrieved {
+            reportCrash(failure)
+        }
+    }
+
+    /// The name given at spawn, or else the function in which the task
+    /// first blocked (`parent`, `kid`, `countdown`), or `task-ID`.
+    public var name: String {
+        if let explicitName { return explicitName }
+        if let firstFunction {
+            return CallSite(file: "", line: 0, function: firstFunction).functionName
+        }
+        return "task-\(id)"
+    }
+
+    /// Where the task is blocked now, if it is.
+    public var currentCallSite: CallSite? { continuation != nil ? site : nil }
+
+    /// Seconds until the task's pending timer fires, if it has one.
+    public var timeoutRemaining: Double? {
+        guard continuation != nil, wakeDeadline != .max else { return nil }
+        return Double(wakeDeadline - ck_now_ns()) / 1e9
+    }
+
+    public var description: String {
+        "Task(id=\(id), name=\(name), state='\(state)')"
+    }
+
+    func reportCrash(_ error: any Error) {
+        let text = "curio: task \(id) (\(name)) crashed and nobody joined it: \(error)\n"
+        writeStderr(text)
+    }
+
+    /// Waits until the task has ended, whatever the way; never throws the
+    /// task's error (use ``CurioTask/join(timeout:file:line:function:)``).
+    public func wait(file: StaticString = #filePath, line: UInt = #line,
+                     function: StaticString = #function) async throws {
+        let me = try Kernel.currentTask()
+        try checkSameKernel(me)
+        if terminated { return }
+        if me === self {
+            throw CurioUsageError(.invalidArgument, "a task cannot wait for itself to end")
+        }
+        _ = try await kernel.block(me, .taskJoin, on: joinQueue(), deadline: .max,
+                                   site: CallSite(file: file, line: line, function: function))
+    }
+
+    /// Cancels the task: it sees a ``TaskCancelled`` at its current or next
+    /// blocking call. With `blocking` (the default) this returns once the
+    /// task has finished handling it and ended. Returns false when the task
+    /// had already ended.
+    ///
+    /// A task may cancel itself; the call then returns at once and the
+    /// cancellation arrives at its next blocking call.
+    @discardableResult
+    public func cancel(blocking: Bool = true, file: StaticString = #filePath, line: UInt = #line,
+                       function: StaticString = #function) async throws -> Bool {
+        let me = try Kernel.currentTask()
+        try checkSameKernel(me)
+        if terminated { return false }
+        kernel.deliverCancel(self, TaskCancelled())
+        if blocking && me !== self && !terminated {
+            _ = try await kernel.block(me, .taskJoin, on: joinQueue(), deadline: .max,
+                                       site: CallSite(file: file, line: line, function: function))
+        }
+        return true
+    }
+
+    func joinQueue() -> WaitQueue {
+        if let joiners { return joiners }
+        let q = WaitQueue()
+        joiners = q
+        return q
+    }
+
+    func checkSameKernel(_ me: AnyCurioTask) throws {
+        if me.kernel !== kernel {
+            throw CurioUsageError(.wrongKernel, "task \(id) belongs to another kernel; join, wait for or cancel it from a task of its own kernel")
+        }
+    }
+
+    /// Waits for the end with an optional timeout; throws TaskTimeout on
+    /// expiry. Shared by the typed joins.
+    func awaitEnd(timeout: Double?, site: CallSite) async throws {
+        let me = try Kernel.currentTask()
+        try checkSameKernel(me)
+        if terminated { return }
+        if me === self {
+            throw CurioUsageError(.invalidArgument, "a task cannot join itself")
+        }
+        let deadline = try timeout.map { try deadlineAfter($0) } ?? .max
+        let r = try await kernel.block(me, .taskJoin, on: joinQueue(), deadline: deadline, site: site)
+        if r == Wake.timeout { throw TaskTimeout(clock: clock()) }
+    }
+
+    /// The error for a join of a task that ended by throwing.
+    func joinFailure() -> TaskError? {
+        guard let failure else { return nil }
+        failureRetrieved = true
+        return TaskError(cause: failure, taskID: id, taskName: name)
+    }
+}
+
+/// A handle on a task: join it for its value, wait for it, cancel it.
+///
+/// ```swift
+/// let kidTask = try await newTask(kid)
+/// try await kidTask.join(timeout: 10)   // throws TaskTimeout after 10 s
+/// try await kidTask.cancel()            // returns once the kid has ended
+/// ```
+public final class CurioTask<T>: AnyCurioTask, @unchecked Sendable {
+    var value: T?
+
+    /// Waits for the task to end and returns its value.
+    ///
+    /// Returns `nil` when the task ended by a cancellation it did not catch;
+    /// throws ``TaskError`` (with the cause) when it ended by throwing
+    /// anything else, and ``TaskTimeout`` when `timeout` seconds pass first.
+    @discardableResult
+    public func join(timeout: Double? = nil, file: StaticString = #filePath, line: UInt = #line,
+                     function: StaticString = #function) async throws -> T? {
+        try await awaitEnd(timeout: timeout, site: CallSite(file: file, line: line, function: function))
+        if let e = joinFailure() { throw e }
+        return value
+    }
+
+    /// The outcome of an ended task without waiting: its value, `nil` if it
+    /// ended by cancellation; throws ``TaskError`` if it failed, and a
+    /// ``CurioUsageError`` if it is still running.
+    public var result: T? {
+        get throws {
+            guard terminated else {
+                throw CurioUsageError(.invalidArgument, "task \(id) (\(name)) has not ended yet; join it instead")
+            }
+            if let e = joinFailure() { throw e }
+            return value
+        }
+    }
+
+    /// Runs the task's body, then records how it ended.
+    func execute(_ fn: @Sendable () async throws -> T) async {
+        do {
+            value = try await fn()
+        } catch {
+            if cancelled && error is CancelledError {
+                endedByCancel = true
+            } else {
+                failure = error
+            }
+        }
+        kernel.taskEnded(self)
+    }
+
+    func outcomeForRun() throws -> T {
+        if let failure {
+            failureRetrieved = true
+            throw failure
+        }
+        if let value { return value }
+        throw pendingCancel ?? TaskCancelled()
+    }
+}
+
+// MARK: - Spawning
+
+/// Starts a new task on the calling task's kernel and returns its handle.
+///
+/// ```swift
+/// let kidTask = try await spawn(kid)
+/// let worker = try await spawn(daemon: true, name: "worker") { try await serve() }
+/// ```
+///
+/// Daemon tasks do not keep ``Kernel/run(shutdown:)`` running. Throws
+/// ``CurioUsageError`` when called outside a kernel's task.
+@discardableResult
+public func spawn<T>(daemon: Bool = false, name: String? = nil,
+                     _ fn: @escaping @Sendable () async throws -> T) async throws -> CurioTask<T> {
+    let me = try Kernel.currentTask()
+    return me.kernel.spawnTask(daemon: daemon, name: name, parent: me.id, fn)
+}
+
+/// The seed's `curio.new_task()`: the same as ``spawn(daemon:name:_:)``.
+@discardableResult
+public func newTask<T>(daemon: Bool = false, name: String? = nil,
+                       _ fn: @escaping @Sendable () async throws -> T) async throws -> CurioTask<T> {
+    let me = try Kernel.currentTask()
+    return me.kernel.spawnTask(daemon: daemon, name: name, parent: me.id, fn)
+}
+
+/// The task that is running, or ``CurioUsageError`` outside a kernel.
+public func currentTask() async throws -> AnyCurioTask {
+    try Kernel.currentTask()
+}
+
+extension Kernel {
+    func spawnTask<T>(daemon: Bool, name: String?, parent: Int?,
+                      _ fn: @escaping @Sendable () async throws -> T) -> CurioTask<T> {
+        let t = CurioTask<T>(kernel: self, id: nextTaskID, daemon: daemon, name: name, parentID: parent)
+        nextTaskID += 1
+        aliveCount += 1
+        if !daemon { nonDaemonAlive += 1 }
+        t.allNext = taskListHead
+        taskListHead?.allPrev = t
+        taskListHead = t
+        // The runtime enqueues the first job inside Task.init; the
+        // thread-local tells `enqueue` which task that job belongs to.
+        let saved = ck_tls_resuming()
+        ck_set_tls_resuming(Unmanaged.passUnretained(t).toOpaque())
+        t.swiftTask = Task(executorPreference: self) { await t.execute(fn) }
+        ck_set_tls_resuming(saved)
+        return t
+    }
+
+    func taskEnded(_ t: AnyCurioTask) {
+        t.terminated = true
+        t.state = .terminated
+        aliveCount -= 1
+        if !t.daemon { nonDaemonAlive -= 1 }
+        if let next = t.allNext { next.allPrev = t.allPrev }
+        if let prev = t.allPrev { prev.allNext = t.allNext } else { taskListHead = t.allNext }
+        t.allNext = nil
+        t.allPrev = nil
+        t.swiftTask = nil
+        if let q = t.joiners { wakeAll(q) }
+        // A failure nobody joins is reported by deinit, when the last
+        // handle goes away: at once if nobody kept one.
+    }
+
+    /// Visits every task that has not ended, most recent first.
+    func forEachTask(_ body: (AnyCurioTask) -> Void) {
+        var t = taskListHead
+        while let task = t {
+            t = task.allNext
+            body(task)
+        }
+    }
+}

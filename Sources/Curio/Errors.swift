@@ -1,0 +1,112 @@
+/// Every error that means "this task is being cancelled".
+///
+/// `catch is CancelledError` catches an explicit ``CurioTask/cancel(blocking:)``
+/// as well as every timeout delivered by ``timeoutAfter(_:_:)`` and friends:
+///
+/// ```swift
+/// do {
+///     try await Curio.sleep(1000)
+/// } catch is CancelledError {
+///     print("Fine. Saving my work.")
+/// }
+/// ```
+public protocol CancelledError: Error {}
+
+/// Every error that means "a deadline passed".
+///
+/// `catch is TimeoutError` catches ``TaskTimeout`` (a task's own deadline)
+/// and ``UncaughtTimeoutError``.
+public protocol TimeoutError: Error {}
+
+/// Delivered at a blocking call when another task cancels this one.
+public struct TaskCancelled: CancelledError, CustomStringConvertible {
+    public init() {}
+    public var description: String { "TaskCancelled" }
+}
+
+/// Delivered at a blocking call when the deadline of the innermost
+/// enclosing ``timeoutAfter(_:_:)`` block passes, and thrown by
+/// ``CurioTask/join(timeout:)`` when the task has not ended in time.
+public struct TaskTimeout: CancelledError, TimeoutError, CustomStringConvertible {
+    /// The kernel clock (``clock()``) when the timeout fired.
+    public let clock: Double
+    public init(clock: Double) { self.clock = clock }
+    public var description: String { "TaskTimeout(clock: \(clock))" }
+}
+
+/// Seen inside a timeout block when the deadline that passed belongs to an
+/// enclosing block: the inner block did not time out, it is being unwound.
+public struct TimeoutCancellationError: CancelledError, CustomStringConvertible {
+    public let clock: Double
+    public init(clock: Double) { self.clock = clock }
+    public var description: String { "TimeoutCancellationError(clock: \(clock))" }
+}
+
+/// A timeout reached a block whose own deadline has not passed and that
+/// has no enclosing block it could belong to: somebody let a timeout escape.
+public struct UncaughtTimeoutError: TimeoutError, CustomStringConvertible {
+    public let clock: Double
+    public init(clock: Double) { self.clock = clock }
+    public var description: String { "UncaughtTimeoutError(clock: \(clock)): a timeout escaped from the block that owned it" }
+}
+
+/// Thrown by ``CurioTask/join(timeout:)`` when the task ended by throwing.
+public struct TaskError: Error, CustomStringConvertible {
+    /// What the task threw.
+    public let cause: any Error
+    /// The id and name of the task that failed.
+    public let taskID: Int
+    public let taskName: String
+    public var description: String { "TaskError(task \(taskID) '\(taskName)' failed: \(cause))" }
+}
+
+/// Two tasks tried to use one resource at the same time (for example, two
+/// tasks reading the same socket).
+public struct ResourceBusy: Error, CustomStringConvertible {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { "ResourceBusy: \(message)" }
+}
+
+/// A Curio API was used the wrong way. The message names the mistake.
+public struct CurioUsageError: Error, CustomStringConvertible, Equatable {
+    public enum Kind: Sendable, Equatable {
+        /// A blocking call made outside a task of a running kernel.
+        case notInKernel
+        /// A task of one kernel used an object bound to another kernel.
+        case wrongKernel
+        /// `run()` on a kernel that is already running.
+        case alreadyRunning
+        /// `run()` after `shutdown()`.
+        case shutDown
+        /// Another kernel already runs on this thread.
+        case threadBusy
+        /// A timeout or duration that is negative, NaN or infinite.
+        case invalidTimeout
+        /// `release()` of a lock the caller does not hold, or a bounded
+        /// semaphore released above its initial value.
+        case invalidRelease
+        /// Any other misuse.
+        case invalidArgument
+    }
+    public let kind: Kind
+    public let message: String
+    public init(_ kind: Kind, _ message: String) {
+        self.kind = kind
+        self.message = message
+    }
+    public var description: String { "CurioUsageError.\(kind): \(message)" }
+    public static func == (a: CurioUsageError, b: CurioUsageError) -> Bool { a.kind == b.kind }
+}
+
+/// The kernel's C core failed (for example it could not create its
+/// io_uring or epoll instance).
+public struct KernelError: Error, CustomStringConvertible {
+    public let errno: Int32
+    public let operation: String
+    public var description: String { "KernelError: \(operation) failed: \(String(cString: strerror(errno)))" }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

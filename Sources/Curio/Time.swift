@@ -1,0 +1,179 @@
+import CCurioKernel
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The kernel clock: seconds on CLOCK_MONOTONIC. Deadlines given to
+/// ``timeoutAt(_:_:)`` and ``ignoreAt(_:_:)`` are on this clock.
+public func clock() -> Double {
+    Double(ck_now_ns()) / 1e9
+}
+
+/// Every relative time a program gives Curio (sleeps, timeouts) is
+/// multiplied by the environment variable CURIO_TIME_SCALE (default 1), read
+/// once. Tests use it to run the seed's second-long programs quickly and
+/// unchanged; absolute deadlines and ``clock()`` are not scaled.
+let timeScale: Double = {
+    guard let s = getenv("CURIO_TIME_SCALE"), let v = Double(String(cString: s)), v.isFinite, v > 0 else {
+        return 1
+    }
+    return v
+}()
+
+/// Nanoseconds for a timeout in seconds, or a clear error for a negative,
+/// NaN or infinite one.
+func nanoseconds(_ seconds: Double, _ what: String = "timeout") throws -> Int64 {
+    guard seconds.isFinite, seconds >= 0 else {
+        throw CurioUsageError(.invalidTimeout, "\(what) must be a finite number of seconds >= 0, got \(seconds)")
+    }
+    let scaled = seconds * timeScale
+    // About 292 years; longer is "forever" for every practical purpose.
+    if scaled >= 9.2e9 { return Int64.max / 2 }
+    return Int64(scaled * 1e9)
+}
+
+/// The absolute deadline `seconds` from now.
+func deadlineAfter(_ seconds: Double) throws -> Int64 {
+    let ns = try nanoseconds(seconds)
+    return ck_now_ns() &+ ns
+}
+
+func seconds(_ d: Duration) -> Double {
+    let c = d.components
+    return Double(c.seconds) + Double(c.attoseconds) / 1e18
+}
+
+/// Suspends the calling task for `seconds` (the seed's `curio.sleep`).
+/// `Curio.sleep(0)` only moves the task behind the other ready tasks.
+///
+/// ```swift
+/// try await Curio.sleep(1)
+/// ```
+///
+/// A cancellation or a timeout interrupts the sleep with a thrown
+/// ``CancelledError``. Negative, NaN or infinite values throw
+/// ``CurioUsageError``.
+public func sleep(_ seconds: Double, file: StaticString = #filePath, line: UInt = #line,
+                  function: StaticString = #function) async throws {
+    let t = try Kernel.currentTask()
+    let site = CallSite(file: file, line: line, function: function)
+    if seconds == 0 {
+        try await t.kernel.yieldNow(t, site: site)
+        return
+    }
+    let deadline = try deadlineAfter(seconds)
+    _ = try await t.kernel.block(t, .timeSleep, on: nil, deadline: deadline, site: site)
+}
+
+/// Suspends the calling task for `duration`: `try await Curio.sleep(for: .milliseconds(50))`.
+public func sleep(for duration: Duration, file: StaticString = #filePath, line: UInt = #line,
+                  function: StaticString = #function) async throws {
+    try await sleep(seconds(duration), file: file, line: line, function: function)
+}
+
+/// Runs `body`, cancelling it with ``TaskTimeout`` at its blocking call once
+/// `seconds` have passed.
+///
+/// ```swift
+/// let reply = try await timeoutAfter(5) { try await fetch() }
+/// ```
+///
+/// Blocks nest as in curio 1.6: an inner block never extends an outer
+/// deadline; when an outer deadline passes, the inner block unwinds with
+/// ``TimeoutCancellationError`` and the block that owns the deadline throws
+/// ``TaskTimeout``.
+public func timeoutAfter<T>(_ seconds: Double, _ body: () async throws -> T) async throws -> T {
+    let t = try Kernel.currentTask()
+    let deadline = try deadlineAfter(seconds)
+    return try await t.kernel.withDeadline(t, deadline, ignore: false, body)!
+}
+
+/// Like ``timeoutAfter(_:_:)`` with an absolute deadline on ``clock()``.
+public func timeoutAt<T>(_ clockDeadline: Double, _ body: () async throws -> T) async throws -> T {
+    let t = try Kernel.currentTask()
+    let deadline = try absoluteDeadline(clockDeadline)
+    return try await t.kernel.withDeadline(t, deadline, ignore: false, body)!
+}
+
+/// Runs `body`; if `seconds` pass first, cancels it and returns `nil`
+/// instead of throwing.
+///
+/// ```swift
+/// if let line = try await ignoreAfter(1, { try await stream.readLine() }) { ... }
+/// ```
+public func ignoreAfter<T>(_ seconds: Double, _ body: () async throws -> T) async throws -> T? {
+    let t = try Kernel.currentTask()
+    let deadline = try deadlineAfter(seconds)
+    return try await t.kernel.withDeadline(t, deadline, ignore: true, body)
+}
+
+/// Like ``ignoreAfter(_:_:)`` with an absolute deadline on ``clock()``.
+public func ignoreAt<T>(_ clockDeadline: Double, _ body: () async throws -> T) async throws -> T? {
+    let t = try Kernel.currentTask()
+    let deadline = try absoluteDeadline(clockDeadline)
+    return try await t.kernel.withDeadline(t, deadline, ignore: true, body)
+}
+
+func absoluteDeadline(_ clockDeadline: Double) throws -> Int64 {
+    guard clockDeadline.isFinite else {
+        throw CurioUsageError(.invalidTimeout, "deadline must be a finite clock() value, got \(clockDeadline)")
+    }
+    if clockDeadline >= 9.2e9 { return Int64.max / 2 }
+    return clockDeadline <= 0 ? 0 : Int64(clockDeadline * 1e9)
+}
+
+extension Kernel {
+    /// The nesting rules of curio 1.6's timeout blocks.
+    func withDeadline<T>(_ t: AnyCurioTask, _ deadline: Int64, ignore: Bool,
+                         _ body: () async throws -> T) async throws -> T? {
+        let level = t.timeouts.count
+        t.timeouts.append(deadline)
+        let savedEffective = t.effectiveDeadline
+        let savedDelivered = t.deadlineDelivered
+        if deadline < t.effectiveDeadline {
+            t.effectiveDeadline = deadline
+            t.deadlineDelivered = false
+        }
+        func restore() {
+            t.timeouts.removeLast(t.timeouts.count - level)
+            t.effectiveDeadline = savedEffective
+            t.deadlineDelivered = savedDelivered
+        }
+        do {
+            let v = try await body()
+            restore()
+            return v
+        } catch let e as TaskTimeout {
+            let verdict = judge(t, level: level, clock: e.clock)
+            restore()
+            switch verdict {
+            case .none: throw UncaughtTimeoutError(clock: e.clock)
+            case .outer: throw TimeoutCancellationError(clock: e.clock)
+            case .mine: if ignore { return nil } else { throw e }
+            }
+        } catch let e as TimeoutCancellationError {
+            let verdict = judge(t, level: level, clock: e.clock)
+            restore()
+            switch verdict {
+            case .none: throw UncaughtTimeoutError(clock: e.clock)
+            case .outer: throw e
+            case .mine: if ignore { return nil } else { throw TaskTimeout(clock: e.clock) }
+            }
+        } catch {
+            restore()
+            throw error
+        }
+    }
+
+    private enum Verdict { case none, outer, mine }
+
+    /// Which block a timeout that fired at `clock` belongs to: the
+    /// outermost block whose deadline had passed by then.
+    private func judge(_ t: AnyCurioTask, level: Int, clock: Double) -> Verdict {
+        let firedAt = Int64(clock * 1e9)
+        for (i, d) in t.timeouts.enumerated() where d <= firedAt {
+            return i < level ? .outer : (i == level ? .mine : .none)
+        }
+        return .none
+    }
+}

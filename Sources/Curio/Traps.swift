@@ -1,0 +1,182 @@
+import CCurioKernel
+
+/// How a suspended task was woken: the value its continuation resumes with.
+/// I/O waits resume with the operation's result (>= 0 or -errno) instead.
+enum Wake {
+    /// Woken by the thing it waited for (or its sleep ran out).
+    static let normal = 0
+    /// The operation's own timeout passed.
+    static let timeout = Int.min
+    /// Cancelled (or its task deadline passed): throw `pendingCancel`.
+    static let cancel = Int.min + 1
+}
+
+/// The traps: the only place where tasks suspend. Each one records what the
+/// task waits for (state, call site, deadline) for the monitor, links the
+/// task where its waker will find it, and suspends on a continuation that
+/// the kernel resumes exactly once.
+extension Kernel {
+    /// Throws the cancellation or timeout due to `t` at a blocking call.
+    @inline(__always)
+    func checkDeliverable(_ t: AnyCurioTask) throws {
+        guard t.cancelDisabled == 0 else { return }
+        if let e = t.pendingCancel {
+            t.pendingCancel = nil
+            throw e
+        }
+        if t.effectiveDeadline != .max && !t.deadlineDelivered {
+            let now = ck_now_ns()
+            if now >= t.effectiveDeadline {
+                t.deadlineDelivered = true
+                throw TaskTimeout(clock: Double(now) / 1e9)
+            }
+        }
+    }
+
+    /// Suspends `t` until it is woken, its own `deadline` passes (result
+    /// ``Wake/timeout``) or it is cancelled (throws). `queue`, if given, is
+    /// where wakers find it; without one only the timer can wake it.
+    @inline(__always)
+    func block(_ t: AnyCurioTask, _ state: TaskState, on queue: WaitQueue?,
+               deadline: Int64, site: CallSite) async throws -> Int {
+        try checkDeliverable(t)
+        arm(t, state, deadline: deadline, site: site)
+        queue?.append(t)
+        let r = await withUnsafeContinuation { t.continuation = $0 }
+        if r == Wake.cancel { throw t.takeCancel() }
+        return r
+    }
+
+    /// Records the wait and starts its timer (the earlier of the operation's
+    /// own deadline and the task's timeout deadline).
+    @inline(__always)
+    func arm(_ t: AnyCurioTask, _ state: TaskState, deadline: Int64, site: CallSite) {
+        t.state = state
+        t.site = site
+        if t.firstFunction == nil { t.firstFunction = site.function }
+        t.ownDeadline = deadline
+        var when = deadline
+        if t.cancelDisabled == 0 && !t.deadlineDelivered && t.effectiveDeadline < when {
+            when = t.effectiveDeadline
+        }
+        t.wakeDeadline = when
+        if when != .max {
+            t.timer = ck_timer_add(ck, when, Unmanaged.passUnretained(t).toOpaque())
+        }
+    }
+
+    /// Suspends `t` on an I/O request already submitted with `t` as token.
+    /// Cancellation asks the backend to cancel and waits for the request's
+    /// completion, so the buffer is never in use after this returns.
+    func blockOnIO(_ t: AnyCurioTask, _ state: TaskState, handle: UInt64,
+                   deadline: Int64, site: CallSite) async -> Int {
+        arm(t, state, deadline: deadline, site: site)
+        t.ioHandle = handle
+        return await withUnsafeContinuation { t.continuation = $0 }
+    }
+
+    /// Moves `t` behind every other ready task (`Curio.sleep(0)`).
+    func yieldNow(_ t: AnyCurioTask, site: CallSite) async throws {
+        try checkDeliverable(t)
+        t.state = .ready
+        t.site = site
+        if t.firstFunction == nil { t.firstFunction = site.function }
+        t.wakeDeadline = .max
+        t.yielding = true
+        yielders.append(t)
+        _ = await withUnsafeContinuation { t.continuation = $0 }
+        t.yielding = false
+        try checkDeliverable(t)
+    }
+
+    /// Resumes a suspended task with `value`; the job that results is
+    /// queued behind the ones already ready.
+    @inline(__always)
+    func resume(_ t: AnyCurioTask, _ value: Int) {
+        guard let c = t.continuation else { return }
+        t.continuation = nil
+        if t.timer != 0 {
+            ck_timer_cancel(ck, t.timer)
+            t.timer = 0
+        }
+        t.state = .ready
+        let saved = ck_tls_resuming()
+        ck_set_tls_resuming(Unmanaged.passUnretained(t).toOpaque())
+        c.resume(returning: value)
+        ck_set_tls_resuming(saved)
+    }
+
+    /// Wakes the first task of `queue`; returns it, or nil if none waited.
+    @discardableResult
+    func wakeFirst(_ queue: WaitQueue, _ value: Int = Wake.normal) -> AnyCurioTask? {
+        guard let t = queue.popFirst() else { return nil }
+        resume(t, value)
+        return t
+    }
+
+    /// Wakes every task of `queue`, in arrival order.
+    func wakeAll(_ queue: WaitQueue, _ value: Int = Wake.normal) {
+        while let t = queue.popFirst() { resume(t, value) }
+    }
+
+    /// Takes `t` out of whatever it waits on and resumes it with `value`,
+    /// except for I/O, which is cancelled and resumes on completion.
+    private func interrupt(_ t: AnyCurioTask, _ value: Int) {
+        if t.ioHandle != 0 {
+            ck_cancel(ck, t.ioHandle)
+            return
+        }
+        // A yield is resumed this turn anyway and checks on its own.
+        if t.yielding { return }
+        if let q = t.waitQueue { q.remove(t) }
+        resume(t, value)
+    }
+
+    /// Requests cancellation of `t` with `error` (a TaskCancelled or a
+    /// timeout). A suspended task with cancellation enabled is interrupted
+    /// now; otherwise the error waits for its next blocking call.
+    func deliverCancel(_ t: AnyCurioTask, _ error: any Error) {
+        guard !t.terminated else { return }
+        if error is TaskCancelled {
+            if !t.cancelled { t.swiftTask?.cancel() }
+            t.cancelled = true
+        }
+        if t.pendingCancel == nil || error is TaskCancelled { t.pendingCancel = error }
+        if t.continuation != nil && t.cancelDisabled == 0 {
+            interrupt(t, Wake.cancel)
+        }
+    }
+
+    func timerFired(_ t: AnyCurioTask, deadline: Int64) {
+        t.timer = 0
+        guard t.continuation != nil else { return }
+        if t.cancelDisabled == 0 && !t.deadlineDelivered && deadline >= t.effectiveDeadline {
+            t.deadlineDelivered = true
+            if t.pendingCancel == nil { t.pendingCancel = TaskTimeout(clock: Double(ck_now_ns()) / 1e9) }
+            interrupt(t, Wake.cancel)
+        } else if deadline >= t.ownDeadline {
+            interrupt(t, Wake.timeout)
+        } else if t.ownDeadline != .max {
+            // The task deadline passed while cancellation is disabled: keep
+            // waiting for the operation's own deadline.
+            t.wakeDeadline = t.ownDeadline
+            t.timer = ck_timer_add(ck, t.ownDeadline, Unmanaged.passUnretained(t).toOpaque())
+        } else {
+            t.wakeDeadline = .max
+        }
+    }
+
+    func ioCompleted(_ t: AnyCurioTask, result: Int64) {
+        t.ioHandle = 0
+        resume(t, Int(result))
+    }
+}
+
+extension AnyCurioTask {
+    /// Takes the pending cancellation to throw it.
+    func takeCancel() -> any Error {
+        let e = pendingCancel ?? TaskCancelled()
+        pendingCancel = nil
+        return e
+    }
+}

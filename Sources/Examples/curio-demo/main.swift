@@ -1,0 +1,2 @@
+import Curio
+print("curio-demo: placeholder")
