@@ -31,7 +31,8 @@ let package = Package(
         .target(
             name: "Curio",
             dependencies: ["CCurioKernel"],
-            path: "Sources/Curio"
+            path: "Sources/Curio",
+            swiftSettings: [.enableUpcomingFeature("NonisolatedNonsendingByDefault")]
         ),
         .executableTarget(name: "curio-demo", dependencies: ["Curio"], path: "Sources/Examples/curio-demo"),
         .executableTarget(name: "hello-countdown", dependencies: ["Curio"], path: "Sources/Examples/hello-countdown"),

@@ -56,6 +56,8 @@ public class AnyCurioTask: @unchecked Sendable, CustomStringConvertible {
     var endedByCancel = false
     var failureRetrieved = false
     var swiftTask: Task<Void, Never>?
+    /// The group this task belongs to, told when the task ends.
+    var group: (any TaskEndObserver)?
 
     // The kernel's task list.
     var allNext: AnyCurioTask?
@@ -264,6 +266,11 @@ public func currentTask() async throws -> AnyCurioTask {
     try Kernel.currentTask()
 }
 
+/// Something that wants to hear when a task ends (a task group).
+protocol TaskEndObserver: AnyObject {
+    func taskDidEnd(_ t: AnyCurioTask)
+}
+
 extension Kernel {
     func spawnTask<T>(daemon: Bool, name: String?, parent: Int?,
                       _ fn: @escaping @Sendable () async throws -> T) -> CurioTask<T> {
@@ -294,6 +301,10 @@ extension Kernel {
         t.allPrev = nil
         t.swiftTask = nil
         if let q = t.joiners { wakeAll(q) }
+        if let g = t.group {
+            t.group = nil
+            g.taskDidEnd(t)
+        }
         // A failure nobody joins is reported by deinit, when the last
         // handle goes away: at once if nobody kept one.
     }
