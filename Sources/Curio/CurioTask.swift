@@ -55,7 +55,8 @@ public class AnyCurioTask: @unchecked Sendable, CustomStringConvertible {
     var failure: (any Error)?
     var endedByCancel = false
     var failureRetrieved = false
-    var swiftTask: Task<Void, Never>?
+    /// The Swift task running this task's body while it runs.
+    var carrier: Carrier?
     /// The group this task belongs to, told when the task ends.
     var group: (any TaskEndObserver)?
 
@@ -99,6 +100,9 @@ public class AnyCurioTask: @unchecked Sendable, CustomStringConvertible {
     public var description: String {
         "Task(id=\(id), name=\(name), state='\(state)')"
     }
+
+    /// Runs the task's body; ``CurioTask`` provides it.
+    func runBody() async {}
 
     func reportCrash(_ error: any Error) {
         let text = "curio: task \(id) (\(name)) crashed and nobody joined it: \(error)\n"
@@ -211,8 +215,12 @@ public final class CurioTask<T>: AnyCurioTask, @unchecked Sendable {
         }
     }
 
+    var body: (@Sendable () async throws -> T)?
+
     /// Runs the task's body, then records how it ended.
-    func execute(_ fn: @Sendable () async throws -> T) async {
+    override func runBody() async {
+        guard let fn = body else { return }
+        body = nil
         do {
             value = try await fn()
         } catch {
@@ -281,12 +289,8 @@ extension Kernel {
         t.allNext = taskListHead
         taskListHead?.allPrev = t
         taskListHead = t
-        // The runtime enqueues the first job inside Task.init; the
-        // thread-local tells `enqueue` which task that job belongs to.
-        let saved = ck_tls_resuming()
-        ck_set_tls_resuming(Unmanaged.passUnretained(t).toOpaque())
-        t.swiftTask = Task(executorPreference: self) { await t.execute(fn) }
-        ck_set_tls_resuming(saved)
+        t.body = fn
+        launch(t)
         return t
     }
 
@@ -299,7 +303,6 @@ extension Kernel {
         if let prev = t.allPrev { prev.allNext = t.allNext } else { taskListHead = t.allNext }
         t.allNext = nil
         t.allPrev = nil
-        t.swiftTask = nil
         if let q = t.joiners { wakeAll(q) }
         if let g = t.group {
             t.group = nil

@@ -48,6 +48,7 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
     var nonDaemonAlive = 0
     var taskListHead: AnyCurioTask?
     var yielders: ContiguousArray<AnyCurioTask> = []
+    var idleCarriers: [Carrier] = []
     private var yieldersSpare: ContiguousArray<AnyCurioTask> = []
     private(set) var isRunning = false
     private(set) var isShutDown = false
@@ -180,30 +181,12 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
         isRunning = true
         ck_bind_thread(ck)
         defer {
-            ck_bind_thread(nil)
             isRunning = false
+            retireIdleCarriers { _ = runReady() }
+            ck_bind_thread(nil)
         }
-        var entry = ck_ready_entry()
-        let executor = unownedSelf!
         while true {
-            // Run what is ready now; what these jobs make ready runs next
-            // turn, after the I/O poll, so a busy set of tasks cannot starve
-            // completions.
-            var n = ck_ready_count(readyQueue)
-            while n > 0 && ck_ready_pop(readyQueue, &entry) {
-                n -= 1
-                if let raw = entry.task {
-                    let t = Unmanaged<AnyCurioTask>.fromOpaque(raw).takeUnretainedValue()
-                    t.state = .running
-                    t.cycles &+= 1
-                    current = t
-                } else {
-                    current = nil
-                }
-                unsafeBitCast(entry.job, to: UnownedJob.self).runSynchronously(on: executor)
-                current = nil
-                if !yielders.isEmpty { resumeYielders() }
-            }
+            runReady()
             if done() { return }
             let mayBlock = ck_ready_count(readyQueue) == 0
             let got = ck_poll(ck, mayBlock, -1, eventBuffer, Self.eventCapacity)
@@ -212,6 +195,31 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
             }
             for i in 0..<Int(got) { dispatch(eventBuffer[i]) }
         }
+    }
+
+    /// Runs the jobs that are ready now; what they make ready runs on the
+    /// next call, after the I/O poll, so busy tasks cannot starve I/O.
+    @discardableResult
+    private func runReady() -> Int {
+        var entry = ck_ready_entry()
+        let executor = unownedSelf!
+        let count = Int(ck_ready_count(readyQueue))
+        var n = count
+        while n > 0 && ck_ready_pop(readyQueue, &entry) {
+            n -= 1
+            if let raw = entry.task {
+                let t = Unmanaged<AnyCurioTask>.fromOpaque(raw).takeUnretainedValue()
+                t.state = .running
+                t.cycles &+= 1
+                current = t
+            } else {
+                current = nil
+            }
+            unsafeBitCast(entry.job, to: UnownedJob.self).runSynchronously(on: executor)
+            current = nil
+            if !yielders.isEmpty { resumeYielders() }
+        }
+        return count
     }
 
     private func resumeYielders() {
