@@ -317,3 +317,26 @@ final class HandoffBox<T>: @unchecked Sendable {
         return v
     }
 }
+
+/// Runs `main` on a new kernel and returns its value, then shuts the kernel
+/// down (curio 1.6's `curio.run`): tasks still running when `main` ends are
+/// cancelled and run to their end.
+///
+/// ```swift
+/// try Curio.run { try await parent() }
+/// ```
+///
+/// Rethrows what `main` throws (after the shutdown).
+@discardableResult
+public func run<T>(withMonitor: Bool = false, _ main: @escaping @Sendable () async throws -> T) throws -> T {
+    let kernel = Kernel(withMonitor: withMonitor)
+    let value: T
+    do {
+        value = try kernel.run(main)
+    } catch {
+        try kernel.shutdown()
+        throw error
+    }
+    try kernel.shutdown()
+    return value
+}

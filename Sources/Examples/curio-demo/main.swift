@@ -34,6 +34,7 @@ func runExample(_ name: String, killAfter: Double? = nil) {
         argv.forEach { free($0) }
         envp.forEach { free($0) }
     }
+    fflush(nil)  // our lines first, then the child's
     guard posix_spawn(&pid, path, nil, nil, &argv, &envp) == 0 else {
         print("(could not start \(name))")
         return
