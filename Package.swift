@@ -39,6 +39,7 @@ let package = Package(
         .executableTarget(name: "hello-tasks", dependencies: ["Curio"], path: "Sources/Examples/hello-tasks"),
         .executableTarget(name: "hello-cancel", dependencies: ["Curio"], path: "Sources/Examples/hello-cancel"),
         .executableTarget(name: "hello-event", dependencies: ["Curio"], path: "Sources/Examples/hello-event"),
+        .executableTarget(name: "echo-server", dependencies: ["Curio"], path: "Sources/Examples/echo-server"),
         .testTarget(
             name: "CurioTests",
             dependencies: ["Curio", "CCurioKernel"],

@@ -36,6 +36,8 @@ public class AnyCurioTask: @unchecked Sendable, CustomStringConvertible {
     var timer: UInt64 = 0
     var yielding = false
     var ioHandle: UInt64 = 0
+    /// Why an I/O wait was interrupted (Wake.cancel / Wake.timeout), or 0.
+    var ioInterrupt = 0
     /// Absolute deadline of the operation's own timeout (Int64.max: none).
     var ownDeadline: Int64 = .max
     /// When the pending timer fires (for the monitor's Timeout column).

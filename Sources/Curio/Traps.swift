@@ -1,4 +1,7 @@
 import CCurioKernel
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// How a suspended task was woken: the value its continuation resumes with.
 /// I/O waits resume with the operation's result (>= 0 or -errno) instead.
@@ -65,14 +68,32 @@ extension Kernel {
         }
     }
 
-    /// Suspends `t` on an I/O request already submitted with `t` as token.
-    /// Cancellation asks the backend to cancel and waits for the request's
-    /// completion, so the buffer is never in use after this returns.
-    func blockOnIO(_ t: AnyCurioTask, _ state: TaskState, handle: UInt64,
-                   deadline: Int64, site: CallSite) async -> Int {
+    /// Runs one I/O request for `t`: its result (>= 0) or -errno, or
+    /// ``Wake/timeout`` when the operation's own deadline passed. On epoll
+    /// a request that can complete at once does so without suspending.
+    ///
+    /// A cancellation asks the backend to cancel and waits for the
+    /// request's completion, so the buffer is never in use after this
+    /// returns; if the request completed first, its result is returned and
+    /// the cancellation waits for the next blocking call (no data is lost).
+    func performIO(_ t: AnyCurioTask, _ args: ck_request_args, _ state: TaskState,
+                   deadline: Int64, site: CallSite) async throws -> Int {
+        try checkDeliverable(t)
+        var handle: UInt64 = 0
+        var a = args
+        let r = ck_submit(ck, &a, Unmanaged.passUnretained(t).toOpaque(), &handle)
+        if r != Int64.min { return Int(r) }  // CK_PENDING
         arm(t, state, deadline: deadline, site: site)
         t.ioHandle = handle
-        return await withUnsafeContinuation { t.continuation = $0 }
+        t.ioInterrupt = 0
+        let res = await withUnsafeContinuation { t.continuation = $0 }
+        let reason = t.ioInterrupt
+        t.ioInterrupt = 0
+        if reason != 0 && res == -Int(ECANCELED) {
+            if reason == Wake.cancel { throw t.takeCancel() }
+            return Wake.timeout
+        }
+        return res
     }
 
     /// Moves `t` behind every other ready task (`Curio.sleep(0)`).
@@ -123,6 +144,7 @@ extension Kernel {
     /// except for I/O, which is cancelled and resumes on completion.
     private func interrupt(_ t: AnyCurioTask, _ value: Int) {
         if t.ioHandle != 0 {
+            t.ioInterrupt = value
             ck_cancel(ck, t.ioHandle)
             return
         }
