@@ -40,6 +40,7 @@ let package = Package(
         .executableTarget(name: "hello-cancel", dependencies: ["Curio"], path: "Sources/Examples/hello-cancel"),
         .executableTarget(name: "hello-event", dependencies: ["Curio"], path: "Sources/Examples/hello-event"),
         .executableTarget(name: "echo-server", dependencies: ["Curio"], path: "Sources/Examples/echo-server"),
+        .executableTarget(name: "echo-socketserver", dependencies: ["Curio"], path: "Sources/Examples/echo-socketserver"),
         .testTarget(
             name: "CurioTests",
             dependencies: ["Curio", "CCurioKernel"],

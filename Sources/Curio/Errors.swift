@@ -20,8 +20,13 @@ public protocol TimeoutError: Error {}
 
 /// Delivered at a blocking call when another task cancels this one.
 public struct TaskCancelled: CancelledError, CustomStringConvertible {
+    /// Bytes a stream read had received when this interrupted it (they
+    /// stay buffered for the next read), or nil.
+    public var bytesRead: Int?
+    /// Bytes a `sendAll` / stream write had sent when this interrupted it.
+    public var bytesSent: Int?
     public init() {}
-    public var description: String { "TaskCancelled" }
+    public var description: String { "TaskCancelled" + progressDescription(bytesRead, bytesSent) }
 }
 
 /// Delivered at a blocking call when the deadline of the innermost
@@ -30,16 +35,50 @@ public struct TaskCancelled: CancelledError, CustomStringConvertible {
 public struct TaskTimeout: CancelledError, TimeoutError, CustomStringConvertible {
     /// The kernel clock (``clock()``) when the timeout fired.
     public let clock: Double
+    /// Partial progress of the interrupted read or write, as on ``TaskCancelled``.
+    public var bytesRead: Int?
+    public var bytesSent: Int?
     public init(clock: Double) { self.clock = clock }
-    public var description: String { "TaskTimeout(clock: \(clock))" }
+    public var description: String { "TaskTimeout(clock: \(clock))" + progressDescription(bytesRead, bytesSent) }
 }
 
 /// Seen inside a timeout block when the deadline that passed belongs to an
 /// enclosing block: the inner block did not time out, it is being unwound.
 public struct TimeoutCancellationError: CancelledError, CustomStringConvertible {
     public let clock: Double
+    /// Partial progress of the interrupted read or write, as on ``TaskCancelled``.
+    public var bytesRead: Int?
+    public var bytesSent: Int?
     public init(clock: Double) { self.clock = clock }
-    public var description: String { "TimeoutCancellationError(clock: \(clock))" }
+    public var description: String { "TimeoutCancellationError(clock: \(clock))" + progressDescription(bytesRead, bytesSent) }
+}
+
+func progressDescription(_ read: Int?, _ sent: Int?) -> String {
+    var parts: [String] = []
+    if let read { parts.append("bytesRead: \(read)") }
+    if let sent { parts.append("bytesSent: \(sent)") }
+    return parts.isEmpty ? "" : " (" + parts.joined(separator: ", ") + ")"
+}
+
+/// `error` with the partial progress of an interrupted read or write
+/// recorded on it, when it is one of Curio's cancellations.
+func withProgress(_ error: any Error, bytesRead: Int? = nil, bytesSent: Int? = nil) -> any Error {
+    switch error {
+    case var e as TaskCancelled:
+        e.bytesRead = bytesRead ?? e.bytesRead
+        e.bytesSent = bytesSent ?? e.bytesSent
+        return e
+    case var e as TaskTimeout:
+        e.bytesRead = bytesRead ?? e.bytesRead
+        e.bytesSent = bytesSent ?? e.bytesSent
+        return e
+    case var e as TimeoutCancellationError:
+        e.bytesRead = bytesRead ?? e.bytesRead
+        e.bytesSent = bytesSent ?? e.bytesSent
+        return e
+    default:
+        return error
+    }
 }
 
 /// A timeout reached a block whose own deadline has not passed and that

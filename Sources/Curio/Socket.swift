@@ -307,8 +307,8 @@ public final class Socket: @unchecked Sendable {
         return r
     }
 
-    /// Sends all of `bytes`. If cancelled (or timed out) half-way, the error
-    /// thrown is a ``SendInterrupted`` that tells how many bytes went out.
+    /// Sends all of `bytes`. If cancelled (or timed out) half-way, the
+    /// error's `bytesSent` tells how many bytes went out.
     public func sendAll(_ bytes: [UInt8], file: StaticString = #filePath, line: UInt = #line,
                         function: StaticString = #function) async throws {
         try await sendAll(stableBytes(bytes), file: file, line: line, function: function)
@@ -322,8 +322,8 @@ public final class Socket: @unchecked Sendable {
             do {
                 sent += try await send(UnsafeRawBufferPointer(rebasing: buffer[sent...]),
                                        file: file, line: line, function: function)
-            } catch let e where sent > 0 && e is CancelledError {
-                throw SendInterrupted(bytesSent: sent, cause: e)
+            } catch let e as CancelledError {
+                throw withProgress(e, bytesSent: sent)
             }
         }
     }
@@ -402,17 +402,6 @@ public struct SocketError: Error, CustomStringConvertible, Equatable {
         self.operation = operation
     }
     public var description: String { "SocketError: \(operation) failed: \(String(cString: strerror(errno))) (errno \(errno))" }
-}
-
-/// ``Socket/sendAll(_:file:line:function:)-([UInt8],_,_,_)`` was cancelled
-/// after sending part of the data. Still a ``CancelledError`` (or a
-/// timeout, when `cause` is one).
-public struct SendInterrupted: CancelledError, CustomStringConvertible {
-    /// Bytes that were sent before the interruption.
-    public let bytesSent: Int
-    /// The cancellation or timeout that interrupted the send.
-    public let cause: any Error
-    public var description: String { "SendInterrupted(bytesSent: \(bytesSent), cause: \(cause))" }
 }
 
 /// Memory a request points into while it is in flight.
