@@ -197,15 +197,26 @@ public final class UDPServer: SocketServer, @unchecked Sendable {
 /// Accepts clients and serves each in its own task until cancelled.
 func acceptLoop(_ socket: Socket, _ handler: BaseRequestHandler.Type,
                 file: StaticString, line: UInt, function: StaticString) async throws {
+    try await acceptForever(socket, site: CallSite(file: file, line: line, function: function)) { client, peer in
+        try await spawn(name: String(describing: handler)) {
+            try await runHandler(handler.init(request: client, clientAddress: peer), close: client)
+        }
+    }
+}
+
+/// Accepts connections until cancelled and hands each to `serve`. When
+/// `accept` fails for lack of descriptors (EMFILE/ENFILE) or memory, dying
+/// or spinning would both be wrong: it reports once on stderr and retries
+/// every 100 ms until clients finish and free some.
+func acceptForever(_ socket: Socket, site: CallSite,
+                   _ serve: (Socket, SocketAddress) async throws -> Void) async throws {
     var reportedExhaustion = false
     while true {
         let client: Socket, peer: SocketAddress
         do {
-            (client, peer) = try await socket.accept(file: file, line: line, function: function)
+            (client, peer) = try await socket.accept(file: site.file, line: site.line, function: site.function)
             reportedExhaustion = false
         } catch let e as SocketError where e.errno == EMFILE || e.errno == ENFILE || e.errno == ENOBUFS || e.errno == ENOMEM {
-            // Out of descriptors: dying or spinning would both be wrong.
-            // Wait for clients to finish and free some, then try again.
             if !reportedExhaustion {
                 writeStderr("curio: accept failed (\(e)); retrying every 100 ms until descriptors free up\n")
                 reportedExhaustion = true
@@ -213,9 +224,7 @@ func acceptLoop(_ socket: Socket, _ handler: BaseRequestHandler.Type,
             try await sleep(0.1)
             continue
         }
-        try await spawn(name: String(describing: handler)) {
-            try await runHandler(handler.init(request: client, clientAddress: peer), close: client)
-        }
+        try await serve(client, peer)
     }
 }
 
