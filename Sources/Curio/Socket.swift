@@ -18,7 +18,7 @@ import Glibc
 /// A socket belongs to the tasks of one kernel. Two tasks receiving (or
 /// sending) on one socket at the same time get ``ResourceBusy``. Closing
 /// a socket cancels what is pending on it.
-public final class Socket: @unchecked Sendable {
+public final class Socket: ByteChannel, @unchecked Sendable {
     /// The kind of a socket.
     public enum Kind: Sendable {
         case stream, datagram

@@ -1,4 +1,15 @@
-/// A buffered byte stream over a socket: reads of exact sizes and lines,
+/// Something a ``SocketStream`` can read from and write to: a ``Socket``
+/// or a ``Pipe`` end.
+public protocol ByteChannel: AnyObject, Sendable {
+    /// Up to `maxBytes` bytes; empty at end of stream.
+    func recv(_ maxBytes: Int, file: StaticString, line: UInt, function: StaticString) async throws -> [UInt8]
+    /// All of `bytes`; a cancellation half-way records `bytesSent`.
+    func sendAll(_ bytes: [UInt8], file: StaticString, line: UInt, function: StaticString) async throws
+    /// Closes the descriptor; pending requests on it end first.
+    func close()
+}
+
+/// A buffered byte stream over a socket or a pipe: reads of exact sizes and lines,
 /// writes of whole buffers, and `for try await line in stream`.
 ///
 /// ```swift
@@ -13,8 +24,10 @@
 /// its error (``TaskCancelled`` or ``TaskTimeout``) says in `bytesRead` how
 /// much that was.
 public final class SocketStream: AsyncSequence, @unchecked Sendable {
-    /// The socket underneath; the stream owns it and closes it.
-    public let socket: Socket
+    /// The socket or pipe underneath; the stream owns it and closes it.
+    public let channel: any ByteChannel
+    /// The socket underneath, when it is one.
+    public var socket: Socket? { channel as? Socket }
     /// Longest line ``readLine()`` accepts before throwing ``LineTooLong``.
     public var maxLineLength: Int
     private var buffer: [UInt8] = []
@@ -22,9 +35,9 @@ public final class SocketStream: AsyncSequence, @unchecked Sendable {
     private var eof = false
     private let chunk: Int
 
-    /// Wraps `socket`. `chunk` is the most one receive asks for.
-    public init(_ socket: Socket, chunk: Int = 65536, maxLineLength: Int = 65536) {
-        self.socket = socket
+    /// Wraps a socket or pipe. `chunk` is the most one receive asks for.
+    public init(_ channel: any ByteChannel, chunk: Int = 65536, maxLineLength: Int = 65536) {
+        self.channel = channel
         self.chunk = Swift.max(1, chunk)
         self.maxLineLength = maxLineLength
     }
@@ -38,7 +51,7 @@ public final class SocketStream: AsyncSequence, @unchecked Sendable {
             buffer.removeAll(keepingCapacity: true)
             start = 0
         }
-        let data = try await socket.recv(chunk, file: file, line: line, function: function)
+        let data = try await channel.recv(chunk, file: file, line: line, function: function)
         if data.isEmpty {
             eof = true
             return false
@@ -127,7 +140,7 @@ public final class SocketStream: AsyncSequence, @unchecked Sendable {
     /// how many bytes went out.
     public func write(_ bytes: [UInt8], file: StaticString = #filePath, line: UInt = #line,
                       function: StaticString = #function) async throws {
-        try await socket.sendAll(bytes, file: file, line: line, function: function)
+        try await channel.sendAll(bytes, file: file, line: line, function: function)
     }
 
     /// Writes a string's UTF-8 bytes.
@@ -140,9 +153,9 @@ public final class SocketStream: AsyncSequence, @unchecked Sendable {
     /// flush. Here so code written for buffered streams reads naturally.
     public func flush() async throws {}
 
-    /// Closes the socket.
+    /// Closes the socket or pipe.
     public func close() {
-        socket.close()
+        channel.close()
     }
 
     // MARK: Lines as an async sequence

@@ -78,6 +78,27 @@ extension Kernel {
     /// the cancellation waits for the next blocking call (no data is lost).
     func performIO(_ t: AnyCurioTask, _ args: ck_request_args, _ state: TaskState,
                    deadline: Int64, site: CallSite) async throws -> Int {
+        var r = try await submitIO(t, args, state, deadline: deadline, site: site)
+        // io_uring honours O_NONBLOCK on pipes and files and answers EAGAIN
+        // instead of waiting: wait for readiness, then ask again.
+        while r == -Int(EAGAIN) && args.op != CK_OP_CONNECT {
+            var poll = args
+            poll.op = isOutput(args.op) ? CK_OP_POLL_OUT : CK_OP_POLL_IN
+            poll.buf = nil
+            poll.len = 0
+            let p = try await submitIO(t, poll, state, deadline: deadline, site: site)
+            if p < 0 { return p }
+            r = try await submitIO(t, args, state, deadline: deadline, site: site)
+        }
+        return r
+    }
+
+    private func isOutput(_ op: ck_op) -> Bool {
+        op == CK_OP_WRITE || op == CK_OP_SEND || op == CK_OP_SENDMSG || op == CK_OP_CONNECT || op == CK_OP_POLL_OUT
+    }
+
+    private func submitIO(_ t: AnyCurioTask, _ args: ck_request_args, _ state: TaskState,
+                          deadline: Int64, site: CallSite) async throws -> Int {
         try checkDeliverable(t)
         var handle: UInt64 = 0
         var a = args

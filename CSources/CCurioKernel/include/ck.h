@@ -199,6 +199,15 @@ typedef struct ck_stats {
 } ck_stats;
 void ck_get_stats(const ck_kernel *k, ck_stats *out);
 
+/* ---------------------------------------------------------------- helpers
+ * System calls Swift's Glibc module does not expose. */
+
+/* pipe2(fds, flags); returns 0 or -errno. */
+int ck_pipe2(int fds[2], int flags);
+/* pidfd_open(pid, 0): a descriptor that turns readable when the child
+ * exits; -errno on failure (kernels before 5.3: -ENOSYS). */
+int ck_pidfd_open(int pid);
+
 #ifdef __cplusplus
 }
 #endif

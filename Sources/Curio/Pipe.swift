@@ -1,0 +1,97 @@
+import CCurioKernel
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One end of a pipe (or any descriptor read and written with plain
+/// read(2)/write(2)): what ``Subprocess`` gives for a child's stdin,
+/// stdout and stderr. Wrap it in a ``SocketStream`` for lines and exact
+/// reads; ``Subprocess`` does that for you.
+///
+/// ```swift
+/// let (r, w) = try Pipe.make()
+/// try await w.sendAll(Array("hi\n".utf8))
+/// let bytes = try await r.recv(100)
+/// ```
+public final class Pipe: ByteChannel, @unchecked Sendable {
+    /// The descriptor, or -1 once closed.
+    public private(set) var fd: Int32
+    private var affinity = Affinity()
+    private var scratch: UnsafeMutableRawBufferPointer?
+
+    /// Takes ownership of `fd` and makes it non-blocking.
+    public init(adopting fd: Int32) {
+        let flags = fcntl(fd, F_GETFL)
+        if flags >= 0 && flags & O_NONBLOCK == 0 { _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK) }
+        self.fd = fd
+    }
+
+    /// A new pipe → (read end, write end).
+    public static func make() throws -> (Pipe, Pipe) {
+        var fds: [Int32] = [0, 0]
+        let r = ck_pipe2(&fds, O_CLOEXEC | O_NONBLOCK)
+        guard r == 0 else { throw SocketError(errno: -r, operation: "pipe2") }
+        return (Pipe(adopting: fds[0]), Pipe(adopting: fds[1]))
+    }
+
+    deinit {
+        if fd >= 0 { Glibc.close(fd) }
+        scratch?.deallocate()
+    }
+
+    private func task(_ what: StaticString) throws -> AnyCurioTask {
+        let t = try affinity.task(what)
+        if fd < 0 { throw SocketError(errno: EBADF, operation: "\(what) on a closed pipe") }
+        return t
+    }
+
+    /// Up to `maxBytes` bytes; empty once the other end is closed.
+    public func recv(_ maxBytes: Int, file: StaticString = #filePath, line: UInt = #line,
+                     function: StaticString = #function) async throws -> [UInt8] {
+        guard maxBytes > 0 else {
+            throw CurioUsageError(.invalidArgument, "recv: maxBytes must be > 0, got \(maxBytes)")
+        }
+        let t = try task("recv")
+        if scratch == nil || scratch!.count < maxBytes {
+            scratch?.deallocate()
+            scratch = .allocate(byteCount: Swift.max(maxBytes, 4096), alignment: 16)
+        }
+        let args = ck_request_args(op: CK_OP_READ, fd: fd, buf: scratch!.baseAddress, len: UInt64(maxBytes),
+                                   flags: 0, offset: -1)
+        let r = try await t.kernel.performIO(t, args, .readWait, deadline: .max,
+                                             site: CallSite(file: file, line: line, function: function))
+        if r < 0 { throw SocketError(errno: Int32(-r), operation: "read") }
+        return Array(UnsafeRawBufferPointer(start: scratch!.baseAddress, count: r))
+    }
+
+    /// Writes all of `bytes`.
+    public func sendAll(_ bytes: [UInt8], file: StaticString = #filePath, line: UInt = #line,
+                        function: StaticString = #function) async throws {
+        let t = try task("sendAll")
+        let buffer = stableBytes(bytes)
+        var sent = 0
+        while sent < buffer.count {
+            let args = ck_request_args(op: CK_OP_WRITE, fd: fd,
+                                       buf: UnsafeMutableRawPointer(mutating: buffer.baseAddress! + sent),
+                                       len: UInt64(buffer.count - sent), flags: 0, offset: -1)
+            let r: Int
+            do {
+                r = try await t.kernel.performIO(t, args, .writeWait, deadline: .max,
+                                                 site: CallSite(file: file, line: line, function: function))
+            } catch let e as CancelledError {
+                throw withProgress(e, bytesSent: sent)
+            }
+            if r < 0 { throw SocketError(errno: Int32(-r), operation: "write") }
+            sent += r
+        }
+    }
+
+    /// Closes this end; the other end then reads end-of-stream (or gets
+    /// EPIPE when writing).
+    public func close() {
+        guard fd >= 0 else { return }
+        if let k = Kernel.current { ck_forget_fd(k.ck, fd) }
+        Glibc.close(fd)
+        fd = -1
+    }
+}

@@ -1,0 +1,236 @@
+import CCurioKernel
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A child process with optional pipes to its stdin, stdout and stderr,
+/// as curio's `subprocess.Popen`.
+///
+/// ```swift
+/// let p = try Subprocess(["sort"], stdin: .pipe, stdout: .pipe)
+/// let (out, _) = try await p.communicate(input: Array("b\na\n".utf8))
+/// print(String(decoding: out, as: UTF8.self))   // a, b
+/// let status = try await p.wait()               // 0
+/// ```
+///
+/// ``wait()`` waits on a pidfd through the kernel, so it never blocks the
+/// kernel thread. A cancelled ``wait()`` kills the child (SIGKILL) and
+/// reaps it before the cancellation propagates; a child dropped without
+/// being waited for is reaped by a worker thread. No zombies either way.
+public final class Subprocess: @unchecked Sendable {
+    /// Where a standard stream of the child goes.
+    public enum Redirect: Sendable {
+        /// The parent's own stream.
+        case inherit
+        /// A pipe, readable/writable through the matching property.
+        case pipe
+        /// `/dev/null`.
+        case devNull
+    }
+
+    /// How the child ended.
+    public enum Status: Sendable, Equatable, CustomStringConvertible {
+        case exited(Int32)
+        case signaled(Int32)
+        /// Python's `returncode`: the exit code, or minus the signal number.
+        public var returnCode: Int32 {
+            switch self {
+            case .exited(let c): return c
+            case .signaled(let s): return -s
+            }
+        }
+        public var description: String {
+            switch self {
+            case .exited(let c): return "exited with status \(c)"
+            case .signaled(let s): return "killed by signal \(s)"
+            }
+        }
+    }
+
+    /// The child's process id.
+    public let pid: pid_t
+    /// Writes to the child's stdin (with `stdin: .pipe`).
+    public let stdin: SocketStream?
+    /// Reads the child's stdout (with `stdout: .pipe`).
+    public let stdout: SocketStream?
+    /// Reads the child's stderr (with `stderr: .pipe`).
+    public let stderr: SocketStream?
+    /// Set once the child has been reaped.
+    public private(set) var status: Status?
+    private var pidfd: Int32
+
+    /// Starts `arguments[0]` (searched in PATH) with `arguments`.
+    /// `environment` replaces the environment when given.
+    public init(_ arguments: [String], stdin: Redirect = .inherit, stdout: Redirect = .inherit,
+                stderr: Redirect = .inherit, environment: [String: String]? = nil) throws {
+        guard let program = arguments.first, !program.isEmpty else {
+            throw CurioUsageError(.invalidArgument, "Subprocess needs at least the program name in arguments")
+        }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        var parentEnds: [Pipe?] = [nil, nil, nil]
+        var childEnds: [Int32] = []
+        defer { for fd in childEnds { Glibc.close(fd) } }
+        do {
+            for (target, how) in [(Int32(0), stdin), (1, stdout), (2, stderr)] {
+                switch how {
+                case .inherit:
+                    break
+                case .devNull:
+                    posix_spawn_file_actions_addopen(&actions, target, "/dev/null", target == 0 ? O_RDONLY : O_WRONLY, 0)
+                case .pipe:
+                    var fds: [Int32] = [0, 0]
+                    let r = ck_pipe2(&fds, O_CLOEXEC)
+                    guard r == 0 else { throw SocketError(errno: -r, operation: "pipe2") }
+                    let (childEnd, parentEnd) = target == 0 ? (fds[0], fds[1]) : (fds[1], fds[0])
+                    childEnds.append(childEnd)
+                    parentEnds[Int(target)] = Pipe(adopting: parentEnd)
+                    posix_spawn_file_actions_adddup2(&actions, childEnd, target)
+                }
+            }
+        }
+        let argv = arguments.map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        let envStrings: [String] = environment.map { $0.map { "\($0.key)=\($0.value)" } } ?? currentEnvironment()
+        let envp = envStrings.map { strdup($0) } + [nil]
+        defer { envp.forEach { free($0) } }
+        var pid: pid_t = 0
+        let rc = posix_spawnp(&pid, program, &actions, nil, argv, envp)
+        guard rc == 0 else {
+            parentEnds.forEach { $0?.close() }
+            throw SocketError(errno: rc, operation: "spawn '\(program)'")
+        }
+        self.pid = pid
+        let fd = ck_pidfd_open(pid)
+        pidfd = fd >= 0 ? fd : -1
+        if pidfd >= 0 { _ = fcntl(pidfd, F_SETFD, FD_CLOEXEC) }
+        self.stdin = parentEnds[0].map { SocketStream($0) }
+        self.stdout = parentEnds[1].map { SocketStream($0) }
+        self.stderr = parentEnds[2].map { SocketStream($0) }
+    }
+
+    deinit {
+        if pidfd >= 0 { Glibc.close(pidfd) }
+        if status == nil {
+            // Never waited for: reap it whenever it ends so it never lingers
+            // as a zombie.
+            let pid = self.pid
+            WorkerPool.blocking.submit {
+                var st: Int32 = 0
+                while waitpid(pid, &st, 0) < 0 && errno == EINTR {}
+            }
+        }
+    }
+
+    /// Reaps the child if it has ended; true when it has.
+    private func reap(block: Bool) -> Bool {
+        if status != nil { return true }
+        var st: Int32 = 0
+        var r: pid_t
+        repeat { r = waitpid(pid, &st, block ? 0 : WNOHANG) } while r < 0 && errno == EINTR
+        guard r == pid else {
+            if r < 0 && errno == ECHILD { status = .exited(-1); return true }
+            return false
+        }
+        let sig = st & 0x7f
+        status = sig == 0 ? .exited((st >> 8) & 0xff) : .signaled(sig)
+        return true
+    }
+
+    /// Waits for the child to end → its return code (the exit status, or
+    /// minus the signal that killed it). Cancelling the wait kills the
+    /// child and reaps it first.
+    @discardableResult
+    public func wait(file: StaticString = #filePath, line: UInt = #line,
+                     function: StaticString = #function) async throws -> Int32 {
+        let t = try Kernel.currentTask()
+        let site = CallSite(file: file, line: line, function: function)
+        do {
+            try await waitForExit(t, site: site)
+        } catch {
+            Glibc.kill(pid, SIGKILL)
+            try await disableCancellation { try await waitForExit(t, site: site) }
+            throw error
+        }
+        return status!.returnCode
+    }
+
+    private func waitForExit(_ t: AnyCurioTask, site: CallSite) async throws {
+        while !reap(block: false) {
+            if pidfd >= 0 {
+                let args = ck_request_args(op: CK_OP_POLL_IN, fd: pidfd, buf: nil, len: 0, flags: 0, offset: -1)
+                let r = try await t.kernel.performIO(t, args, .ioWait, deadline: .max, site: site)
+                if r < 0 && r != -Int(EINTR) { throw SocketError(errno: Int32(-r), operation: "waiting for pid \(pid)") }
+            } else {
+                // No pidfd (kernel < 5.3): look again shortly.
+                try await sleep(0.01, file: site.file, line: site.line, function: site.function)
+            }
+        }
+    }
+
+    /// Sends `input` to stdin (then closes it), reads stdout and stderr to
+    /// their end, and waits for the child → what it wrote.
+    public func communicate(input: [UInt8]? = nil, file: StaticString = #filePath, line: UInt = #line,
+                            function: StaticString = #function) async throws -> (stdout: [UInt8], stderr: [UInt8]) {
+        let stdinStream = stdin, stdoutStream = stdout, stderrStream = stderr
+        return try await withCurioTaskGroup(of: [UInt8].self) { g in
+            let writer = try await g.spawn(name: "communicate stdin") {
+                if let s = stdinStream {
+                    if let input, !input.isEmpty {
+                        do { try await s.write(input) } catch let e as SocketError where e.errno == EPIPE {}
+                    }
+                    s.close()
+                }
+                return []
+            }
+            let out = try await g.spawn(name: "communicate stdout") { try await stdoutStream?.readAll() ?? [] }
+            let err = try await g.spawn(name: "communicate stderr") { try await stderrStream?.readAll() ?? [] }
+            _ = try await writer.join()
+            let o = try await out.join() ?? []
+            let e = try await err.join() ?? []
+            try await wait(file: file, line: line, function: function)
+            return (o, e)
+        }
+    }
+
+    /// Sends `signal` to the child (if it has not been reaped).
+    public func sendSignal(_ signal: Int32) {
+        if status == nil { Glibc.kill(pid, signal) }
+    }
+
+    /// SIGTERM.
+    public func terminate() { sendSignal(SIGTERM) }
+    /// SIGKILL.
+    public func kill() { sendSignal(SIGKILL) }
+}
+
+/// Runs a command to its end and returns its output, as Python's
+/// `subprocess.check_output`: throws ``SubprocessError`` when the exit
+/// status is not 0.
+public func checkOutput(_ arguments: [String], input: [UInt8]? = nil) async throws -> [UInt8] {
+    let p = try Subprocess(arguments, stdin: input == nil ? .devNull : .pipe, stdout: .pipe)
+    let (out, _) = try await p.communicate(input: input)
+    if p.status?.returnCode != 0 {
+        throw SubprocessError(arguments: arguments, status: p.status!, output: out)
+    }
+    return out
+}
+
+/// A command run by ``checkOutput(_:input:)`` failed.
+public struct SubprocessError: Error, CustomStringConvertible {
+    public let arguments: [String]
+    public let status: Subprocess.Status
+    public let output: [UInt8]
+    public var description: String { "SubprocessError: \(arguments.joined(separator: " ")) \(status)" }
+}
+
+private func currentEnvironment() -> [String] {
+    var out: [String] = []
+    var p = environ
+    while let entry = p.pointee {
+        out.append(String(cString: entry))
+        p += 1
+    }
+    return out
+}
