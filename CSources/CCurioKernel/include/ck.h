@@ -208,6 +208,20 @@ int ck_pipe2(int fds[2], int flags);
  * exits; -errno on failure (kernels before 5.3: -ENOSYS). */
 int ck_pidfd_open(int pid);
 
+/* ---------------------------------------------------------------- signals
+ * A process-wide self-pipe: watched signals write their number (one byte)
+ * into it from a C handler. */
+
+/* The pipe's read end (created on first use, non-blocking), or -errno. */
+int ck_signal_pipe(void);
+/* Starts catching `sig` (reference-counted); -EINVAL for a bad number,
+ * -EPERM for SIGKILL/SIGSTOP. The first watcher saves the old action. */
+int ck_signal_watch(int sig);
+/* Drops one watch; the last one restores the saved action. */
+void ck_signal_unwatch(int sig);
+/* How many watches `sig` has. */
+int ck_signal_watchers(int sig);
+
 #ifdef __cplusplus
 }
 #endif
