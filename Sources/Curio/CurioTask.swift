@@ -282,6 +282,7 @@ protocol TaskEndObserver: AnyObject {
 }
 
 extension Kernel {
+    @discardableResult
     func spawnTask<T>(daemon: Bool, name: String?, parent: Int?,
                       _ fn: @escaping @Sendable () async throws -> T) -> CurioTask<T> {
         let t = CurioTask<T>(kernel: self, id: nextTaskID, daemon: daemon, name: name, parentID: parent)
