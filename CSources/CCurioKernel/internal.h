@@ -2,6 +2,13 @@
 #ifndef CK_INTERNAL_H
 #define CK_INTERNAL_H
 
+/* liburing.h needs sigset_t and AT_FDCWD; ask for them so the kernel also
+ * builds under a strict -std=c11 (ready.c, requests.c and timers.c include
+ * this header first). */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
 #include "ck.h"
 #include <pthread.h>
 #include <stdatomic.h>
@@ -121,6 +128,8 @@ struct ck_kernel {
     atomic_int wake_pending; /* an eventfd write is outstanding */
     bool wake_armed;         /* io_uring: a read on wakefd is in flight */
     void *owner;
+    _Atomic int64_t running_task;  /* id of the task holding the kernel, or 0 */
+    _Atomic int64_t running_since; /* when it started, CLOCK_MONOTONIC ns */
     ck_epoll ep;
 #ifndef CURIO_EPOLL_ONLY
     struct io_uring ring;

@@ -37,7 +37,9 @@ bool ck_have_io_uring(void) {
 #endif
 }
 
+#ifndef CURIO_EPOLL_ONLY
 static atomic_int fallback_reported;
+#endif
 
 ck_kernel *ck_kernel_new(ck_backend_kind want) {
     ck_kernel *k = calloc(1, sizeof *k);
@@ -210,3 +212,14 @@ int ck_poll(ck_kernel *k, bool may_block, int64_t max_wait_ns, ck_event *out,
 }
 
 void ck_get_stats(const ck_kernel *k, ck_stats *out) { *out = k->stats; }
+
+void ck_mark_running(ck_kernel *k, int64_t task_id, int64_t since_ns) {
+    /* since first: a reader that sees the id also sees its start time. */
+    atomic_store_explicit(&k->running_since, since_ns, memory_order_relaxed);
+    atomic_store_explicit(&k->running_task, task_id, memory_order_release);
+}
+
+void ck_read_running(ck_kernel *k, int64_t *task_id, int64_t *since_ns) {
+    *task_id = atomic_load_explicit(&k->running_task, memory_order_acquire);
+    *since_ns = atomic_load_explicit(&k->running_since, memory_order_relaxed);
+}

@@ -12,9 +12,12 @@
 
 int ck_uring_init(ck_kernel *k) {
     struct io_uring_params p;
-    /* Newest flags first; older kernels reject them with EINVAL. */
+    /* Newest flags first; older kernels reject them with EINVAL. No
+     * IORING_SETUP_SINGLE_ISSUER: it ties the ring to the thread that
+     * creates it, and io_uring_enter from any other thread fails with
+     * EEXIST, but a kernel may be created on one thread and run on another
+     * (Kernel() on the main thread, run() elsewhere). */
     const unsigned tries[] = {
-        IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SINGLE_ISSUER,
         IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN,
         0,
     };

@@ -52,6 +52,13 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
     private var yieldersSpare: ContiguousArray<AnyCurioTask> = []
     private(set) var isRunning = false
     private(set) var isShutDown = false
+    /// Set when the monitor is on: the snapshot it reads and the thread.
+    private(set) var monitorLink: MonitorLink?
+    private var monitor: Monitor?
+    private var lastPublish: Int64 = 0
+
+    /// Where the remote monitor listens (`nc 127.0.0.1 48802`), if it does.
+    public var monitorAddress: SocketAddress? { monitor?.address }
 
     /// Creates a kernel. `withMonitor` turns on the monitor (Ctrl-C console
     /// and loopback listener) once that subsystem is available.
@@ -73,6 +80,35 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
         backend = ck_kernel_backend(k) == CK_BACKEND_IO_URING ? .ioUring : .epoll
         unownedSelf = UnownedTaskExecutor(ordinary: self)
         ck_set_owner(k, Unmanaged.passUnretained(self).toOpaque())
+        let env = getenv("CURIOMONITOR").map { String(cString: $0) }
+        if withMonitor || env != nil {
+            startMonitor(env)
+        }
+    }
+
+    /// The monitor listens on CURIOMONITOR (`host:port`, `port`, or empty
+    /// for the default 127.0.0.1:48802; port 0 picks a free one) and, on a
+    /// terminal, takes over Ctrl-C. With CURIOMONITOR set it says on stderr
+    /// where it listens.
+    private func startMonitor(_ env: String?) {
+        var host = "127.0.0.1", port = 48802
+        if let env, !env.isEmpty, env != "1" {
+            let parts = env.split(separator: ":", omittingEmptySubsequences: false)
+            if parts.count >= 2 {
+                host = parts.dropLast().joined(separator: ":")
+                port = Int(parts.last!) ?? port
+            } else if let p = Int(env) {
+                port = p
+            }
+        }
+        let link = MonitorLink()
+        monitorLink = link
+        let m = Monitor(kernel: self, link: link, host: host, port: port,
+                        console: withMonitor && isatty(0) == 1)
+        monitor = m
+        if env != nil, let a = m.address {
+            writeStderr("curio: monitor listening on \(a.host):\(a.port)\n")
+        }
     }
 
     deinit {
@@ -189,6 +225,15 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
             runReady()
             if done() { return }
             let mayBlock = ck_ready_count(readyQueue) == 0
+            if mayBlock && monitorLink != nil {
+                // Going idle: leave the monitor a recent copy of the table
+                // in case a task hogs the kernel later.
+                let now = ck_now_ns()
+                if now - lastPublish > 250_000_000 {
+                    lastPublish = now
+                    publishSnapshot()
+                }
+            }
             let got = ck_poll(ck, mayBlock, -1, eventBuffer, Self.eventCapacity)
             if got < 0 {
                 throw KernelError(errno: -got, operation: "waiting for events")
@@ -205,6 +250,7 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
         let executor = unownedSelf!
         let count = Int(ck_ready_count(readyQueue))
         var n = count
+        let monitored = monitorLink != nil
         while n > 0 && ck_ready_pop(readyQueue, &entry) {
             n -= 1
             if let raw = entry.task {
@@ -212,11 +258,13 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
                 t.state = .running
                 t.cycles &+= 1
                 current = t
+                if monitored { ck_mark_running(ck, Int64(t.id), ck_now_ns()) }
             } else {
                 current = nil
             }
             unsafeBitCast(entry.job, to: UnownedJob.self).runSynchronously(on: executor)
             current = nil
+            if monitored { ck_mark_running(ck, 0, 0) }
             if !yielders.isEmpty { resumeYielders() }
         }
         return count

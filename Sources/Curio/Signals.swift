@@ -168,6 +168,7 @@ final class SignalHub: @unchecked Sendable {
     static let shared = SignalHub()
     private var mutex = pthread_mutex_t()
     private var sets: [(set: SignalSet, kernel: Kernel)] = []
+    private var listeners: [(sig: Int32, call: @Sendable () -> Void)] = []
     private var started = false
 
     private init() {
@@ -177,6 +178,19 @@ final class SignalHub: @unchecked Sendable {
     func register(_ set: SignalSet, kernel: Kernel) throws {
         pthread_mutex_lock(&mutex)
         defer { pthread_mutex_unlock(&mutex) }
+        try startLocked()
+        sets.append((set, kernel))
+    }
+
+    /// Calls `call` on the signal thread each time `sig` arrives (the
+    /// monitor's Ctrl-C). The caller must also watch `sig`.
+    func addListener(_ sig: Int32, _ call: @escaping @Sendable () -> Void) {
+        pthread_mutex_lock(&mutex)
+        defer { pthread_mutex_unlock(&mutex) }
+        if (try? startLocked()) != nil { listeners.append((sig, call)) }
+    }
+
+    private func startLocked() throws {
         if !started {
             let fd = ck_signal_pipe()
             if fd < 0 { throw KernelError(errno: -fd, operation: "creating the signal pipe") }
@@ -189,7 +203,6 @@ final class SignalHub: @unchecked Sendable {
             pthread_detach(tid)
             started = true
         }
-        sets.append((set, kernel))
     }
 
     func unregister(_ set: SignalSet) {
@@ -211,6 +224,7 @@ final class SignalHub: @unchecked Sendable {
                     for entry in sets where entry.set.signals.contains(Int32(sig)) {
                         entry.set.deliver(Int32(sig), to: entry.kernel)
                     }
+                    for l in listeners where l.sig == Int32(sig) { l.call() }
                 }
                 pthread_mutex_unlock(&mutex)
             }

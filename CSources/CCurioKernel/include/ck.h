@@ -199,6 +199,12 @@ typedef struct ck_stats {
 } ck_stats;
 void ck_get_stats(const ck_kernel *k, ck_stats *out);
 
+/* ---------------------------------------------------------------- monitoring
+ * The kernel thread marks which task holds it; any thread may read the
+ * mark, which is how the monitor names a task that hogs the kernel. */
+void ck_mark_running(ck_kernel *k, int64_t task_id, int64_t since_ns);
+void ck_read_running(ck_kernel *k, int64_t *task_id, int64_t *since_ns);
+
 /* ---------------------------------------------------------------- helpers
  * System calls Swift's Glibc module does not expose. */
 
