@@ -94,6 +94,9 @@ public final class CurioTaskGroup<T>: AsyncSequence, TaskEndObserver, @unchecked
 
     func taskDidEnd(_ t: AnyCurioTask) {
         guard let t = running.removeValue(forKey: ObjectIdentifier(t)) ?? (t as? CurioTask<T>) else { return }
+        // The kernel clears `group` when a task ends; keep a mark so that
+        // an ended member cannot be added to a group (this one or another) again.
+        t.group = formerGroupMember
         finished.append(t)
         allEnded.append(t)
         t.kernel.wakeAll(doneWaiters)
@@ -137,7 +140,6 @@ public final class CurioTaskGroup<T>: AsyncSequence, TaskEndObserver, @unchecked
     public func join(file: StaticString = #filePath, line: UInt = #line,
                      function: StaticString = #function) async throws {
         let me = try affinity.task()
-        joined = true
         do {
             var seen = 0
             waiting: while policy != .none {
@@ -152,9 +154,13 @@ public final class CurioTaskGroup<T>: AsyncSequence, TaskEndObserver, @unchecked
                                               site: CallSite(file: file, line: line, function: function))
             }
         } catch {
+            joined = true
             try await cancelRemaining(file: file, line: line, function: function)
             throw error
         }
+        // Members may spawn into the group while join waits (more work for
+        // `.all`); from here on nothing new may join what is being cancelled.
+        joined = true
         try await cancelRemaining(file: file, line: line, function: function)
     }
 
@@ -181,12 +187,16 @@ public final class CurioTaskGroup<T>: AsyncSequence, TaskEndObserver, @unchecked
     public func cancelRemaining(file: StaticString = #filePath, line: UInt = #line,
                                 function: StaticString = #function) async throws {
         let me = try affinity.task()
-        let victims = tasks
-        for t in victims { me.kernel.deliverCancel(t, TaskCancelled()) }
         me.cancelDisabled += 1
         defer { me.cancelDisabled -= 1 }
-        for t in victims where !t.terminated {
-            try await t.wait(file: file, line: line, function: function)
+        // A member may spawn into the group while it is being cancelled:
+        // repeat until none is left.
+        while !running.isEmpty {
+            let victims = tasks
+            for t in victims { me.kernel.deliverCancel(t, TaskCancelled()) }
+            for t in victims where !t.terminated {
+                try await t.wait(file: file, line: line, function: function)
+            }
         }
     }
 
@@ -257,6 +267,14 @@ public func withCurioTaskGroup<T, R>(of: T.Type = T.self, wait policy: CurioTask
     try await group.join()
     return r
 }
+
+/// What `group` of an ended member points at: not the group itself (the
+/// group keeps its ended tasks, so that would be a reference cycle), only
+/// the fact that the task belonged to one.
+private final class FormerGroupMember: TaskEndObserver, Sendable {
+    func taskDidEnd(_ t: AnyCurioTask) {}
+}
+private let formerGroupMember = FormerGroupMember()
 
 private protocol OptionalProtocol { var isNil: Bool { get } }
 extension Optional: OptionalProtocol { var isNil: Bool { self == nil } }
