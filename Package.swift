@@ -10,6 +10,7 @@ let package = Package(
     products: [
         .library(name: "Curio", targets: ["Curio"]),
         .executable(name: "curio-demo", targets: ["curio-demo"]),
+        .executable(name: "curio-monitor", targets: ["curio-monitor"]),
     ],
     traits: [
         .trait(name: "IOUring", description: "io_uring backend (falls back to epoll at run time)"),
@@ -35,6 +36,7 @@ let package = Package(
             swiftSettings: [.enableUpcomingFeature("NonisolatedNonsendingByDefault")]
         ),
         .executableTarget(name: "curio-demo", dependencies: ["Curio"], path: "Sources/Examples/curio-demo"),
+        .executableTarget(name: "curio-monitor", path: "Sources/Examples/curio-monitor"),
         .executableTarget(name: "hello-countdown", dependencies: ["Curio"], path: "Sources/Examples/hello-countdown"),
         .executableTarget(name: "hello-tasks", dependencies: ["Curio"], path: "Sources/Examples/hello-tasks"),
         .executableTarget(name: "hello-cancel", dependencies: ["Curio"], path: "Sources/Examples/hello-cancel"),
