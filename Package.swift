@@ -42,6 +42,7 @@ let package = Package(
         .executableTarget(name: "hello-cancel", dependencies: ["Curio"], path: "Sources/Examples/hello-cancel"),
         .executableTarget(name: "hello-event", dependencies: ["Curio"], path: "Sources/Examples/hello-event"),
         .executableTarget(name: "hello-monitor", dependencies: ["Curio"], path: "Sources/Examples/hello-monitor"),
+        .executableTarget(name: "hello-hog", dependencies: ["Curio"], path: "Sources/Examples/hello-hog"),
         .executableTarget(name: "hello-signal", dependencies: ["Curio"], path: "Sources/Examples/hello-signal"),
         .executableTarget(name: "hello-fib", dependencies: ["Curio"], path: "Sources/Examples/hello-fib"),
         .executableTarget(name: "echo-server", dependencies: ["Curio"], path: "Sources/Examples/echo-server"),

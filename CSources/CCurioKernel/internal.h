@@ -128,6 +128,8 @@ struct ck_kernel {
     atomic_int wake_pending; /* an eventfd write is outstanding */
     bool wake_armed;         /* io_uring: a read on wakefd is in flight */
     void *owner;
+    pthread_t thread;      /* the thread running the loop (ck_note_thread) */
+    bool has_thread;
     _Atomic int64_t running_task;  /* id of the task holding the kernel, or 0 */
     _Atomic int64_t running_since; /* when it started, CLOCK_MONOTONIC ns */
     ck_epoll ep;

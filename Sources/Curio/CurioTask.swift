@@ -293,6 +293,7 @@ extension Kernel {
         taskListHead?.allPrev = t
         taskListHead = t
         t.body = fn
+        for a in activations { a.created(t) }
         launch(t)
         return t
     }
@@ -306,6 +307,7 @@ extension Kernel {
         if let prev = t.allPrev { prev.allNext = t.allNext } else { taskListHead = t.allNext }
         t.allNext = nil
         t.allPrev = nil
+        for a in activations { a.terminated(t) }
         if let q = t.joiners { wakeAll(q) }
         if let g = t.group {
             t.group = nil

@@ -52,10 +52,26 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
     private var yieldersSpare: ContiguousArray<AnyCurioTask> = []
     private(set) var isRunning = false
     private(set) var isShutDown = false
-    /// Set when the monitor is on: the snapshot it reads and the thread.
-    private(set) var monitorLink: MonitorLink?
+    /// Set when the monitor (or the task dump) is on: the snapshot it reads.
+    var monitorLink: MonitorLink?
+    /// Debug hooks (``addActivation(_:)``).
+    var activations: [any Activation] = []
+    /// Tasks waiting for something outside the kernel's sight (a worker
+    /// thread, another thread's put, a signal): not part of a deadlock.
+    var externalWaits = 0
+    var deadlockReported = false
+
+    /// With the monitor on, a task that holds the kernel this many seconds
+    /// without blocking is reported once on stderr, with its location and
+    /// the kernel thread's live stack. 0 turns the watchdog off. The
+    /// environment variable CURIO_LONG_BLOCK sets the default (1 s).
+    public var longBlockThreshold: Double = {
+        guard let s = getenv("CURIO_LONG_BLOCK"), let v = Double(String(cString: s)), v >= 0 else { return 1 }
+        return v
+    }()
     private var monitor: Monitor?
     private var lastPublish: Int64 = 0
+    private var snapshotDirty = true
 
     /// Where the remote monitor listens (`nc 127.0.0.1 48802`), if it does.
     public var monitorAddress: SocketAddress? { monitor?.address }
@@ -216,6 +232,7 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
         try checkRunnable()
         isRunning = true
         ck_bind_thread(ck)
+        ck_note_thread(ck)
         defer {
             isRunning = false
             retireIdleCarriers { _ = runReady() }
@@ -225,16 +242,23 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
             runReady()
             if done() { return }
             let mayBlock = ck_ready_count(readyQueue) == 0
-            if mayBlock && monitorLink != nil {
+            var maxWait: Int64 = -1
+            if mayBlock && monitorLink != nil && snapshotDirty {
                 // Going idle: leave the monitor a recent copy of the table
-                // in case a task hogs the kernel later.
+                // in case a task hogs the kernel later. At most 100 copies a
+                // second; a skipped one is made when the window closes.
                 let now = ck_now_ns()
-                if now - lastPublish > 250_000_000 {
+                let wait = lastPublish + 10_000_000 - now
+                if wait <= 0 {
                     lastPublish = now
+                    snapshotDirty = false
                     publishSnapshot()
+                } else {
+                    maxWait = wait
                 }
             }
-            let got = ck_poll(ck, mayBlock, -1, eventBuffer, Self.eventCapacity)
+            if mayBlock { checkDeadlock() }
+            let got = ck_poll(ck, mayBlock, maxWait, eventBuffer, Self.eventCapacity)
             if got < 0 {
                 throw KernelError(errno: -got, operation: "waiting for events")
             }
@@ -251,6 +275,11 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
         let count = Int(ck_ready_count(readyQueue))
         var n = count
         let monitored = monitorLink != nil
+        let hooked = !activations.isEmpty
+        if count > 0 {
+            deadlockReported = false
+            snapshotDirty = true
+        }
         while n > 0 && ck_ready_pop(readyQueue, &entry) {
             n -= 1
             if let raw = entry.task {
@@ -259,10 +288,12 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
                 t.cycles &+= 1
                 current = t
                 if monitored { ck_mark_running(ck, Int64(t.id), ck_now_ns()) }
+                if hooked { for a in activations { a.running(t) } }
             } else {
                 current = nil
             }
             unsafeBitCast(entry.job, to: UnownedJob.self).runSynchronously(on: executor)
+            if hooked, let t = current, !t.terminated { for a in activations { a.suspended(t) } }
             current = nil
             if monitored { ck_mark_running(ck, 0, 0) }
             if !yielders.isEmpty { resumeYielders() }

@@ -90,10 +90,12 @@ final class Monitor: @unchecked Sendable {
             } else if listener >= 0 {
                 fds.append(pollfd(fd: listener, events: Int16(POLLIN), revents: 0))
             }
-            if poll(&fds, nfds_t(fds.count), -1) < 0 {
+            // Wake up now and then to watch for a task hogging the kernel.
+            if poll(&fds, nfds_t(fds.count), 250) < 0 {
                 if errno == EINTR { continue }
                 return
             }
+            watchForHog()
             for p in fds where p.revents != 0 {
                 if p.fd == wakePipe[0] {
                     var b = [UInt8](repeating: 0, count: 16)
@@ -108,6 +110,34 @@ final class Monitor: @unchecked Sendable {
                 }
             }
         }
+    }
+
+    // MARK: The watchdog
+
+    private var reportedHog: (id: Int64, since: Int64) = (0, 0)
+
+    /// Reports, once, a task that has held the kernel longer than the
+    /// kernel's `longBlockThreshold`, with where it last resumed and, where
+    /// the binary's symbols allow, the kernel thread's live stack.
+    private func watchForHog() {
+        let threshold = kernel.longBlockThreshold
+        guard threshold > 0 else { return }
+        var id: Int64 = 0, since: Int64 = 0
+        ck_read_running(kernel.ck, &id, &since)
+        guard id != 0, (id, since) != reportedHog else { return }
+        let held = Double(ck_now_ns() - since) / 1e9
+        guard held >= threshold else { return }
+        reportedHog = (id, since)
+        let (rows, _) = link.snapshot(from: kernel, patience: 0)
+        let row = rows.first { Int64($0.id) == id }
+        var text = "curio: task \(id) (\(row?.name ?? "?")) has held the kernel for \(formatFixed(held, 3)) s without blocking;"
+            + " every other task waits\n"
+        if let site = row?.site { text += "  it resumed at File \"\(site.file)\", line \(site.line), in \(site.function)\n" }
+        if let frames = captureKernelStack(kernel) {
+            text += "  live stack of the kernel thread (innermost first):\n"
+            for f in frames.prefix(12) { text += "    \(f)\n" }
+        }
+        writeStderr(text)
     }
 
     // MARK: The console
@@ -292,6 +322,10 @@ final class Monitor: @unchecked Sendable {
             }
         } else {
             out += "  (has not blocked yet)\n"
+        }
+        if r.id == runningID, let frames = captureKernelStack(kernel) {
+            out += "  Live stack of the kernel thread (innermost first):\n"
+            for f in frames.prefix(20) { out += "    \(f)\n" }
         }
         return out
     }

@@ -64,6 +64,8 @@ public final class SignalSet: @unchecked Sendable {
         let scoped = watchDepth > 0
         if !scoped { try startWatching(t.kernel) }
         defer { if !scoped { stopWatching() } }
+        t.kernel.externalWaits += 1
+        defer { t.kernel.externalWaits -= 1 }
         while true {
             if let sig = takePending() { return sig }
             let r = try await t.kernel.block(t, .signalWait, on: waiters, deadline: deadline,

@@ -145,6 +145,8 @@ public final class UniversalQueue<T>: @unchecked Sendable {
         waiters.append(w)
         pthread_mutex_unlock(&mutex)
         defer { w.active = false }
+        k.externalWaits += 1
+        defer { k.externalWaits -= 1 }
         while true {
             do {
                 _ = try await k.block(t, .queueGet, on: nil, deadline: .max, site: site)
@@ -301,6 +303,8 @@ public final class UniversalEvent: @unchecked Sendable {
             waiters.append(w)
             pthread_mutex_unlock(&mutex)
             defer { w.active = false }
+            k.externalWaits += 1
+            defer { k.externalWaits -= 1 }
             do {
                 while true {
                     _ = try await k.block(t, .eventWait, on: nil, deadline: .max,

@@ -111,6 +111,8 @@ extension Kernel {
                 }
             }
         }
+        externalWaits += 1
+        defer { externalWaits -= 1 }
         do {
             _ = try await block(t, state, on: nil, deadline: .max, site: site)
         } catch {

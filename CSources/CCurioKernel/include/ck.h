@@ -204,6 +204,19 @@ void ck_get_stats(const ck_kernel *k, ck_stats *out);
  * mark, which is how the monitor names a task that hogs the kernel. */
 void ck_mark_running(ck_kernel *k, int64_t task_id, int64_t since_ns);
 void ck_read_running(ck_kernel *k, int64_t *task_id, int64_t *since_ns);
+/* Records the calling thread as the kernel's (for stack captures). */
+void ck_note_thread(ck_kernel *k);
+/* Prepares stack captures (installs the capture signal's handler). */
+int ck_stacks_init(void);
+/* Captures the kernel thread's current stack into out (return addresses,
+ * innermost first): the count, or -errno (-ETIMEDOUT if the thread did
+ * not answer within wait_ms, e.g. blocked with the signal masked). */
+int ck_capture_stack(ck_kernel *k, void **out, int max, int wait_ms);
+/* The function containing `addr` (its raw, possibly mangled, name), the
+ * offset into it and the file's base name; 0 when unknown. Reads the ELF
+ * symbol table for functions the dynamic table does not export. */
+int ck_symbol_name(void *addr, char *name, size_t name_len, uint64_t *offset,
+                   char *file, size_t file_len);
 
 /* ---------------------------------------------------------------- helpers
  * System calls Swift's Glibc module does not expose. */

@@ -1,0 +1,180 @@
+import CCurioKernel
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Hooks into a task's life, as curio's `Activation`: add one with
+/// ``Kernel/addActivation(_:)``. Every call happens on the kernel thread,
+/// between jobs; keep them quick.
+///
+/// ```swift
+/// kernel.addActivation(TraceActivation())
+/// ```
+public protocol Activation: AnyObject {
+    /// A task was spawned.
+    func created(_ task: AnyCurioTask)
+    /// The task is about to run a slice (until its next blocking call).
+    func running(_ task: AnyCurioTask)
+    /// The task's slice ended: it blocked (or yielded).
+    func suspended(_ task: AnyCurioTask)
+    /// The task ended.
+    func terminated(_ task: AnyCurioTask)
+}
+
+extension Activation {
+    public func created(_ task: AnyCurioTask) {}
+    public func running(_ task: AnyCurioTask) {}
+    public func suspended(_ task: AnyCurioTask) {}
+    public func terminated(_ task: AnyCurioTask) {}
+}
+
+/// Prints every task event on stderr: `curio: trace task 3 (kid) running`.
+public final class TraceActivation: Activation {
+    public init() {}
+    public func created(_ task: AnyCurioTask) { writeStderr("curio: trace task \(task.id) created\n") }
+    public func running(_ task: AnyCurioTask) { writeStderr("curio: trace task \(task.id) (\(task.name)) running\n") }
+    public func suspended(_ task: AnyCurioTask) {
+        writeStderr("curio: trace task \(task.id) (\(task.name)) suspended in \(task.state)\n")
+    }
+    public func terminated(_ task: AnyCurioTask) { writeStderr("curio: trace task \(task.id) (\(task.name)) terminated\n") }
+}
+
+/// Warns on stderr about every slice in which a task held the kernel for
+/// longer than `threshold` seconds without blocking: it delayed every
+/// other task by that much.
+public final class LongBlockWarning: Activation {
+    public let threshold: Double
+    private var started: Int64 = 0
+    /// Warnings so far (for tests and dashboards).
+    public private(set) var warnings = 0
+
+    public init(threshold: Double = 0.05) { self.threshold = threshold }
+
+    public func running(_ task: AnyCurioTask) { started = ck_now_ns() }
+
+    public func suspended(_ task: AnyCurioTask) { check(task) }
+    public func terminated(_ task: AnyCurioTask) { check(task) }
+
+    private func check(_ task: AnyCurioTask) {
+        guard started != 0 else { return }
+        let held = Double(ck_now_ns() - started) / 1e9
+        started = 0
+        if held > threshold {
+            warnings += 1
+            var where_ = ""
+            if let s = task.site { where_ = " after resuming at \(s)" }
+            writeStderr("curio: task \(task.id) (\(task.name)) ran \(formatFixed(held, 3)) s without blocking\(where_)\n")
+        }
+    }
+}
+
+extension Kernel {
+    /// Adds a hook called at each step of every task's life.
+    public func addActivation(_ a: any Activation) {
+        activations.append(a)
+    }
+
+    /// Prints the task tree with each task's state and blocking call on
+    /// stderr whenever `signal` arrives (`kill -USR1 <pid>`): for programs
+    /// that hang in production, where nobody can attach a monitor.
+    public func enableTaskDump(on signal: Int32 = SIGUSR1) throws {
+        let r = ck_signal_watch(signal)
+        if r != 0 {
+            throw CurioUsageError(.invalidArgument, "cannot watch signal \(signal) (\(signalName(signal))) for the task dump")
+        }
+        let link = ensureMonitorLink()
+        SignalHub.shared.addListener(signal) { [unowned(unsafe) self] in
+            writeStderr(self.taskDump(link))
+        }
+    }
+
+    func ensureMonitorLink() -> MonitorLink {
+        if let monitorLink { return monitorLink }
+        let link = MonitorLink()
+        monitorLink = link
+        return link
+    }
+
+    /// The tree of tasks with states and locations, from any thread.
+    func taskDump(_ link: MonitorLink) -> String {
+        let (rows, fresh) = link.snapshot(from: self)
+        var id: Int64 = 0, since: Int64 = 0
+        ck_read_running(ck, &id, &since)
+        var out = "curio: task dump (\(rows.count) tasks)\(fresh ? "" : "; the kernel is busy, table from before")\n"
+        var children: [Int: [TaskRow]] = [:]
+        let ids = Set(rows.map(\.id))
+        var roots: [TaskRow] = []
+        for r in rows {
+            if let p = r.parentID, ids.contains(p) { children[p, default: []].append(r) } else { roots.append(r) }
+        }
+        func walk(_ r: TaskRow, _ depth: Int) {
+            let state = Int64(r.id) == id ? "RUNNING" : r.state.description
+            out += String(repeating: "  ", count: depth + 1) + "\(r.id) \(r.name) [\(state)]"
+            if let s = r.site { out += " at \(s.file):\(s.line) in \(s.function)" }
+            out += "\n"
+            for c in children[r.id] ?? [] { walk(c, depth + 1) }
+        }
+        roots.forEach { walk($0, 0) }
+        return out
+    }
+
+    /// Called when the loop is about to wait with nothing that could ever
+    /// wake it but another thread: no timer, no I/O, no worker, no signal
+    /// wait. If tasks are still waiting, they wait on each other.
+    func checkDeadlock() {
+        guard !deadlockReported, aliveCount > 0, ck_timer_count(ck) == 0, ck_pending_requests(ck) == 0,
+              externalWaits == 0, ck_posted_count(ck) == 0, ck_ready_count(readyQueue) == 0 else { return }
+        deadlockReported = true
+        var lines = "curio: deadlock: every task is waiting and nothing (timer, I/O, worker thread, signal) can wake them:\n"
+        var rows: [AnyCurioTask] = []
+        forEachTask { rows.append($0) }
+        for t in rows.sorted(by: { $0.id < $1.id }) {
+            lines += "  task \(t.id) (\(t.name)) \(t.state)"
+            if let s = t.site { lines += " at \(s.file):\(s.line) in \(s.function)" }
+            lines += "\n"
+        }
+        lines += "curio: the kernel keeps waiting (the monitor can still cancel a task).\n"
+        writeStderr(lines)
+    }
+}
+
+/// The live stack of the kernel thread, innermost first, with function
+/// names read from the binaries' symbol tables. Nil when it cannot be taken.
+func captureKernelStack(_ kernel: Kernel) -> [String]? {
+    var frames = [UnsafeMutableRawPointer?](repeating: nil, count: 64)
+    let n = ck_capture_stack(kernel.ck, &frames, Int32(frames.count), 200)
+    guard n > 0 else { return nil }
+    var out: [String] = []
+    var name = [CChar](repeating: 0, count: 1024)
+    var file = [CChar](repeating: 0, count: 256)
+    for i in 0..<Int(n) {
+        guard let addr = frames[i] else { continue }
+        var offset: UInt64 = 0
+        guard ck_symbol_name(addr, &name, name.count, &offset, &file, file.count) == 1 else {
+            // Unnamed frames before the first named one are the signal
+            // delivery machinery; later ones are kept as addresses.
+            if !out.isEmpty { out.append("\(addr)") }
+            continue
+        }
+        let raw = String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let bin = String(decoding: file.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        // The capture handler and the signal trampoline are not the task's.
+        if raw == "on_capture" || raw.hasPrefix("__restore_rt") { continue }
+        out.append("\(demangle(raw)) + \(offset) (\(bin))")
+    }
+    return out
+}
+
+@_silgen_name("swift_demangle")
+private func _swiftDemangle(_ mangled: UnsafePointer<CChar>?, _ length: Int,
+                            _ output: UnsafeMutablePointer<CChar>?, _ outputSize: UnsafeMutablePointer<Int>?,
+                            _ flags: UInt32) -> UnsafeMutablePointer<CChar>?
+
+/// A Swift symbol's readable name (`$s9hello_hog3fibyS2iF` → `hello_hog.fib(Swift.Int) -> Swift.Int`);
+/// other names unchanged.
+func demangle(_ symbol: String) -> String {
+    guard symbol.hasPrefix("$s") || symbol.hasPrefix("_T") || symbol.hasPrefix("$S"),
+          let d = _swiftDemangle(symbol, symbol.utf8.count, nil, nil, 0) else { return symbol }
+    defer { free(d) }
+    return String(cString: d)
+}
