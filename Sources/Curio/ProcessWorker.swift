@@ -1,0 +1,147 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Functions a program can run in a child process of itself, for work
+/// that must be isolated: a crash there is an error here, not the end of
+/// the program.
+///
+/// ```swift
+/// // at the very top of main.swift, before anything else:
+/// ProcessWorker.register("resize") { input in try resizeImage(input) }
+/// ProcessWorker.runIfWorker()
+///
+/// // later, in a task:
+/// let thumb = try await runInProcess("resize", input: imageBytes)
+/// ```
+///
+/// The child is the same executable started again with the function's
+/// name in its environment; it reads its input from stdin, writes its
+/// result to stdout and exits.
+public enum ProcessWorker {
+    private static let registry = FunctionRegistry()
+
+    /// Makes `fn` callable by ``runInProcess(_:input:file:line:function:)``.
+    public static func register(_ name: String, _ fn: @escaping @Sendable ([UInt8]) throws -> [UInt8]) {
+        registry.set(name, fn)
+    }
+
+    static func function(_ name: String) -> (@Sendable ([UInt8]) throws -> [UInt8])? {
+        registry.get(name)
+    }
+
+    static let environmentKey = "CURIO_PROCESS_FUNCTION"
+
+    /// In a worker child, runs the requested function and exits; in the
+    /// parent, returns at once. Call it first thing in `main`, after
+    /// registering the functions.
+    public static func runIfWorker() {
+        guard let raw = getenv(environmentKey) else { return }
+        let name = String(cString: raw)
+        guard let fn = function(name) else {
+            writeStderr("curio worker: no function registered as '\(name)'\n")
+            exit(4)
+        }
+        var input: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = read(0, &buf, buf.count)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            input.append(contentsOf: buf[0..<n])
+        }
+        do {
+            let out = try fn(input)
+            var off = 0
+            while off < out.count {
+                let n = out.withUnsafeBytes { write(1, $0.baseAddress! + off, $0.count - off) }
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { exit(5) }
+                off += n
+            }
+            exit(0)
+        } catch {
+            writeStderr("\(error)")
+            exit(3)
+        }
+    }
+}
+
+/// Thread-safe name → function table.
+private final class FunctionRegistry: @unchecked Sendable {
+    private var mutex = pthread_mutex_t()
+    private var table: [String: @Sendable ([UInt8]) throws -> [UInt8]] = [:]
+    init() { pthread_mutex_init(&mutex, nil) }
+    func set(_ name: String, _ fn: @escaping @Sendable ([UInt8]) throws -> [UInt8]) {
+        pthread_mutex_lock(&mutex)
+        table[name] = fn
+        pthread_mutex_unlock(&mutex)
+    }
+    func get(_ name: String) -> (@Sendable ([UInt8]) throws -> [UInt8])? {
+        pthread_mutex_lock(&mutex)
+        defer { pthread_mutex_unlock(&mutex) }
+        return table[name]
+    }
+}
+
+/// The work in a child process failed.
+public struct ProcessWorkError: Error, CustomStringConvertible {
+    /// The function name or the command.
+    public let what: String
+    public let status: Subprocess.Status
+    /// What the child wrote on stderr (for a registered function that
+    /// threw: the error's description).
+    public let message: String
+    public var crashed: Bool { if case .signaled = status { return true } else { return false } }
+    public var description: String {
+        "ProcessWorkError: \(what) \(status)" + (message.isEmpty ? "" : ": \(message)")
+    }
+}
+
+/// Runs the registered function `name` in a child process (see
+/// ``ProcessWorker``) → its result. A child that crashes or throws gives a
+/// ``ProcessWorkError``; cancelling the call kills and reaps the child.
+public func runInProcess(_ name: String, input: [UInt8] = [], file: StaticString = #filePath, line: UInt = #line,
+                         function: StaticString = #function) async throws -> [UInt8] {
+    guard ProcessWorker.function(name) != nil else {
+        throw CurioUsageError(.invalidArgument, "runInProcess: no function registered as '\(name)' (ProcessWorker.register it at the top of main)")
+    }
+    var env: [String: String] = [:]
+    var p = environ
+    while let entry = p.pointee {
+        let s = String(cString: entry)
+        if let eq = s.firstIndex(of: "=") { env[String(s[..<eq])] = String(s[s.index(after: eq)...]) }
+        p += 1
+    }
+    env[ProcessWorker.environmentKey] = name
+    env.removeValue(forKey: "CURIOMONITOR")  // the child must not fight over the monitor port
+    return try await runChild(["/proc/self/exe"], environment: env, what: name, input: input,
+                              site: CallSite(file: file, line: line, function: function))
+}
+
+/// Runs `command` in a child process with `input` on its stdin → what it
+/// wrote to stdout; a non-zero exit or a crash gives a ``ProcessWorkError``.
+/// Cancelling the call kills and reaps the child.
+public func runInProcess(command: [String], input: [UInt8] = [], file: StaticString = #filePath,
+                         line: UInt = #line, function: StaticString = #function) async throws -> [UInt8] {
+    try await runChild(command, environment: nil, what: command.joined(separator: " "), input: input,
+                       site: CallSite(file: file, line: line, function: function))
+}
+
+private func runChild(_ argv: [String], environment: [String: String]?, what: String, input: [UInt8],
+                      site: CallSite) async throws -> [UInt8] {
+    let child = try Subprocess(argv, stdin: .pipe, stdout: .pipe, stderr: .pipe, environment: environment)
+    let out: [UInt8], err: [UInt8]
+    do {
+        (out, err) = try await child.communicate(input: input, file: site.file, line: site.line, function: site.function)
+    } catch {
+        child.kill()
+        try await disableCancellation { _ = try await child.wait() }
+        throw error
+    }
+    guard let status = child.status, status == .exited(0) else {
+        throw ProcessWorkError(what: what, status: child.status ?? .exited(-1),
+                               message: String(decoding: err.prefix(4096), as: UTF8.self))
+    }
+    return out
+}
