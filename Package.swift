@@ -44,6 +44,7 @@ let package = Package(
         .executableTarget(name: "hello-monitor", dependencies: ["Curio"], path: "Sources/Examples/hello-monitor"),
         .executableTarget(name: "hello-hog", dependencies: ["Curio"], path: "Sources/Examples/hello-hog"),
         .executableTarget(name: "hello-process", dependencies: ["Curio"], path: "Sources/Examples/hello-process"),
+        .executableTarget(name: "hello-deadlock", dependencies: ["Curio"], path: "Sources/Examples/hello-deadlock"),
         .executableTarget(name: "hello-signal", dependencies: ["Curio"], path: "Sources/Examples/hello-signal"),
         .executableTarget(name: "hello-fib", dependencies: ["Curio"], path: "Sources/Examples/hello-fib"),
         .executableTarget(name: "echo-server", dependencies: ["Curio"], path: "Sources/Examples/echo-server"),
