@@ -100,6 +100,10 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
         if withMonitor || env != nil {
             startMonitor(env)
         }
+        if getenv("CURIO_TASK_DUMP") != nil {
+            // Opt-in from outside the program: `kill -USR1 <pid>` dumps the tasks.
+            try? enableTaskDump(on: SIGUSR1)
+        }
     }
 
     /// The monitor listens on CURIOMONITOR (`host:port`, `port`, or empty
