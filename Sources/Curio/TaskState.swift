@@ -4,6 +4,7 @@ public enum TaskState: UInt8, Sendable, CustomStringConvertible {
     case timeSleep, taskJoin, eventWait, lockAcquire, semaAcquire, condWait
     case queueGet, queuePut, readWait, writeWait, ioWait, signalWait, cpuWait
     case futureWait
+    case queueJoin
 
     /// The seed's spelling: `TIME_SLEEP`, `TASK_JOIN`, ...
     public var description: String {
@@ -25,6 +26,7 @@ public enum TaskState: UInt8, Sendable, CustomStringConvertible {
         case .signalWait: return "SIGNAL_WAIT"
         case .cpuWait: return "CPU_WAIT"
         case .futureWait: return "FUTURE_WAIT"
+        case .queueJoin: return "QUEUE_JOIN"
         }
     }
 }
