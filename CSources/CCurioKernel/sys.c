@@ -6,6 +6,11 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+uint64_t ck_next_serial(void) {
+    static _Atomic uint64_t next = 1;
+    return atomic_fetch_add(&next, 1);
+}
+
 int ck_pipe2(int fds[2], int flags) {
     return pipe2(fds, flags) == 0 ? 0 : -errno;
 }

@@ -10,6 +10,8 @@ import Glibc
 /// own kernel.
 public class AnyCurioTask: @unchecked Sendable, CustomStringConvertible {
     unowned(unsafe) let kernel: Kernel
+    /// The kernel's serial: checked instead of `kernel`, which a handle may outlive.
+    let kernelSerial: UInt64
     /// Unique within the kernel, counting up from 1.
     public let id: Int
     /// Daemon tasks do not keep ``Kernel/run(shutdown:)`` running.
@@ -68,6 +70,7 @@ public class AnyCurioTask: @unchecked Sendable, CustomStringConvertible {
 
     init(kernel: Kernel, id: Int, daemon: Bool, name: String?, parentID: Int?) {
         self.kernel = kernel
+        self.kernelSerial = kernel.serial
         self.id = id
         self.daemon = daemon
         self.explicitName = name
@@ -154,7 +157,7 @@ public class AnyCurioTask: @unchecked Sendable, CustomStringConvertible {
     }
 
     func checkSameKernel(_ me: AnyCurioTask) throws {
-        if me.kernel !== kernel {
+        if me.kernel.serial != kernelSerial {
             throw CurioUsageError(.wrongKernel, "task \(id) belongs to another kernel; join, wait for or cancel it from a task of its own kernel")
         }
     }

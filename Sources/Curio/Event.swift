@@ -36,8 +36,8 @@ public final class Event: @unchecked Sendable {
     public func wait(timeout: Double? = nil, file: StaticString = #filePath, line: UInt = #line,
                      function: StaticString = #function) async throws -> Bool {
         let t = try affinity.task()
-        if flag { return true }
         let deadline = try timeout.map { try deadlineAfter($0) } ?? .max
+        if flag { return true }
         let r = try await t.kernel.block(t, .eventWait, on: waiters, deadline: deadline,
                                          site: CallSite(file: file, line: line, function: function))
         return r != Wake.timeout

@@ -38,6 +38,8 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
 
     /// Whether the monitor was requested for this kernel.
     public let withMonitor: Bool
+    /// Unique among every kernel this process creates (never reused).
+    public let serial: UInt64 = ck_next_serial()
     /// The backend this kernel ended up with (io_uring may fall back to epoll).
     public let backend: Backend
 

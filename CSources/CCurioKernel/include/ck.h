@@ -218,6 +218,9 @@ int ck_capture_stack(ck_kernel *k, void **out, int max, int wait_ms);
 int ck_symbol_name(void *addr, char *name, size_t name_len, uint64_t *offset,
                    char *file, size_t file_len);
 
+/* A number unique within the process, counting from 1 (kernel serials). */
+uint64_t ck_next_serial(void);
+
 /* ---------------------------------------------------------------- helpers
  * System calls Swift's Glibc module does not expose. */
 
