@@ -120,7 +120,7 @@ typedef enum ck_op {
     CK_OP_WRITE,       /* write(fd, buf, len) at offset `offset` (-1: current) */
     CK_OP_RECV,        /* recv(fd, buf, len, flags) */
     CK_OP_SEND,        /* send(fd, buf, len, flags | MSG_NOSIGNAL) */
-    CK_OP_ACCEPT,      /* accept4(fd, buf=sockaddr, len=&socklen, SOCK_CLOEXEC) */
+    CK_OP_ACCEPT,      /* accept4(fd, buf=sockaddr, len=capacity, flags) */
     CK_OP_CONNECT,     /* connect(fd, buf=sockaddr, len) */
     CK_OP_POLL_IN,     /* wait until readable; result is the revents mask */
     CK_OP_POLL_OUT,    /* wait until writable; result is the revents mask */
@@ -186,7 +186,8 @@ typedef struct ck_event {
  * work and waits until a completion, the next timer deadline or a wake-up
  * (at most `max_wait_ns` when that is >= 0); otherwise it only looks.
  * Fills up to `cap` events and returns how many (or -errno on a backend
- * failure). Expired timers are reported before I/O completions. */
+ * failure). I/O completions come first, then the timers that have expired
+ * by the end of the wait. */
 int ck_poll(ck_kernel *k, bool may_block, int64_t max_wait_ns, ck_event *out,
             int cap);
 

@@ -1,0 +1,1754 @@
+/*
+ * Unit tests for the Curio C kernel's public API (ck.h).
+ *
+ * Built twice by `make ctest`: once with io_uring compiled in (link -luring)
+ * and once with -DCURIO_EPOLL_ONLY. Every test runs against every backend
+ * the binary can offer (io_uring, epoll, and the io_uring -> epoll fallback
+ * selected by CURIO_DISABLE_IO_URING=1); the I/O tests also run on io_uring
+ * with blocking descriptors.
+ *
+ * Output: one line per test and configuration, "ok <name> [<config>]" or
+ * "FAIL <name> [<config>]: <where>: <what>", then "N passed, M failed".
+ * The exit status is non-zero when anything failed. Every wait is bounded
+ * (max_wait_ns or a deadline) and alarm(60) guards the whole run, so a bug
+ * fails instead of hanging.
+ */
+#define _GNU_SOURCE
+#include "ck.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------------------ harness */
+
+typedef struct config {
+    const char *label;
+    ck_backend_kind want;   /* passed to ck_kernel_new */
+    ck_backend_kind expect; /* what ck_kernel_backend must report */
+    bool nonblocking;       /* put test descriptors in O_NONBLOCK mode */
+    bool disable_env;       /* set CURIO_DISABLE_IO_URING=1 while running */
+    bool io_only;           /* run only the I/O tests (blocking-fd variant) */
+} config;
+
+static int g_passed, g_failed;
+static bool g_test_failed;
+static const char *g_test_name;
+static const config *g_cfg;
+
+static void failf(const char *file, int line, const char *fmt, ...) {
+    if (g_test_failed) return; /* report the first failure of a test only */
+    g_test_failed = true;
+    printf("FAIL %s [%s]: %s:%d: ", g_test_name, g_cfg ? g_cfg->label : "-", file, line);
+    va_list ap;
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    printf("\n");
+    fflush(stdout);
+}
+
+/* CHECK returns from the (void) test function on failure. */
+#define CHECK(cond)                                                     \
+    do {                                                                \
+        if (!(cond)) {                                                  \
+            failf(__FILE__, __LINE__, "%s", #cond);                     \
+            return;                                                     \
+        }                                                               \
+    } while (0)
+#define CHECKF(cond, ...)                                               \
+    do {                                                                \
+        if (!(cond)) {                                                  \
+            failf(__FILE__, __LINE__, __VA_ARGS__);                     \
+            return;                                                     \
+        }                                                               \
+    } while (0)
+/* For helpers returning a value: report and return `ret`. */
+#define CHECKR(cond, ret)                                               \
+    do {                                                                \
+        if (!(cond)) {                                                  \
+            failf(__FILE__, __LINE__, "%s", #cond);                     \
+            return ret;                                                 \
+        }                                                               \
+    } while (0)
+
+typedef void (*test_fn)(const config *cfg);
+
+/* Kernels a test created and has not freed yet: a test that fails returns
+ * early, and run_test frees what it left behind, which also cancels any
+ * io_uring request still pointing into the test's stack. */
+static ck_kernel *g_live[4];
+
+static void run_test(const char *name, test_fn fn, const config *cfg) {
+    g_test_name = name;
+    g_cfg = cfg;
+    g_test_failed = false;
+    fn(cfg);
+    for (int i = 0; i < 4; i++)
+        if (g_live[i]) {
+            ck_kernel_free(g_live[i]);
+            g_live[i] = NULL;
+        }
+    if (g_test_failed) {
+        g_failed++;
+    } else {
+        g_passed++;
+        printf("ok %s [%s]\n", name, cfg ? cfg->label : "-");
+    }
+    fflush(stdout);
+}
+
+static void on_alarm(int sig) {
+    (void)sig;
+    static const char msg[] = "FAIL global timeout: alarm(60) fired (a wait hung)\n";
+    ssize_t r = write(1, msg, sizeof msg - 1);
+    (void)r;
+    _exit(2);
+}
+
+#define MS ((int64_t)1000000)
+#define SEC ((int64_t)1000000000)
+
+/* A deterministic PRNG so every run sees the same "random" data. */
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+static uint64_t rnd(void) {
+    uint64_t x = rng_state;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return rng_state = x;
+}
+static uint64_t rnd_below(uint64_t n) { return rnd() % n; }
+
+static void *tok(uintptr_t i) { return (void *)(i + 1); }
+static uintptr_t untok(void *p) { return (uintptr_t)p - 1; }
+
+
+static void free_kernel(ck_kernel *k) {
+    for (int i = 0; i < 4; i++)
+        if (g_live[i] == k) g_live[i] = NULL;
+    ck_kernel_free(k);
+}
+
+/* Creates the kernel for cfg and checks its backend. */
+static ck_kernel *new_kernel(const config *cfg) {
+    ck_kernel *k = ck_kernel_new(cfg->want);
+    CHECKR(k != NULL, NULL);
+    for (int i = 0; i < 4; i++)
+        if (!g_live[i]) {
+            g_live[i] = k;
+            break;
+        }
+    if (ck_kernel_backend(k) != cfg->expect) {
+        failf(__FILE__, __LINE__, "backend %d, expected %d", (int)ck_kernel_backend(k),
+              (int)cfg->expect);
+        free_kernel(k);
+        return NULL;
+    }
+    return k;
+}
+#define NEWK(k)                                                         \
+    ck_kernel *k = new_kernel(cfg);                                     \
+    if (!k) return
+
+/* Polls (blocking, bounded) until `want` events arrived or `bound_ns`
+ * passed. Returns the number of events or a negative ck_poll error. */
+static int poll_until(ck_kernel *k, ck_event *out, int cap, int want, int64_t bound_ns) {
+    int64_t end = ck_now_ns() + bound_ns;
+    int n = 0;
+    while (n < want && n < cap) {
+        int64_t left = end - ck_now_ns();
+        if (left <= 0) break;
+        int r = ck_poll(k, true, left, out + n, cap - n);
+        if (r < 0) return r;
+        n += r;
+    }
+    return n;
+}
+
+/* Polls (blocking) for `ns` in all and returns how many events turned up
+ * (expected: none); *polls gets the number of ck_poll calls it took.
+ *
+ * ck_poll may return early with no events: a blocking wait can end with
+ * EINTR, and does so regularly on a thread that has torn down an io_uring
+ * instance (the ring's exit work queues task_work on the thread, which
+ * interrupts its next blocking system call). A caller loops, so tests look
+ * at the number of turns (a few: fine; hundreds: the loop spins) rather
+ * than at the length of one wait. */
+static int poll_idle(ck_kernel *k, int64_t ns, int *polls) {
+    ck_event ev[16];
+    int64_t end = ck_now_ns() + ns;
+    int n = 0, calls = 0;
+    for (;;) {
+        int64_t left = end - ck_now_ns();
+        if (left <= 0) break;
+        int r = ck_poll(k, true, left, ev, 16);
+        calls++;
+        if (r < 0) return r;
+        n += r;
+    }
+    if (polls) *polls = calls;
+    return n;
+}
+static int poll_quiet(ck_kernel *k, int64_t ns) { return poll_idle(k, ns, NULL); }
+
+/* How many early returns (see poll_idle) a wait may take. */
+#define MAX_TURNS 5
+
+static void set_nonblock(int fd, bool on) {
+    int fl = fcntl(fd, F_GETFL);
+    fcntl(fd, F_SETFL, on ? (fl | O_NONBLOCK) : (fl & ~O_NONBLOCK));
+}
+
+/* Descriptors are always forgotten before they are closed: epoll keeps its
+ * registration per descriptor number, and numbers are reused. */
+static void close_fd(ck_kernel *k, int fd) {
+    if (fd < 0) return;
+    ck_forget_fd(k, fd);
+    close(fd);
+}
+
+/* Submits and, when the request is pending, waits (bounded) for its one
+ * completion. Returns the result; INT64_MIN+1 when nothing came. */
+#define NO_RESULT (INT64_MIN + 1)
+static int64_t submit_wait(ck_kernel *k, ck_request_args a, void *token) {
+    uint64_t h = 12345;
+    int64_t r = ck_submit(k, &a, token, &h);
+    if (r != CK_PENDING) {
+        CHECKR(h == 0, NO_RESULT);
+        return r;
+    }
+    CHECKR(h != 0, NO_RESULT);
+    ck_event ev[4];
+    int n = poll_until(k, ev, 1, 1, 5 * SEC);
+    CHECKR(n == 1, NO_RESULT);
+    CHECKR(ev[0].kind == CK_EVENT_IO, NO_RESULT);
+    CHECKR(ev[0].token == token, NO_RESULT);
+    return ev[0].result;
+}
+
+static ck_request_args req(ck_op op, int fd, void *buf, uint64_t len) {
+    ck_request_args a = {.op = op, .fd = fd, .buf = buf, .len = len, .flags = 0, .offset = -1};
+    return a;
+}
+
+/* Several requests in flight at once, completing in any order. */
+typedef struct waitset {
+    int n;
+    void *tok[8];
+    int64_t res[8]; /* CK_PENDING until the completion arrives */
+} waitset;
+
+static int64_t ws_submit(ck_kernel *k, waitset *w, ck_request_args a, void *token) {
+    uint64_t h = 0;
+    int64_t r = ck_submit(k, &a, token, &h);
+    w->tok[w->n] = token;
+    w->res[w->n] = r;
+    w->n++;
+    return r;
+}
+
+/* Waits (bounded) for every pending member; false after reporting why. */
+static bool ws_wait(ck_kernel *k, waitset *w) {
+    int64_t end = ck_now_ns() + 5 * SEC;
+    for (;;) {
+        int missing = 0;
+        for (int i = 0; i < w->n; i++) missing += w->res[i] == CK_PENDING;
+        if (!missing) return true;
+        int64_t left = end - ck_now_ns();
+        if (left <= 0) {
+            failf(__FILE__, __LINE__, "%d completions missing", missing);
+            return false;
+        }
+        ck_event ev[8];
+        int n = ck_poll(k, true, left, ev, 8);
+        CHECKR(n >= 0, false);
+        for (int j = 0; j < n; j++) {
+            int i = 0;
+            while (i < w->n && w->tok[i] != ev[j].token) i++;
+            if (i == w->n || w->res[i] != CK_PENDING || ev[j].kind != CK_EVENT_IO) {
+                failf(__FILE__, __LINE__, "unexpected event kind %d token %p result %lld",
+                      ev[j].kind, ev[j].token, (long long)ev[j].result);
+                return false;
+            }
+            w->res[i] = ev[j].result;
+        }
+    }
+}
+
+static int64_t ws_result(const waitset *w, void *token) {
+    for (int i = 0; i < w->n; i++)
+        if (w->tok[i] == token) return w->res[i];
+    return NO_RESULT;
+}
+
+static const char *backend_name(ck_backend_kind b) {
+    return b == CK_BACKEND_IO_URING ? "io_uring" : b == CK_BACKEND_EPOLL ? "epoll" : "?";
+}
+
+/* ------------------------------------------------------------ ready queue */
+
+static void test_ready_queue(const config *cfg) {
+    NEWK(k);
+    ck_ready *q = ck_kernel_ready(k);
+    CHECK(q != NULL);
+    ck_ready_entry e;
+    CHECK(ck_ready_count(q) == 0);
+    CHECK(!ck_ready_pop(q, &e));
+
+    /* Plain FIFO. */
+    for (uintptr_t i = 0; i < 10; i++) CHECK(ck_ready_push(q, tok(i), tok(1000 + i)));
+    CHECK(ck_ready_count(q) == 10);
+    for (uintptr_t i = 0; i < 10; i++) {
+        CHECK(ck_ready_pop(q, &e));
+        CHECKF(e.job == tok(i) && e.task == tok(1000 + i), "pop %zu out of order", (size_t)i);
+    }
+    CHECK(!ck_ready_pop(q, &e));
+
+    /* Move head/tail around the ring, then grow while wrapped: 200 in,
+     * 150 out, 300 in leaves 350 live entries straddling the end of a
+     * 256-slot ring, which must be unrolled in order when it doubles. */
+    uintptr_t next_in = 0, next_out = 0;
+    for (int i = 0; i < 200; i++, next_in++) CHECK(ck_ready_push(q, tok(next_in), NULL));
+    for (int i = 0; i < 150; i++) {
+        CHECK(ck_ready_pop(q, &e));
+        CHECKF(e.job == tok(next_out), "got %zu want %zu", (size_t)untok(e.job), (size_t)next_out);
+        next_out++;
+    }
+    for (int i = 0; i < 300; i++, next_in++) CHECK(ck_ready_push(q, tok(next_in), tok(next_in)));
+    CHECK(ck_ready_count(q) == 350);
+    CHECK(q->mask + 1 >= 512);
+    /* Interleave more growth with pops: 5000 pushes, a pop every third. */
+    for (int i = 0; i < 5000; i++) {
+        CHECK(ck_ready_push(q, tok(next_in), tok(next_in)));
+        next_in++;
+        if (i % 3 == 0) {
+            CHECK(ck_ready_pop(q, &e));
+            CHECKF(e.job == tok(next_out), "got %zu want %zu", (size_t)untok(e.job), (size_t)next_out);
+            next_out++;
+        }
+    }
+    while (ck_ready_pop(q, &e)) {
+        CHECKF(e.job == tok(next_out), "got %zu want %zu", (size_t)untok(e.job), (size_t)next_out);
+        next_out++;
+    }
+    CHECK(next_out == next_in);
+    CHECK(ck_ready_count(q) == 0);
+
+    /* The 32-bit head/tail counters wrap: start them just below 2^32. */
+    q->head = q->tail = UINT32_MAX - 100;
+    next_in = next_out = 0;
+    for (int i = 0; i < 3000; i++) {
+        CHECK(ck_ready_push(q, tok(next_in), NULL));
+        next_in++;
+        if (i % 2) {
+            CHECK(ck_ready_pop(q, &e));
+            CHECK(e.job == tok(next_out));
+            next_out++;
+        }
+    }
+    CHECK(ck_ready_count(q) == 1500);
+    while (ck_ready_pop(q, &e)) {
+        CHECK(e.job == tok(next_out));
+        next_out++;
+    }
+    CHECK(next_out == 3000);
+
+    /* A non-empty ready queue means ck_poll must not block. */
+    CHECK(ck_ready_push(q, tok(7), NULL));
+    ck_event ev[4];
+    int64_t t0 = ck_now_ns();
+    int n = ck_poll(k, true, 2 * SEC, ev, 4);
+    CHECK(n == 0);
+    CHECKF(ck_now_ns() - t0 < SEC / 2, "ck_poll blocked with a non-empty ready queue");
+    CHECK(ck_ready_count(q) == 1);
+    CHECK(ck_ready_pop(q, &e) && e.job == tok(7));
+    free_kernel(k);
+}
+
+/* ------------------------------------------------------------ timers */
+
+/* Heap order without the clock: deadlines in the past, random ties,
+ * cancellations checked against a model, one non-blocking poll. */
+static void test_timer_heap(const config *cfg) {
+    NEWK(k);
+    enum { N = 5000 };
+    static int64_t dl[N];
+    static uint64_t h[N];
+    static bool cancelled[N], seen[N];
+    int64_t now = ck_now_ns();
+    CHECK(ck_timer_next(k) == INT64_MAX);
+    CHECK(ck_timer_count(k) == 0);
+    CHECK(!ck_timer_cancel(k, 0));
+    CHECK(!ck_timer_cancel(k, 0xdeadbeef00000007ull));
+    for (int i = 0; i < N; i++) {
+        /* Deadlines up to 1 s in the past, on a coarse grid so ties occur. */
+        dl[i] = now - 1 - (int64_t)rnd_below(1000) * MS;
+        h[i] = ck_timer_add(k, dl[i], tok((uintptr_t)i));
+        CHECK(h[i] != 0);
+        cancelled[i] = seen[i] = false;
+    }
+    CHECK(ck_timer_count(k) == N);
+    for (int i = 0; i < N; i++)
+        for (int j = i + 1; j < i + 8 && j < N; j++) CHECK(h[i] != h[j]);
+
+    int live = N;
+    for (int round = 0; round < 2000; round++) {
+        int i = (int)rnd_below(N);
+        bool ok = ck_timer_cancel(k, h[i]);
+        CHECKF(ok == !cancelled[i], "cancel of timer %d returned %d", i, ok);
+        if (ok) {
+            cancelled[i] = true;
+            live--;
+            CHECK(!ck_timer_cancel(k, h[i])); /* twice: no */
+        }
+        if (round % 50 == 0) {
+            int64_t min = INT64_MAX;
+            for (int j = 0; j < N; j++)
+                if (!cancelled[j] && dl[j] < min) min = dl[j];
+            CHECK(ck_timer_next(k) == min);
+            CHECK(ck_timer_count(k) == (uint32_t)live);
+        }
+    }
+
+    static ck_event ev[N];
+    int n = ck_poll(k, false, 0, ev, N);
+    CHECKF(n == live, "poll returned %d events, %d timers live", n, live);
+    for (int i = 0; i < n; i++) {
+        CHECK(ev[i].kind == CK_EVENT_TIMER);
+        uintptr_t id = untok(ev[i].token);
+        CHECK(id < N);
+        CHECKF(!cancelled[id], "cancelled timer %zu fired", (size_t)id);
+        CHECKF(!seen[id], "timer %zu fired twice", (size_t)id);
+        seen[id] = true;
+        CHECK(ev[i].result == dl[id]);
+        if (i) CHECKF(ev[i].result >= ev[i - 1].result, "event %d out of deadline order", i);
+    }
+    CHECK(ck_timer_count(k) == 0);
+    CHECK(ck_timer_next(k) == INT64_MAX);
+    /* Fired and cancelled handles are dead; their slots get reused by new
+     * timers, and the old handles must not touch the new occupants. */
+    for (int i = 0; i < N; i++) CHECK(!ck_timer_cancel(k, h[i]));
+    uint64_t h2[100];
+    for (int i = 0; i < 100; i++) {
+        h2[i] = ck_timer_add(k, now + 3600 * SEC + i, tok((uintptr_t)i));
+        CHECK(h2[i] != 0);
+    }
+    for (int i = 0; i < N; i++) CHECK(!ck_timer_cancel(k, h[i]));
+    CHECK(ck_timer_count(k) == 100);
+    CHECK(ck_timer_next(k) == now + 3600 * SEC);
+    for (int i = 99; i >= 0; i--) CHECK(ck_timer_cancel(k, h2[i]));
+    CHECK(ck_timer_count(k) == 0);
+    CHECK(ck_poll(k, false, 0, ev, 16) == 0);
+    free_kernel(k);
+}
+
+/* Real-time expiry: 300 timers over ~40 ms, a random quarter cancelled up
+ * front and one more cancellation attempted after every poll. A cancel that
+ * returns true means the timer never fires; one that returns false means it
+ * fires (or fired) exactly once. Events come out in deadline order and never
+ * before their deadline. */
+static void test_timer_expiry(const config *cfg) {
+    NEWK(k);
+    enum { N = 300 };
+    int64_t dl[N];
+    uint64_t h[N];
+    bool cancelled[N], seen[N];
+    int64_t now = ck_now_ns();
+    for (int i = 0; i < N; i++) {
+        dl[i] = now + 2 * MS + (int64_t)rnd_below(400) * 100000; /* +2..42 ms, 0.1 ms grid */
+        h[i] = ck_timer_add(k, dl[i], tok((uintptr_t)i));
+        CHECK(h[i] != 0);
+        cancelled[i] = seen[i] = false;
+    }
+    for (int i = 0; i < N; i++)
+        if (rnd_below(4) == 0) {
+            CHECK(ck_timer_cancel(k, h[i]));
+            cancelled[i] = true;
+        }
+    int64_t min = INT64_MAX;
+    uint32_t live = 0;
+    for (int i = 0; i < N; i++)
+        if (!cancelled[i]) {
+            live++;
+            if (dl[i] < min) min = dl[i];
+        }
+    CHECK(ck_timer_next(k) == min);
+    CHECK(ck_timer_count(k) == live);
+
+    int64_t last = INT64_MIN, end = ck_now_ns() + 5 * SEC;
+    uint32_t fired = 0;
+    ck_event ev[7]; /* small on purpose: completions carry over between polls */
+    while (fired < live) {
+        int64_t left = end - ck_now_ns();
+        CHECKF(left > 0, "only %u of %u timers fired", fired, live);
+        int n = ck_poll(k, true, left, ev, 7);
+        CHECK(n >= 0);
+        int64_t t = ck_now_ns();
+        for (int j = 0; j < n; j++) {
+            CHECK(ev[j].kind == CK_EVENT_TIMER);
+            uintptr_t id = untok(ev[j].token);
+            CHECK(id < N);
+            CHECKF(!cancelled[id], "cancelled timer %zu fired", (size_t)id);
+            CHECKF(!seen[id], "timer %zu fired twice", (size_t)id);
+            seen[id] = true;
+            fired++;
+            CHECK(ev[j].result == dl[id]);
+            CHECKF(ev[j].result >= last, "timer %zu out of deadline order", (size_t)id);
+            last = ev[j].result;
+            CHECKF(t >= dl[id], "timer %zu reported %lld ns early", (size_t)id,
+                   (long long)(dl[id] - t));
+        }
+        /* Try to cancel one timer that has not been reported yet. */
+        int cand = (int)rnd_below(N);
+        for (int j = 0; j < N; j++) {
+            int i = (cand + j) % N;
+            if (cancelled[i] || seen[i]) continue;
+            if (ck_timer_cancel(k, h[i])) {
+                cancelled[i] = true;
+                live--;
+            }
+            break;
+        }
+    }
+    for (int i = 0; i < N; i++) CHECK(seen[i] != cancelled[i]);
+    CHECK(ck_timer_count(k) == 0);
+    CHECK(ck_timer_next(k) == INT64_MAX);
+    for (int i = 0; i < N; i++) CHECK(!ck_timer_cancel(k, h[i]));
+    CHECK(poll_quiet(k, 5 * MS) == 0);
+    free_kernel(k);
+}
+
+/* ck_poll sleeps until a timer is due: not early, not much later, and
+ * without spinning. max_wait_ns bounds a wait with no timers. */
+static void test_timer_blocking(const config *cfg) {
+    NEWK(k);
+    ck_stats st0, st1;
+    int64_t t0 = ck_now_ns();
+    int64_t deadline = t0 + 20 * MS;
+    uint64_t h = ck_timer_add(k, deadline, tok(42));
+    CHECK(h != 0);
+    CHECK(ck_timer_next(k) == deadline);
+    ck_get_stats(k, &st0);
+    ck_event ev[4];
+    int polls = 0, n = 0;
+    while (n == 0 && ck_now_ns() - t0 < 5 * SEC) {
+        n = ck_poll(k, true, 5 * SEC, ev, 4);
+        CHECK(n >= 0);
+        polls++;
+    }
+    int64_t t1 = ck_now_ns();
+    ck_get_stats(k, &st1);
+    CHECK(n == 1);
+    CHECK(ev[0].kind == CK_EVENT_TIMER && ev[0].token == tok(42) && ev[0].result == deadline);
+    CHECKF(t1 >= deadline, "timer reported %lld us early", (long long)(deadline - t1) / 1000);
+    CHECKF(t1 - deadline < 500 * MS, "timer reported %lld ms late", (long long)(t1 - deadline) / MS);
+    /* A wait that ends early takes another turn; dozens mean the loop
+     * spins instead of sleeping. */
+    CHECKF(polls <= MAX_TURNS, "%d ck_poll calls for one 20 ms timer", polls);
+    CHECK(st1.polls - st0.polls == (uint64_t)polls);
+    CHECK(!ck_timer_cancel(k, h));
+
+    /* No timers: max_wait_ns bounds the wait, which sleeps. */
+    t0 = ck_now_ns();
+    n = ck_poll(k, true, 30 * MS, ev, 4);
+    int64_t el = ck_now_ns() - t0;
+    CHECK(n == 0);
+    CHECKF(el < 1 * SEC, "30 ms wait took %lld ms", (long long)el / MS);
+    n = poll_idle(k, 30 * MS, &polls);
+    CHECK(n == 0);
+    CHECKF(polls <= MAX_TURNS, "%d ck_poll calls in 30 ms with nothing to do", polls);
+
+    /* max_wait_ns shorter than the next timer wins. */
+    h = ck_timer_add(k, ck_now_ns() + 10 * SEC, tok(43));
+    t0 = ck_now_ns();
+    n = ck_poll(k, true, 15 * MS, ev, 4);
+    el = ck_now_ns() - t0;
+    CHECK(n == 0);
+    CHECKF(el < 1 * SEC, "15 ms wait took %lld ms", (long long)el / MS);
+    n = poll_idle(k, 15 * MS, &polls);
+    CHECK(n == 0);
+    CHECKF(polls <= MAX_TURNS, "%d ck_poll calls in 15 ms before a far timer", polls);
+    CHECK(ck_timer_cancel(k, h));
+
+    /* may_block = false only looks. */
+    h = ck_timer_add(k, ck_now_ns() + 10 * SEC, tok(44));
+    t0 = ck_now_ns();
+    n = ck_poll(k, false, 5 * SEC, ev, 4);
+    CHECK(n == 0);
+    CHECK(ck_now_ns() - t0 < SEC / 2);
+    CHECK(ck_timer_cancel(k, h));
+
+    /* A deadline already passed fires on the next look. */
+    h = ck_timer_add(k, ck_now_ns() - 1, tok(45));
+    n = ck_poll(k, false, 0, ev, 4);
+    CHECK(n == 1 && ev[0].token == tok(45) && ev[0].kind == CK_EVENT_TIMER);
+    CHECK(!ck_timer_cancel(k, h));
+    free_kernel(k);
+}
+
+/* ------------------------------------------------------------ posts */
+
+typedef struct poster {
+    ck_kernel *k;
+    int64_t delay_ns;
+    void *job, *task, *token;
+    bool wake_only;
+} poster;
+
+static void sleep_ns(int64_t ns) {
+    struct timespec ts = {.tv_sec = ns / SEC, .tv_nsec = ns % SEC};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {}
+}
+
+static void *poster_main(void *arg) {
+    poster *p = arg;
+    sleep_ns(p->delay_ns);
+    if (p->wake_only) ck_wake(p->k);
+    else ck_post(p->k, p->job, p->task, p->token);
+    return NULL;
+}
+
+static void test_post_message_wakes(const config *cfg) {
+    NEWK(k);
+    poster p = {.k = k, .delay_ns = 30 * MS, .token = tok(77)};
+    pthread_t th;
+    CHECK(pthread_create(&th, NULL, poster_main, &p) == 0);
+    int64_t t0 = ck_now_ns();
+    ck_event ev[4];
+    int n = poll_until(k, ev, 4, 1, 5 * SEC);
+    int64_t el = ck_now_ns() - t0;
+    pthread_join(th, NULL);
+    CHECKF(n == 1, "%d events", n);
+    CHECK(ev[0].kind == CK_EVENT_MESSAGE && ev[0].token == tok(77) && ev[0].result == 0);
+    CHECKF(el < 2 * SEC, "woke after %lld ms", (long long)el / MS);
+    CHECK(ck_ready_count(ck_kernel_ready(k)) == 0);
+    CHECK(ck_posted_count(k) == 0);
+    ck_stats st;
+    ck_get_stats(k, &st);
+    CHECK(st.wakeups_sent >= 1);
+    CHECK(poll_quiet(k, 20 * MS) == 0);
+    free_kernel(k);
+}
+
+static void test_post_job_wakes(const config *cfg) {
+    NEWK(k);
+    poster p = {.k = k, .delay_ns = 30 * MS, .job = tok(5), .task = tok(6), .token = tok(99)};
+    pthread_t th;
+    CHECK(pthread_create(&th, NULL, poster_main, &p) == 0);
+    int64_t t0 = ck_now_ns();
+    ck_event ev[4];
+    ck_ready *q = ck_kernel_ready(k);
+    int polls = 0;
+    while (ck_ready_count(q) == 0 && ck_now_ns() - t0 < 5 * SEC) {
+        int n = ck_poll(k, true, 5 * SEC, ev, 4);
+        CHECKF(n == 0, "a job post produced %d events", n);
+        polls++;
+    }
+    int64_t el = ck_now_ns() - t0;
+    pthread_join(th, NULL);
+    CHECK(ck_ready_count(q) == 1);
+    CHECKF(el < 2 * SEC, "woke after %lld ms", (long long)el / MS);
+    CHECKF(polls <= MAX_TURNS, "%d polls", polls);
+    ck_ready_entry e;
+    CHECK(ck_ready_pop(q, &e));
+    CHECK(e.job == tok(5) && e.task == tok(6));
+    CHECK(ck_posted_count(k) == 0);
+    CHECK(poll_quiet(k, 20 * MS) == 0);
+    CHECK(ck_ready_count(q) == 0);
+
+    /* A post from the kernel's own thread before polling. */
+    CHECK(ck_post(k, tok(8), NULL, NULL));
+    CHECK(ck_post(k, NULL, NULL, tok(9)));
+    CHECK(ck_posted_count(k) == 2);
+    t0 = ck_now_ns();
+    int n = ck_poll(k, true, 2 * SEC, ev, 4);
+    CHECK(ck_now_ns() - t0 < SEC / 2);
+    CHECK(n == 1 && ev[0].kind == CK_EVENT_MESSAGE && ev[0].token == tok(9));
+    CHECK(ck_ready_pop(q, &e) && e.job == tok(8) && e.task == NULL);
+    free_kernel(k);
+}
+
+typedef struct waker {
+    ck_kernel *k;
+    int64_t delay_ns;
+    atomic_int done;
+} waker;
+
+static void *waker_main(void *arg) {
+    waker *w = arg;
+    sleep_ns(w->delay_ns);
+    /* Flag first: a poll that returns because of this wake must see it. */
+    atomic_store(&w->done, 1);
+    ck_wake(w->k);
+    return NULL;
+}
+
+/* Polls until the waker has woken us; a lost wake-up shows as a 5 s wait.
+ * Returns the elapsed time, or -1 on a ck_poll error or events. */
+static int64_t poll_until_woken(ck_kernel *k, waker *w) {
+    ck_event ev[4];
+    int64_t t0 = ck_now_ns();
+    for (;;) {
+        int n = ck_poll(k, true, 5 * SEC, ev, 4);
+        if (n != 0) return -1;
+        if (atomic_load(&w->done) || ck_now_ns() - t0 > 5 * SEC) break;
+    }
+    return ck_now_ns() - t0;
+}
+
+static void test_wake(const config *cfg) {
+    NEWK(k);
+    ck_event ev[4];
+    int polls;
+    /* From another thread, into a blocked poll. */
+    waker w = {.k = k, .delay_ns = 30 * MS};
+    pthread_t th;
+    CHECK(pthread_create(&th, NULL, waker_main, &w) == 0);
+    int64_t el = poll_until_woken(k, &w);
+    pthread_join(th, NULL);
+    CHECKF(el >= 0 && el < 2 * SEC, "wake-up from another thread: %lld ms", (long long)el / MS);
+
+    /* The wake-up is consumed: waiting afterwards sleeps. */
+    CHECK(poll_idle(k, 30 * MS, &polls) == 0);
+    CHECKF(polls <= MAX_TURNS, "stale wake-up: %d ck_poll calls in 30 ms", polls);
+
+    /* A wake sent before the poll is not lost; repeats coalesce. */
+    w.delay_ns = 0;
+    ck_wake(k);
+    ck_wake(k);
+    atomic_store(&w.done, 1);
+    el = poll_until_woken(k, &w);
+    CHECKF(el >= 0 && el < 2 * SEC, "pre-sent wake-up lost: %lld ms", (long long)el / MS);
+    CHECK(poll_idle(k, 30 * MS, &polls) == 0);
+    CHECKF(polls <= MAX_TURNS, "stale wake-up: %d ck_poll calls in 30 ms", polls);
+
+    /* Repeated wake-ups from other threads, each waking one wait. */
+    for (int i = 0; i < 5; i++) {
+        waker w2 = {.k = k, .delay_ns = 5 * MS};
+        CHECK(pthread_create(&th, NULL, waker_main, &w2) == 0);
+        el = poll_until_woken(k, &w2);
+        pthread_join(th, NULL);
+        CHECKF(el >= 0 && el < 2 * SEC, "wake-up %d: %lld ms", i, (long long)el / MS);
+    }
+    ck_stats st;
+    ck_get_stats(k, &st);
+    CHECK(st.wakeups_sent >= 7);
+    CHECK(ck_poll(k, false, 0, ev, 4) == 0);
+    free_kernel(k);
+}
+
+enum { POST_THREADS = 8, POST_TOTAL = 100000, POST_PER = POST_TOTAL / POST_THREADS };
+
+typedef struct bulk_poster {
+    ck_kernel *k;
+    int id;
+    pthread_barrier_t *start;
+    int failures;
+} bulk_poster;
+
+static void *bulk_main(void *arg) {
+    bulk_poster *b = arg;
+    pthread_barrier_wait(b->start);
+    for (int i = 0; i < POST_PER; i++) {
+        uintptr_t item = (uintptr_t)b->id * POST_PER + (uintptr_t)i;
+        /* Alternate: even items are jobs (ready queue), odd ones messages. */
+        bool ok = (i & 1) ? ck_post(b->k, NULL, NULL, tok(item))
+                          : ck_post(b->k, tok(item), tok((uintptr_t)b->id), NULL);
+        if (!ok) b->failures++;
+        if (i % 1024 == 0) sched_yield();
+    }
+    return NULL;
+}
+
+static void test_post_many_threads(const config *cfg) {
+    NEWK(k);
+    static uint8_t seen[POST_TOTAL];
+    memset(seen, 0, sizeof seen);
+    long last_job[POST_THREADS], last_msg[POST_THREADS];
+    for (int i = 0; i < POST_THREADS; i++) last_job[i] = last_msg[i] = -1;
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, POST_THREADS + 1);
+    bulk_poster bp[POST_THREADS];
+    pthread_t th[POST_THREADS];
+    for (int i = 0; i < POST_THREADS; i++) {
+        bp[i] = (bulk_poster){.k = k, .id = i, .start = &start};
+        CHECK(pthread_create(&th[i], NULL, bulk_main, &bp[i]) == 0);
+    }
+    pthread_barrier_wait(&start);
+    int got = 0, dup = -1, disorder = -1;
+    ck_event ev[256];
+    ck_ready *q = ck_kernel_ready(k);
+    int64_t end = ck_now_ns() + 20 * SEC;
+    while (got < POST_TOTAL && ck_now_ns() < end) {
+        int n = ck_poll(k, true, 200 * MS, ev, 256);
+        if (n < 0) break;
+        for (int j = 0; j < n; j++) {
+            uintptr_t item = untok(ev[j].token);
+            if (ev[j].kind != CK_EVENT_MESSAGE || item >= POST_TOTAL || (item % POST_PER) % 2 != 1) {
+                dup = (int)item;
+                continue;
+            }
+            if (seen[item]++) dup = (int)item;
+            int t = (int)(item / POST_PER);
+            if ((long)item <= last_msg[t]) disorder = (int)item;
+            last_msg[t] = (long)item;
+            got++;
+        }
+        ck_ready_entry e;
+        while (ck_ready_pop(q, &e)) {
+            uintptr_t item = untok(e.job);
+            if (item >= POST_TOTAL || (item % POST_PER) % 2 != 0 ||
+                untok(e.task) != item / POST_PER) {
+                dup = (int)item;
+                continue;
+            }
+            if (seen[item]++) dup = (int)item;
+            int t = (int)(item / POST_PER);
+            if ((long)item <= last_job[t]) disorder = (int)item;
+            last_job[t] = (long)item;
+            got++;
+        }
+    }
+    for (int i = 0; i < POST_THREADS; i++) pthread_join(th[i], NULL);
+    pthread_barrier_destroy(&start);
+    for (int i = 0; i < POST_THREADS; i++) CHECK(bp[i].failures == 0);
+    CHECKF(dup < 0, "item %d delivered twice or malformed", dup);
+    CHECKF(got == POST_TOTAL, "%d of %d items arrived", got, POST_TOTAL);
+    for (int i = 0; i < POST_TOTAL; i++) CHECKF(seen[i] == 1, "item %d seen %d times", i, seen[i]);
+    CHECKF(disorder < 0, "item %d overtook a later post from its thread", disorder);
+    CHECK(ck_posted_count(k) == 0);
+    CHECK(poll_quiet(k, 10 * MS) == 0);
+    CHECK(ck_ready_count(q) == 0);
+    free_kernel(k);
+}
+
+/* ------------------------------------------------------------ kernel misc */
+
+static void *current_main(void *arg) {
+    (void)arg;
+    return ck_current();
+}
+
+static void test_kernel_misc(const config *cfg) {
+    NEWK(k);
+    CHECK(ck_current() == NULL);
+    ck_bind_thread(k);
+    CHECK(ck_current() == k);
+    pthread_t th;
+    void *other = tok(1);
+    CHECK(pthread_create(&th, NULL, current_main, NULL) == 0);
+    pthread_join(th, &other);
+    CHECK(other == NULL);
+    ck_set_owner(k, tok(3));
+    CHECK(ck_owner(k) == tok(3));
+    ck_set_tls_resuming(tok(4));
+    CHECK(ck_tls_resuming() == tok(4));
+    ck_set_tls_resuming(NULL);
+    CHECK(ck_tls_resuming() == NULL);
+#ifdef CURIO_EPOLL_ONLY
+    CHECK(!ck_have_io_uring());
+#else
+    CHECK(ck_have_io_uring());
+#endif
+    ck_bind_thread(NULL);
+    CHECK(ck_current() == NULL);
+    ck_bind_thread(k);
+    free_kernel(k); /* unbinds */
+    CHECK(ck_current() == NULL);
+}
+
+/* A kernel may be created on one thread and driven from another (e.g. the
+ * Swift Kernel object is made on the main thread and run elsewhere). */
+typedef struct driver_arg {
+    ck_kernel *k;
+    int rfd;
+    int64_t timer_result, io_result;
+    int err;
+} driver_arg;
+
+static void *driver_main(void *arg) {
+    driver_arg *d = arg;
+    ck_event ev[4];
+    int64_t deadline = ck_now_ns() + 5 * MS;
+    ck_timer_add(d->k, deadline, tok(1));
+    int n = poll_until(d->k, ev, 4, 1, 5 * SEC);
+    if (n != 1) { d->err = n < 0 ? n : -1000 - n; return NULL; }
+    d->timer_result = ev[0].result - deadline;
+    char buf[8];
+    ck_request_args a = req(CK_OP_READ, d->rfd, buf, sizeof buf);
+    uint64_t h;
+    int64_t r = ck_submit(d->k, &a, tok(2), &h);
+    if (r == CK_PENDING) {
+        n = poll_until(d->k, ev, 4, 1, 5 * SEC);
+        if (n != 1) { d->err = n < 0 ? n : -2000 - n; return NULL; }
+        r = ev[0].result;
+    }
+    d->io_result = r;
+    return NULL;
+}
+
+static void test_kernel_other_thread(const config *cfg) {
+    NEWK(k);
+    int p[2];
+    CHECK(pipe2(p, O_CLOEXEC | O_NONBLOCK) == 0);
+    CHECK(write(p[1], "abc", 3) == 3);
+    driver_arg d = {.k = k, .rfd = p[0]};
+    pthread_t th;
+    CHECK(pthread_create(&th, NULL, driver_main, &d) == 0);
+    pthread_join(th, NULL);
+    CHECKF(d.err == 0, "driving the kernel from another thread failed: %d (%s)", d.err,
+           d.err < 0 && d.err > -1000 ? strerror(-d.err) : "no event");
+    CHECK(d.timer_result == 0);
+    CHECK(d.io_result == 3);
+    close_fd(k, p[0]);
+    close_fd(k, p[1]);
+    CHECK(ck_pending_requests(k) == 0);
+    free_kernel(k);
+}
+
+/* ------------------------------------------------------------ I/O */
+
+static int make_pipe(const config *cfg, int p[2]) {
+    if (pipe2(p, O_CLOEXEC) < 0) return -1;
+    set_nonblock(p[0], cfg->nonblocking);
+    set_nonblock(p[1], cfg->nonblocking);
+    return 0;
+}
+
+static int make_socketpair(const config *cfg, int sv[2]) {
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) return -1;
+    set_nonblock(sv[0], cfg->nonblocking);
+    set_nonblock(sv[1], cfg->nonblocking);
+    return 0;
+}
+
+static void test_io_pipe_read(const config *cfg) {
+    NEWK(k);
+    int p[2];
+    CHECK(make_pipe(cfg, p) == 0);
+    char buf[64] = {0};
+    ck_request_args a = req(CK_OP_READ, p[0], buf, sizeof buf);
+    uint64_t h = 0;
+    int64_t r = ck_submit(k, &a, tok(1), &h);
+    CHECKF(r == CK_PENDING, "read on an empty pipe returned %lld", (long long)r);
+    CHECK(h != 0);
+    CHECK(ck_pending_requests(k) == 1);
+    ck_event ev[4];
+    CHECK(ck_poll(k, false, 0, ev, 4) == 0);
+    CHECK(poll_quiet(k, 20 * MS) == 0);
+    CHECK(ck_pending_requests(k) == 1);
+    CHECK(write(p[1], "hello", 5) == 5);
+    int n = poll_until(k, ev, 4, 1, 5 * SEC);
+    CHECKF(n == 1, "%d events", n);
+    CHECK(ev[0].kind == CK_EVENT_IO && ev[0].token == tok(1));
+    CHECKF(ev[0].result == 5, "result %lld", (long long)ev[0].result);
+    CHECK(memcmp(buf, "hello", 5) == 0);
+    CHECK(ck_pending_requests(k) == 0);
+    CHECK(!ck_cancel(k, h)); /* completed: no longer pending */
+
+    /* Data already there: immediate (epoll) or one completion (io_uring). */
+    CHECK(write(p[1], "abc", 3) == 3);
+    memset(buf, 0, sizeof buf);
+    r = submit_wait(k, req(CK_OP_READ, p[0], buf, sizeof buf), tok(2));
+    CHECKF(r == 3, "result %lld", (long long)r);
+    CHECK(memcmp(buf, "abc", 3) == 0);
+
+    /* CK_OP_WRITE into the pipe. */
+    r = submit_wait(k, req(CK_OP_WRITE, p[1], "xyz!", 4), tok(3));
+    CHECKF(r == 4, "result %lld", (long long)r);
+    char rb[8];
+    CHECK(read(p[0], rb, sizeof rb) == 4 && memcmp(rb, "xyz!", 4) == 0);
+
+    /* EOF: a pending read completes with 0 when the writer closes. */
+    a = req(CK_OP_READ, p[0], buf, sizeof buf);
+    r = ck_submit(k, &a, tok(4), &h);
+    CHECK(r == CK_PENDING);
+    close_fd(k, p[1]);
+    n = poll_until(k, ev, 4, 1, 5 * SEC);
+    CHECKF(n == 1, "%d events", n);
+    CHECKF(ev[0].token == tok(4) && ev[0].result == 0, "EOF read gave %lld", (long long)ev[0].result);
+    close_fd(k, p[0]);
+    CHECK(poll_quiet(k, 5 * MS) == 0);
+    CHECK(ck_pending_requests(k) == 0);
+    free_kernel(k);
+}
+
+static void test_io_file_offset(const config *cfg) {
+    NEWK(k);
+    FILE *f = tmpfile();
+    CHECK(f != NULL);
+    int fd = fileno(f);
+    int64_t r = submit_wait(k, (ck_request_args){.op = CK_OP_WRITE, .fd = fd, .buf = "0123456789",
+                                                 .len = 10, .offset = 0}, tok(1));
+    CHECKF(r == 10, "pwrite: %lld", (long long)r);
+    r = submit_wait(k, (ck_request_args){.op = CK_OP_WRITE, .fd = fd, .buf = "AB", .len = 2,
+                                         .offset = 4}, tok(2));
+    CHECK(r == 2);
+    char buf[16] = {0};
+    r = submit_wait(k, (ck_request_args){.op = CK_OP_READ, .fd = fd, .buf = buf, .len = 5,
+                                         .offset = 2}, tok(3));
+    CHECKF(r == 5 && memcmp(buf, "23AB6", 5) == 0, "pread: %lld '%.5s'", (long long)r, buf);
+    /* offset -1 uses (and advances) the file position. */
+    CHECK(lseek(fd, 7, SEEK_SET) == 7);
+    memset(buf, 0, sizeof buf);
+    r = submit_wait(k, req(CK_OP_READ, fd, buf, sizeof buf), tok(4));
+    CHECKF(r == 3 && memcmp(buf, "789", 3) == 0, "read at position: %lld '%.3s'", (long long)r, buf);
+    CHECK(lseek(fd, 0, SEEK_CUR) == 10);
+    r = submit_wait(k, req(CK_OP_READ, fd, buf, sizeof buf), tok(5));
+    CHECKF(r == 0, "read at EOF: %lld", (long long)r);
+    ck_forget_fd(k, fd);
+    fclose(f);
+    CHECK(ck_pending_requests(k) == 0);
+    free_kernel(k);
+}
+
+static void test_io_socketpair(const config *cfg) {
+    NEWK(k);
+    int sv[2];
+    CHECK(make_socketpair(cfg, sv) == 0);
+    char buf[64] = {0};
+    waitset w = {0};
+    int64_t r = ws_submit(k, &w, req(CK_OP_RECV, sv[0], buf, sizeof buf), tok(1));
+    CHECKF(r == CK_PENDING, "recv on an empty socket returned %lld", (long long)r);
+    CHECK(poll_quiet(k, 10 * MS) == 0);
+    ws_submit(k, &w, req(CK_OP_SEND, sv[1], "ping", 4), tok(2));
+    if (!ws_wait(k, &w)) return;
+    CHECKF(ws_result(&w, tok(2)) == 4, "send %lld", (long long)ws_result(&w, tok(2)));
+    CHECKF(ws_result(&w, tok(1)) == 4, "recv %lld", (long long)ws_result(&w, tok(1)));
+    CHECK(memcmp(buf, "ping", 4) == 0);
+
+    /* The other direction with both submitted in the same turn. */
+    memset(buf, 0, sizeof buf);
+    w = (waitset){0};
+    CHECK(ws_submit(k, &w, req(CK_OP_RECV, sv[1], buf, sizeof buf), tok(3)) == CK_PENDING);
+    ws_submit(k, &w, req(CK_OP_SEND, sv[0], "pong!", 5), tok(4));
+    if (!ws_wait(k, &w)) return;
+    CHECK(ws_result(&w, tok(3)) == 5 && ws_result(&w, tok(4)) == 5);
+    CHECK(memcmp(buf, "pong!", 5) == 0);
+
+    /* sendmsg / recvmsg with two iovecs each. */
+    char r1[3] = {0}, r2[8] = {0};
+    struct iovec riov[2] = {{r1, sizeof r1}, {r2, sizeof r2}};
+    struct msghdr rmsg = {.msg_iov = riov, .msg_iovlen = 2};
+    w = (waitset){0};
+    r = ws_submit(k, &w, (ck_request_args){.op = CK_OP_RECVMSG, .fd = sv[0], .buf = &rmsg,
+                                            .offset = -1}, tok(5));
+    CHECK(r == CK_PENDING);
+    struct iovec siov[2] = {{"abc", 3}, {"defg", 4}};
+    struct msghdr smsg = {.msg_iov = siov, .msg_iovlen = 2};
+    ws_submit(k, &w, (ck_request_args){.op = CK_OP_SENDMSG, .fd = sv[1], .buf = &smsg,
+                                       .offset = -1}, tok(6));
+    if (!ws_wait(k, &w)) return;
+    CHECKF(ws_result(&w, tok(6)) == 7, "sendmsg %lld", (long long)ws_result(&w, tok(6)));
+    CHECKF(ws_result(&w, tok(5)) == 7, "recvmsg %lld", (long long)ws_result(&w, tok(5)));
+    CHECK(memcmp(r1, "abc", 3) == 0 && memcmp(r2, "defg", 4) == 0);
+
+    /* recv with flags: MSG_PEEK leaves the data for the next recv. */
+    CHECK(write(sv[1], "peek", 4) == 4);
+    memset(buf, 0, sizeof buf);
+    ck_request_args a = req(CK_OP_RECV, sv[0], buf, sizeof buf);
+    a.flags = MSG_PEEK;
+    r = submit_wait(k, a, tok(7));
+    CHECK(r == 4 && memcmp(buf, "peek", 4) == 0);
+    memset(buf, 0, sizeof buf);
+    r = submit_wait(k, req(CK_OP_RECV, sv[0], buf, sizeof buf), tok(8));
+    CHECK(r == 4 && memcmp(buf, "peek", 4) == 0);
+
+    /* Peer closed: pending recv gets 0; send gets -EPIPE, not SIGPIPE. */
+    a = req(CK_OP_RECV, sv[0], buf, sizeof buf);
+    uint64_t h;
+    CHECK(ck_submit(k, &a, tok(9), &h) == CK_PENDING);
+    close_fd(k, sv[1]);
+    ck_event ev[4];
+    int n = poll_until(k, ev, 4, 1, 5 * SEC);
+    CHECK(n == 1 && ev[0].token == tok(9));
+    CHECKF(ev[0].result == 0, "recv after peer close: %lld", (long long)ev[0].result);
+    r = submit_wait(k, req(CK_OP_SEND, sv[0], "x", 1), tok(10));
+    CHECKF(r == -EPIPE || r == -ECONNRESET, "send to closed peer: %lld", (long long)r);
+    close_fd(k, sv[0]);
+    CHECK(ck_pending_requests(k) == 0);
+    CHECK(poll_quiet(k, 5 * MS) == 0);
+    free_kernel(k);
+}
+
+static void test_io_poll(const config *cfg) {
+    NEWK(k);
+    int sv[2];
+    CHECK(make_socketpair(cfg, sv) == 0);
+    ck_request_args a = req(CK_OP_POLL_IN, sv[0], NULL, 0);
+    uint64_t h;
+    int64_t r = ck_submit(k, &a, tok(1), &h);
+    CHECKF(r == CK_PENDING, "POLL_IN on an empty socket returned %lld", (long long)r);
+    CHECK(poll_quiet(k, 10 * MS) == 0);
+    CHECK(write(sv[1], "z", 1) == 1);
+    ck_event ev[4];
+    int n = poll_until(k, ev, 4, 1, 5 * SEC);
+    CHECK(n == 1 && ev[0].token == tok(1) && ev[0].kind == CK_EVENT_IO);
+    CHECKF(ev[0].result > 0 && (ev[0].result & POLLIN), "revents %lld", (long long)ev[0].result);
+    /* Still readable (poll consumes nothing): immediate or prompt. */
+    r = submit_wait(k, req(CK_OP_POLL_IN, sv[0], NULL, 0), tok(2));
+    CHECKF(r > 0 && (r & POLLIN), "revents %lld", (long long)r);
+    char c;
+    CHECK(read(sv[0], &c, 1) == 1 && c == 'z');
+
+    /* Writable socket: POLL_OUT reports POLLOUT. */
+    r = submit_wait(k, req(CK_OP_POLL_OUT, sv[1], NULL, 0), tok(3));
+    CHECKF(r > 0 && (r & POLLOUT), "revents %lld", (long long)r);
+
+    /* Fill sv[1]'s send buffer; POLL_OUT then waits until the peer drains. */
+    static char chunk[65536];
+    size_t filled = 0;
+    for (;;) {
+        ssize_t w = send(sv[1], chunk, sizeof chunk, MSG_DONTWAIT);
+        if (w < 0) break;
+        filled += (size_t)w;
+    }
+    CHECK(errno == EAGAIN);
+    CHECK(filled > 0);
+    a = req(CK_OP_POLL_OUT, sv[1], NULL, 0);
+    r = ck_submit(k, &a, tok(4), &h);
+    CHECKF(r == CK_PENDING, "POLL_OUT on a full socket returned %lld", (long long)r);
+    CHECK(poll_quiet(k, 10 * MS) == 0);
+    size_t drained = 0;
+    while (drained < filled) {
+        ssize_t got = recv(sv[0], chunk, sizeof chunk, MSG_DONTWAIT);
+        CHECK(got > 0);
+        drained += (size_t)got;
+    }
+    n = poll_until(k, ev, 4, 1, 5 * SEC);
+    CHECKF(n == 1, "POLL_OUT did not complete after draining (%d)", n);
+    CHECK(ev[0].token == tok(4) && (ev[0].result & POLLOUT));
+
+    /* POLL_IN sees a hang-up. */
+    a = req(CK_OP_POLL_IN, sv[0], NULL, 0);
+    CHECK(ck_submit(k, &a, tok(5), &h) == CK_PENDING);
+    close_fd(k, sv[1]);
+    n = poll_until(k, ev, 4, 1, 5 * SEC);
+    CHECK(n == 1 && ev[0].token == tok(5));
+    CHECKF(ev[0].result > 0 && (ev[0].result & (POLLIN | POLLHUP | POLLRDHUP)),
+           "revents %lld", (long long)ev[0].result);
+    close_fd(k, sv[0]);
+    CHECK(ck_pending_requests(k) == 0);
+    free_kernel(k);
+}
+
+static int tcp_socket(const config *cfg) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd >= 0) set_nonblock(fd, cfg->nonblocking);
+    return fd;
+}
+
+static void test_io_accept_connect(const config *cfg) {
+    NEWK(k);
+    int ls = tcp_socket(cfg);
+    CHECK(ls >= 0);
+    int one = 1;
+    setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK(bind(ls, (struct sockaddr *)&sa, sizeof sa) == 0);
+    CHECK(listen(ls, 16) == 0);
+    socklen_t sl = sizeof sa;
+    CHECK(getsockname(ls, (struct sockaddr *)&sa, &sl) == 0);
+    CHECK(sa.sin_port != 0);
+
+    struct sockaddr_in peer;
+    memset(&peer, 0, sizeof peer);
+    ck_request_args a = req(CK_OP_ACCEPT, ls, &peer, sizeof peer);
+    a.flags = SOCK_CLOEXEC | (cfg->nonblocking ? SOCK_NONBLOCK : 0);
+    uint64_t ha;
+    int64_t r = ck_submit(k, &a, tok(1), &ha);
+    CHECKF(r == CK_PENDING, "accept with no client returned %lld", (long long)r);
+    CHECK(poll_quiet(k, 10 * MS) == 0);
+
+    int cs = tcp_socket(cfg);
+    CHECK(cs >= 0);
+    a = req(CK_OP_CONNECT, cs, &sa, sizeof sa);
+    uint64_t hc;
+    r = ck_submit(k, &a, tok(2), &hc);
+    int want = 1 + (r == CK_PENDING);
+    if (r != CK_PENDING) CHECKF(r == 0, "connect: %lld", (long long)r);
+    ck_event ev[4];
+    int n = poll_until(k, ev, 4, want, 5 * SEC);
+    CHECKF(n == want, "%d of %d events", n, want);
+    int as = -1;
+    for (int i = 0; i < n; i++) {
+        CHECK(ev[i].kind == CK_EVENT_IO);
+        if (ev[i].token == tok(1)) as = (int)ev[i].result;
+        else CHECKF(ev[i].token == tok(2) && ev[i].result == 0, "connect: %lld",
+                    (long long)ev[i].result);
+    }
+    CHECKF(as >= 0, "accept: %d", as);
+    CHECK(peer.sin_family == AF_INET && peer.sin_addr.s_addr == htonl(INADDR_LOOPBACK));
+    CHECK(fcntl(as, F_GETFD) & FD_CLOEXEC);
+    CHECK(((fcntl(as, F_GETFL) & O_NONBLOCK) != 0) == cfg->nonblocking);
+
+    /* Data over the accepted connection, both ways. */
+    char buf[32] = {0};
+    waitset w = {0};
+    CHECK(ws_submit(k, &w, req(CK_OP_RECV, as, buf, sizeof buf), tok(3)) == CK_PENDING);
+    ws_submit(k, &w, req(CK_OP_SEND, cs, "over tcp", 8), tok(4));
+    if (!ws_wait(k, &w)) return;
+    CHECKF(ws_result(&w, tok(4)) == 8, "send %lld", (long long)ws_result(&w, tok(4)));
+    CHECKF(ws_result(&w, tok(3)) == 8, "recv %lld", (long long)ws_result(&w, tok(3)));
+    CHECK(memcmp(buf, "over tcp", 8) == 0);
+    r = submit_wait(k, req(CK_OP_WRITE, as, "back", 4), tok(5));
+    CHECK(r == 4);
+    memset(buf, 0, sizeof buf);
+    r = submit_wait(k, req(CK_OP_READ, cs, buf, sizeof buf), tok(6));
+    CHECK(r == 4 && memcmp(buf, "back", 4) == 0);
+
+    /* A second accept with a NULL address. */
+    a = req(CK_OP_ACCEPT, ls, NULL, 0);
+    a.flags = SOCK_CLOEXEC;
+    w = (waitset){0};
+    CHECK(ws_submit(k, &w, a, tok(7)) == CK_PENDING);
+    int cs2 = tcp_socket(cfg);
+    CHECK(cs2 >= 0);
+    ws_submit(k, &w, req(CK_OP_CONNECT, cs2, &sa, sizeof sa), tok(8));
+    if (!ws_wait(k, &w)) return;
+    CHECKF(ws_result(&w, tok(8)) == 0, "connect: %lld", (long long)ws_result(&w, tok(8)));
+    int as2 = (int)ws_result(&w, tok(7));
+    CHECKF(as2 >= 0, "second accept: %d", as2);
+    close(as2);
+    close_fd(k, cs2);
+    close_fd(k, as);
+    close_fd(k, cs);
+    close_fd(k, ls);
+    CHECK(ck_pending_requests(k) == 0);
+    free_kernel(k);
+}
+
+static void test_io_connect_refused(const config *cfg) {
+    NEWK(k);
+    /* A port that was just bound and released has no listener. */
+    int tmp = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CHECK(tmp >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK(bind(tmp, (struct sockaddr *)&sa, sizeof sa) == 0);
+    socklen_t sl = sizeof sa;
+    CHECK(getsockname(tmp, (struct sockaddr *)&sa, &sl) == 0);
+    close(tmp);
+    int cs = tcp_socket(cfg);
+    CHECK(cs >= 0);
+    int64_t r = submit_wait(k, req(CK_OP_CONNECT, cs, &sa, sizeof sa), tok(1));
+    CHECKF(r == -ECONNREFUSED, "connect to a closed port: %lld", (long long)r);
+    close_fd(k, cs);
+    CHECK(ck_pending_requests(k) == 0);
+    free_kernel(k);
+}
+
+static void test_io_cancel(const config *cfg) {
+    NEWK(k);
+    int p[2];
+    CHECK(make_pipe(cfg, p) == 0);
+    char buf[16];
+    ck_request_args a = req(CK_OP_READ, p[0], buf, sizeof buf);
+    uint64_t h;
+    CHECK(ck_submit(k, &a, tok(1), &h) == CK_PENDING);
+    CHECK(ck_pending_requests(k) == 1);
+    /* Let the read get started in the backend before cancelling it. */
+    CHECK(poll_quiet(k, 5 * MS) == 0);
+    CHECK(ck_cancel(k, h));
+    CHECK(!ck_cancel(k, h)); /* already being cancelled */
+    ck_event ev[4];
+    int n = poll_until(k, ev, 4, 1, 5 * SEC);
+    CHECKF(n == 1, "%d events", n);
+    CHECK(ev[0].kind == CK_EVENT_IO && ev[0].token == tok(1));
+    CHECKF(ev[0].result == -ECANCELED, "cancelled read gave %lld", (long long)ev[0].result);
+    CHECK(ck_pending_requests(k) == 0);
+    CHECK(!ck_cancel(k, h));
+    /* The cancelled read must not consume data written afterwards. */
+    CHECK(write(p[1], "after", 5) == 5);
+    CHECK(poll_quiet(k, 20 * MS) == 0);
+    char rb[8];
+    CHECK(read(p[0], rb, sizeof rb) == 5);
+
+    /* Cancel in the same turn as the submission. */
+    CHECK(ck_submit(k, &a, tok(2), &h) == CK_PENDING);
+    CHECK(ck_cancel(k, h));
+    n = poll_until(k, ev, 4, 1, 5 * SEC);
+    CHECK(n == 1 && ev[0].token == tok(2));
+    CHECKF(ev[0].result == -ECANCELED, "cancelled read gave %lld", (long long)ev[0].result);
+    CHECK(poll_quiet(k, 10 * MS) == 0);
+
+    /* Two reads parked; cancelling the second leaves the first intact. */
+    char b1[4], b2[4];
+    uint64_t h1, h2;
+    a = req(CK_OP_READ, p[0], b1, sizeof b1);
+    CHECK(ck_submit(k, &a, tok(3), &h1) == CK_PENDING);
+    a = req(CK_OP_READ, p[0], b2, sizeof b2);
+    CHECK(ck_submit(k, &a, tok(4), &h2) == CK_PENDING);
+    CHECK(poll_quiet(k, 5 * MS) == 0);
+    CHECK(ck_cancel(k, h2));
+    n = poll_until(k, ev, 4, 1, 5 * SEC);
+    CHECK(n == 1 && ev[0].token == tok(4) && ev[0].result == -ECANCELED);
+    CHECK(write(p[1], "ok", 2) == 2);
+    n = poll_until(k, ev, 4, 1, 5 * SEC);
+    CHECK(n == 1 && ev[0].token == tok(3) && ev[0].result == 2);
+    CHECK(!ck_cancel(k, h1));
+
+    /* Bogus handles. */
+    CHECK(!ck_cancel(k, 0));
+    CHECK(!ck_cancel(k, 0xffffffffffffffffull));
+    CHECK(!ck_cancel(k, ((uint64_t)77 << 32) | 1));
+    close_fd(k, p[0]);
+    close_fd(k, p[1]);
+    CHECK(poll_quiet(k, 5 * MS) == 0);
+    CHECK(ck_pending_requests(k) == 0);
+    free_kernel(k);
+}
+
+static void test_io_forget_fd(const config *cfg) {
+    NEWK(k);
+    int p[2], sv[2];
+    CHECK(make_pipe(cfg, p) == 0);
+    CHECK(make_socketpair(cfg, sv) == 0);
+    char b1[8], b2[8], b3[8];
+    uint64_t h1, h2, h3;
+    ck_request_args a = req(CK_OP_READ, p[0], b1, sizeof b1);
+    CHECK(ck_submit(k, &a, tok(1), &h1) == CK_PENDING);
+    a = req(CK_OP_RECV, sv[0], b2, sizeof b2);
+    CHECK(ck_submit(k, &a, tok(2), &h2) == CK_PENDING);
+    a = req(CK_OP_POLL_IN, sv[0], b3, 0);
+    CHECK(ck_submit(k, &a, tok(3), &h3) == CK_PENDING);
+    CHECK(ck_pending_requests(k) == 3);
+    CHECK(poll_quiet(k, 5 * MS) == 0);
+
+    ck_forget_fd(k, p[0]);
+    ck_event ev[8];
+    int n = poll_until(k, ev, 8, 1, 5 * SEC);
+    CHECKF(n == 1, "%d events", n);
+    CHECK(ev[0].token == tok(1));
+    CHECKF(ev[0].result == -ECANCELED, "forgotten read gave %lld", (long long)ev[0].result);
+    CHECK(poll_quiet(k, 10 * MS) == 0);
+    CHECK(ck_pending_requests(k) == 2);
+
+    ck_forget_fd(k, sv[0]);
+    n = poll_until(k, ev, 8, 2, 5 * SEC);
+    CHECKF(n == 2, "%d events", n);
+    bool g2 = false, g3 = false;
+    for (int i = 0; i < n; i++) {
+        CHECKF(ev[i].result == -ECANCELED, "forgotten request gave %lld", (long long)ev[i].result);
+        if (ev[i].token == tok(2)) g2 = true;
+        if (ev[i].token == tok(3)) g3 = true;
+    }
+    CHECK(g2 && g3);
+    CHECK(ck_pending_requests(k) == 0);
+    ck_forget_fd(k, sv[0]); /* nothing left: harmless */
+    ck_forget_fd(k, -1);
+    ck_forget_fd(k, 100000);
+
+    /* After forgetting, the descriptor can be used again. */
+    CHECK(write(sv[1], "again", 5) == 5);
+    int64_t r = submit_wait(k, req(CK_OP_RECV, sv[0], b2, sizeof b2), tok(4));
+    CHECKF(r == 5, "recv after forget: %lld", (long long)r);
+    a = req(CK_OP_RECV, sv[0], b2, sizeof b2);
+    CHECK(ck_submit(k, &a, tok(5), &h2) == CK_PENDING);
+    CHECK(write(sv[1], "more", 4) == 4);
+    n = poll_until(k, ev, 8, 1, 5 * SEC);
+    CHECK(n == 1 && ev[0].token == tok(5) && ev[0].result == 4);
+
+    /* Descriptor numbers get reused after close: a new pipe landing on the
+     * same number must work. */
+    close_fd(k, p[0]);
+    close_fd(k, p[1]);
+    CHECK(make_pipe(cfg, p) == 0);
+    a = req(CK_OP_READ, p[0], b1, sizeof b1);
+    CHECK(ck_submit(k, &a, tok(6), &h1) == CK_PENDING);
+    CHECK(write(p[1], "new", 3) == 3);
+    n = poll_until(k, ev, 8, 1, 5 * SEC);
+    CHECK(n == 1 && ev[0].token == tok(6) && ev[0].result == 3);
+
+    close_fd(k, p[0]);
+    close_fd(k, p[1]);
+    close_fd(k, sv[0]);
+    close_fd(k, sv[1]);
+    CHECK(ck_pending_requests(k) == 0);
+    CHECK(poll_quiet(k, 5 * MS) == 0);
+    free_kernel(k);
+}
+
+static void test_io_bad_fd(const config *cfg) {
+    NEWK(k);
+    char buf[8];
+    const ck_op ops[] = {CK_OP_READ, CK_OP_WRITE, CK_OP_RECV, CK_OP_SEND, CK_OP_ACCEPT,
+                         CK_OP_CONNECT, CK_OP_POLL_IN, CK_OP_POLL_OUT, CK_OP_RECVMSG,
+                         CK_OP_SENDMSG};
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
+        ck_request_args a = req(ops[i], -1, buf, sizeof buf);
+        uint64_t h = 99;
+        int64_t r = ck_submit(k, &a, tok(1), &h);
+        CHECKF(r == -EBADF, "op %d on fd -1: %lld", (int)ops[i], (long long)r);
+        CHECK(h == 0);
+    }
+    /* An unknown op. */
+    ck_request_args a = req((ck_op)999, 0, buf, sizeof buf);
+    uint64_t h = 99;
+    CHECK(ck_submit(k, &a, tok(1), &h) == -EINVAL && h == 0);
+
+    /* A closed descriptor: -EBADF, at once or as the one completion. */
+    int p[2];
+    CHECK(pipe2(p, O_CLOEXEC) == 0);
+    close(p[1]);
+    close(p[0]);
+    int64_t r = submit_wait(k, req(CK_OP_READ, p[0], buf, sizeof buf), tok(2));
+    CHECKF(r == -EBADF, "read on a closed fd: %lld", (long long)r);
+    r = submit_wait(k, req(CK_OP_POLL_IN, p[0], NULL, 0), tok(3));
+    CHECKF(r == -EBADF || (r > 0 && (r & POLLNVAL)), "poll on a closed fd: %lld", (long long)r);
+    /* Not a socket. */
+    FILE *f = tmpfile();
+    CHECK(f);
+    r = submit_wait(k, req(CK_OP_RECV, fileno(f), buf, sizeof buf), tok(4));
+    CHECKF(r == -ENOTSOCK, "recv on a file: %lld", (long long)r);
+    ck_forget_fd(k, fileno(f));
+    fclose(f);
+    CHECK(poll_quiet(k, 5 * MS) == 0);
+    CHECK(ck_pending_requests(k) == 0);
+    free_kernel(k);
+}
+
+/* More requests in flight than one pool chunk (256) holds, all on one
+ * pipe; each takes one byte, every byte goes to exactly one request. */
+static void test_io_many_pending(const config *cfg) {
+    NEWK(k);
+    enum { N = 300 };
+    int p[2];
+    CHECK(make_pipe(cfg, p) == 0);
+    static unsigned char bufs[N];
+    static uint64_t h[N];
+    for (int i = 0; i < N; i++) {
+        ck_request_args a = req(CK_OP_READ, p[0], &bufs[i], 1);
+        CHECK(ck_submit(k, &a, tok((uintptr_t)i), &h[i]) == CK_PENDING);
+    }
+    CHECK(ck_pending_requests(k) == N);
+    CHECK(poll_quiet(k, 5 * MS) == 0);
+    /* 200 bytes for 200 of the readers, the other 100 are cancelled. */
+    unsigned char data[200];
+    for (int i = 0; i < 200; i++) data[i] = (unsigned char)i;
+    CHECK(write(p[1], data, sizeof data) == (ssize_t)sizeof data);
+    static ck_event ev[N];
+    int n = poll_until(k, ev, N, 200, 5 * SEC);
+    CHECKF(n == 200, "%d of 200 reads completed", n);
+    bool done[N] = {false}, byte_seen[200] = {false};
+    for (int i = 0; i < n; i++) {
+        uintptr_t id = untok(ev[i].token);
+        CHECK(id < N && !done[id]);
+        done[id] = true;
+        CHECKF(ev[i].result == 1, "read %zu gave %lld", (size_t)id, (long long)ev[i].result);
+        CHECK(!byte_seen[bufs[id]]);
+        byte_seen[bufs[id]] = true;
+    }
+    CHECK(ck_pending_requests(k) == N - 200);
+    int cancelled = 0;
+    for (int i = 0; i < N; i++)
+        if (!done[i]) {
+            CHECK(ck_cancel(k, h[i]));
+            cancelled++;
+        } else {
+            CHECK(!ck_cancel(k, h[i]));
+        }
+    n = poll_until(k, ev, N, cancelled, 5 * SEC);
+    CHECKF(n == cancelled, "%d of %d cancellations", n, cancelled);
+    for (int i = 0; i < n; i++) {
+        uintptr_t id = untok(ev[i].token);
+        CHECK(id < N && !done[id]);
+        done[id] = true;
+        CHECK(ev[i].result == -ECANCELED);
+    }
+    CHECK(ck_pending_requests(k) == 0);
+    close_fd(k, p[0]);
+    close_fd(k, p[1]);
+    CHECK(poll_quiet(k, 5 * MS) == 0);
+    free_kernel(k);
+}
+
+/* io_uring collects submissions and hands them over with one enter. */
+static void test_io_batch_submit(const config *cfg) {
+    NEWK(k);
+    if (ck_kernel_backend(k) != CK_BACKEND_IO_URING) {
+        free_kernel(k);
+        return; /* epoll runs each request's system call at once by design */
+    }
+    enum { N = 16 };
+    int p[N][2];
+    char buf[N][4];
+    for (int i = 0; i < N; i++) CHECK(make_pipe(cfg, p[i]) == 0);
+    ck_stats s0, s1;
+    ck_get_stats(k, &s0);
+    for (int i = 0; i < N; i++) {
+        uint64_t h;
+        ck_request_args a = req(CK_OP_READ, p[i][0], buf[i], sizeof buf[i]);
+        CHECK(ck_submit(k, &a, tok((uintptr_t)i), &h) == CK_PENDING);
+    }
+    ck_get_stats(k, &s1);
+    CHECKF(s1.enters == s0.enters, "%llu enters while submitting",
+           (unsigned long long)(s1.enters - s0.enters));
+    ck_event ev[N];
+    CHECK(ck_poll(k, false, 0, ev, N) == 0);
+    ck_get_stats(k, &s1);
+    CHECKF(s1.enters - s0.enters == 1, "%llu enters for one batch",
+           (unsigned long long)(s1.enters - s0.enters));
+    for (int i = 0; i < N; i++) CHECK(write(p[i][1], "w", 1) == 1);
+    int n = poll_until(k, ev, N, N, 5 * SEC);
+    CHECK(n == N);
+    for (int i = 0; i < N; i++) {
+        close_fd(k, p[i][0]);
+        close_fd(k, p[i][1]);
+    }
+    CHECK(ck_pending_requests(k) == 0);
+    free_kernel(k);
+}
+
+/* Timers and I/O in the same wait: a read that completes before its
+ * timeout, and one whose timeout fires first and cancels it. */
+static void test_io_with_timeout(const config *cfg) {
+    NEWK(k);
+    int p[2];
+    CHECK(make_pipe(cfg, p) == 0);
+    char buf[8];
+    uint64_t h;
+    ck_request_args a = req(CK_OP_READ, p[0], buf, sizeof buf);
+    CHECK(ck_submit(k, &a, tok(1), &h) == CK_PENDING);
+    int64_t t0 = ck_now_ns();
+    uint64_t th = ck_timer_add(k, t0 + 20 * MS, tok(2));
+    ck_event ev[4];
+    int n = poll_until(k, ev, 4, 1, 5 * SEC);
+    CHECK(n == 1 && ev[0].kind == CK_EVENT_TIMER && ev[0].token == tok(2));
+    CHECK(ck_now_ns() - t0 >= 20 * MS);
+    CHECK(ck_cancel(k, h));
+    n = poll_until(k, ev, 4, 1, 5 * SEC);
+    CHECK(n == 1 && ev[0].token == tok(1) && ev[0].result == -ECANCELED);
+    CHECK(!ck_timer_cancel(k, th));
+
+    CHECK(ck_submit(k, &a, tok(3), &h) == CK_PENDING);
+    th = ck_timer_add(k, ck_now_ns() + 10 * SEC, tok(4));
+    CHECK(write(p[1], "fast", 4) == 4);
+    n = poll_until(k, ev, 4, 1, 5 * SEC);
+    CHECK(n == 1 && ev[0].kind == CK_EVENT_IO && ev[0].token == tok(3) && ev[0].result == 4);
+    CHECK(ck_timer_cancel(k, th));
+    close_fd(k, p[0]);
+    close_fd(k, p[1]);
+    CHECK(ck_pending_requests(k) == 0);
+    CHECK(ck_timer_count(k) == 0);
+    free_kernel(k);
+}
+
+/* ------------------------------------------------------------ fallback */
+
+static bool capture_stderr_begin(int *saved, FILE **tmp) {
+    fflush(stderr);
+    *tmp = tmpfile();
+    if (!*tmp) return false;
+    *saved = dup(2);
+    dup2(fileno(*tmp), 2);
+    return true;
+}
+
+static size_t capture_stderr_end(int saved, FILE *tmp, char *out, size_t cap) {
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    rewind(tmp);
+    size_t n = fread(out, 1, cap - 1, tmp);
+    out[n] = 0;
+    fclose(tmp);
+    return n;
+}
+
+/* Runs first in main, before anything else could trigger the one-time
+ * fallback message. */
+static void test_fallback_env(const config *cfg) {
+    (void)cfg;
+    setenv("CURIO_DISABLE_IO_URING", "1", 1);
+    int saved;
+    FILE *tmp;
+    CHECK(capture_stderr_begin(&saved, &tmp));
+    ck_kernel *k1 = ck_kernel_new(CK_BACKEND_IO_URING);
+    ck_kernel *k2 = ck_kernel_new(CK_BACKEND_IO_URING);
+    char out[4096];
+    capture_stderr_end(saved, tmp, out, sizeof out);
+    unsetenv("CURIO_DISABLE_IO_URING");
+    CHECK(k1 && k2);
+    CHECK(ck_kernel_backend(k1) == CK_BACKEND_EPOLL);
+    CHECK(ck_kernel_backend(k2) == CK_BACKEND_EPOLL);
+    int lines = 0;
+    for (char *s = out; *s; s++) lines += *s == '\n';
+#ifdef CURIO_EPOLL_ONLY
+    /* Built without io_uring: epoll is simply the backend. */
+    CHECKF(lines == 0, "unexpected stderr output: %s", out);
+#else
+    CHECKF(lines == 1, "expected one line on stderr, got %d: '%s'", lines, out);
+    CHECKF(strstr(out, "io_uring") && strstr(out, "epoll"), "message: '%s'", out);
+#endif
+    /* The fallback kernel works. */
+    uint64_t h = ck_timer_add(k1, ck_now_ns() + MS, tok(1));
+    CHECK(h);
+    ck_event ev[2];
+    CHECK(poll_until(k1, ev, 2, 1, 5 * SEC) == 1 && ev[0].token == tok(1));
+    ck_kernel_free(k1);
+    ck_kernel_free(k2);
+    /* "0" does not disable io_uring. */
+    setenv("CURIO_DISABLE_IO_URING", "0", 1);
+    ck_kernel *k3 = ck_kernel_new(CK_BACKEND_IO_URING);
+    unsetenv("CURIO_DISABLE_IO_URING");
+    CHECK(k3);
+#ifndef CURIO_EPOLL_ONLY
+    /* (io_uring itself may be unavailable on this machine; main reports it) */
+#endif
+    ck_kernel_free(k3);
+    /* Asking for epoll gives epoll. */
+    ck_kernel *k4 = ck_kernel_new(CK_BACKEND_EPOLL);
+    CHECK(k4 && ck_kernel_backend(k4) == CK_BACKEND_EPOLL);
+    ck_kernel_free(k4);
+}
+
+/* ------------------------------------------------------------ main */
+
+typedef struct test_case {
+    const char *name;
+    test_fn fn;
+    bool io;
+} test_case;
+
+static const test_case tests[] = {
+    {"ready_queue", test_ready_queue, false},
+    {"timer_heap", test_timer_heap, false},
+    {"timer_expiry", test_timer_expiry, false},
+    {"timer_blocking", test_timer_blocking, false},
+    {"post_message_wakes", test_post_message_wakes, false},
+    {"post_job_wakes", test_post_job_wakes, false},
+    {"wake", test_wake, false},
+    {"post_many_threads", test_post_many_threads, false},
+    {"kernel_misc", test_kernel_misc, false},
+    {"kernel_other_thread", test_kernel_other_thread, false},
+    {"io_pipe_read", test_io_pipe_read, true},
+    {"io_file_offset", test_io_file_offset, true},
+    {"io_socketpair", test_io_socketpair, true},
+    {"io_poll", test_io_poll, true},
+    {"io_accept_connect", test_io_accept_connect, true},
+    {"io_connect_refused", test_io_connect_refused, true},
+    {"io_cancel", test_io_cancel, true},
+    {"io_forget_fd", test_io_forget_fd, true},
+    {"io_bad_fd", test_io_bad_fd, true},
+    {"io_many_pending", test_io_many_pending, true},
+    {"io_batch_submit", test_io_batch_submit, true},
+    {"io_with_timeout", test_io_with_timeout, true},
+};
+
+/* Older kernels' io_uring honours O_NONBLOCK on pipes and sockets by
+ * completing with -EAGAIN instead of waiting (the Swift side then falls back
+ * to a readiness poll). Returns true when this kernel waits instead, so the
+ * non-blocking descriptor runs apply to io_uring. */
+static bool uring_waits_on_nonblocking_fds(void) {
+    ck_kernel *k = ck_kernel_new(CK_BACKEND_IO_URING);
+    if (!k) return false;
+    bool waits = ck_kernel_backend(k) == CK_BACKEND_IO_URING;
+    int p[2] = {-1, -1}, sv[2] = {-1, -1};
+    char b1[4], b2[4];
+    uint64_t h;
+    if (waits && pipe2(p, O_CLOEXEC | O_NONBLOCK) == 0 &&
+        socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) == 0) {
+        ck_request_args a = req(CK_OP_READ, p[0], b1, sizeof b1);
+        ck_submit(k, &a, tok(1), &h);
+        a = req(CK_OP_RECV, sv[0], b2, sizeof b2);
+        ck_submit(k, &a, tok(2), &h);
+        int n = poll_quiet(k, 20 * MS);
+        if (n != 0) waits = false; /* -EAGAIN (or anything) came back at once */
+    } else {
+        waits = false;
+    }
+    if (p[0] >= 0) { close_fd(k, p[0]); close(p[1]); }
+    if (sv[0] >= 0) { close_fd(k, sv[0]); close(sv[1]); }
+    poll_quiet(k, 5 * MS);
+    ck_kernel_free(k);
+    return waits;
+}
+
+/* Optional arguments: run only the tests whose names contain one of them,
+ * optionally repeated: ck_test [-r COUNT] [NAME...]. */
+static int g_argc, g_repeat = 1;
+static char **g_argv;
+static bool selected(const char *name) {
+    if (g_argc == 0) return true;
+    for (int i = 0; i < g_argc; i++)
+        if (strstr(name, g_argv[i])) return true;
+    return false;
+}
+
+int main(int argc, char **argv) {
+    argc--, argv++;
+    if (argc >= 2 && strcmp(argv[0], "-r") == 0) {
+        g_repeat = atoi(argv[1]);
+        argc -= 2, argv += 2;
+    }
+    g_argc = argc;
+    g_argv = argv;
+    signal(SIGALRM, on_alarm);
+    signal(SIGPIPE, SIG_IGN);
+    alarm(60);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    /* Start from a known environment. */
+    unsetenv("CURIO_DISABLE_IO_URING");
+
+    static const config fallback_cfg = {"fallback", CK_BACKEND_IO_URING, CK_BACKEND_EPOLL, true,
+                                        true, false};
+    if (selected("fallback_env")) run_test("fallback_env", test_fallback_env, &fallback_cfg);
+
+    config cfgs[8];
+    int ncfg = 0;
+    bool uring = false;
+    if (ck_have_io_uring()) {
+        ck_kernel *k = ck_kernel_new(CK_BACKEND_IO_URING);
+        uring = k && ck_kernel_backend(k) == CK_BACKEND_IO_URING;
+        if (k) ck_kernel_free(k);
+        if (!uring)
+            printf("# io_uring is compiled in but unavailable here; io_uring runs skipped\n");
+    }
+    if (uring && uring_waits_on_nonblocking_fds()) {
+        cfgs[ncfg++] = (config){"io_uring", CK_BACKEND_IO_URING, CK_BACKEND_IO_URING, true, false, false};
+        cfgs[ncfg++] = (config){"io_uring,blocking-fds", CK_BACKEND_IO_URING, CK_BACKEND_IO_URING,
+                                false, false, true};
+    } else if (uring) {
+        printf("# this kernel's io_uring answers -EAGAIN on O_NONBLOCK descriptors; "
+               "io_uring runs use blocking descriptors\n");
+        cfgs[ncfg++] = (config){"io_uring,blocking-fds", CK_BACKEND_IO_URING, CK_BACKEND_IO_URING,
+                                false, false, false};
+    }
+    cfgs[ncfg++] = (config){"epoll", CK_BACKEND_EPOLL, CK_BACKEND_EPOLL, true, false, false};
+    cfgs[ncfg++] = (config){ck_have_io_uring() ? "io_uring->epoll fallback"
+                                               : "io_uring->epoll (not compiled in)",
+                            CK_BACKEND_IO_URING, CK_BACKEND_EPOLL, true, true, false};
+    printf("# %s build; backends: %s\n", ck_have_io_uring() ? "io_uring" : "epoll-only",
+           uring ? "io_uring, epoll" : backend_name(CK_BACKEND_EPOLL));
+
+    if (g_repeat > 1) alarm(0); /* repeated runs are for hunting flakiness by hand */
+    for (int rep = 0; rep < g_repeat; rep++)
+        for (int c = 0; c < ncfg; c++) {
+            if (cfgs[c].disable_env) setenv("CURIO_DISABLE_IO_URING", "1", 1);
+            for (size_t t = 0; t < sizeof tests / sizeof tests[0]; t++) {
+                if (cfgs[c].io_only && !tests[t].io) continue;
+                if (!selected(tests[t].name)) continue;
+                run_test(tests[t].name, tests[t].fn, &cfgs[c]);
+            }
+            if (cfgs[c].disable_env) unsetenv("CURIO_DISABLE_IO_URING");
+        }
+    printf("%d passed, %d failed\n", g_passed, g_failed);
+    return g_failed ? 1 : 0;
+}
