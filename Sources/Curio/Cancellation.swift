@@ -1,3 +1,5 @@
+import CCurioKernel
+
 /// Runs `body` with cancellation held back: cancellations and timeouts that
 /// arrive meanwhile wait for the first blocking call after the block.
 /// Blocks nest.
@@ -23,8 +25,16 @@ public func checkCancellation() async throws {
 
 /// The cancellation waiting for the calling task, without delivering it:
 /// inside ``disableCancellation(_:)`` this tells a task that it should stop.
+/// A timeout deadline that has passed counts (a ``TaskTimeout``), as in
+/// curio 1.6, since the next blocking call would deliver it.
 public func pendingCancellation() async throws -> (any Error)? {
-    try Kernel.currentTask().pendingCancel
+    let t = try Kernel.currentTask()
+    if let e = t.pendingCancel { return e }
+    if t.effectiveDeadline != .max && !t.deadlineDelivered {
+        let now = ck_now_ns()
+        if now >= t.effectiveDeadline { return TaskTimeout(clock: Double(now) / 1e9) }
+    }
+    return nil
 }
 
 /// Swift's own cancellation error counts as a Curio cancellation, so
