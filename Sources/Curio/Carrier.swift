@@ -11,6 +11,8 @@
 final class Carrier: @unchecked Sendable {
     unowned(unsafe) let kernel: Kernel
     var next: AnyCurioTask?
+    /// The Curio task whose body this carrier runs now.
+    unowned(unsafe) var running: AnyCurioTask?
     var continuation: UnsafeContinuation<AnyCurioTask?, Never>?
     var task: Task<Void, Never>?
 
@@ -20,13 +22,22 @@ final class Carrier: @unchecked Sendable {
     }
 
     func loop() async {
+        // A job the runtime enqueues for this Swift task without going
+        // through a Curio trap (after `Task.yield()`, `Task.sleep`, a
+        // continuation resumed by another thread) is the task itself: the
+        // kernel finds the Curio task from it through this table.
+        let me = withUnsafeCurrentTask { unsafeBitCast($0!, to: UnsafeMutableRawPointer.self) }
+        kernel.carriersByTask[me] = self
         while let t = next {
             next = nil
+            running = t
             await t.runBody()
+            running = nil
             t.carrier = nil
             if Task.isCancelled { break }
             next = await kernel.park(self)
         }
+        kernel.carriersByTask[me] = nil
         task = nil
     }
 }

@@ -83,8 +83,9 @@ extension Kernel {
             throw CurioUsageError(.invalidArgument, "cannot watch signal \(signal) (\(signalName(signal))) for the task dump")
         }
         let link = ensureMonitorLink()
-        SignalHub.shared.addListener(signal) { [unowned(unsafe) self] in
-            writeStderr(self.taskDump(link))
+        dumpSignals.append(signal)
+        SignalHub.shared.addListener(signal, owner: self) { [weak self] in
+            if let self { writeStderr(self.taskDump(link)) }
         }
     }
 
@@ -124,6 +125,11 @@ extension Kernel {
     func checkDeadlock() {
         guard !deadlockReported, aliveCount > 0, ck_timer_count(ck) == 0, ck_pending_requests(ck) == 0,
               externalWaits == 0, ck_posted_count(ck) == 0, ck_ready_count(readyQueue) == 0 else { return }
+        // A task in a Swift-native await waits for something Curio cannot
+        // see (a Swift timer, another executor): no verdict then.
+        var allInTraps = true
+        forEachTask { if $0.continuation == nil { allInTraps = false } }
+        guard allInTraps else { return }
         deadlockReported = true
         var lines = "curio: deadlock: every task is waiting and nothing (timer, I/O, worker thread, signal) can wake them:\n"
         var rows: [AnyCurioTask] = []

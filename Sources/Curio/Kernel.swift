@@ -51,6 +51,8 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
     var taskListHead: AnyCurioTask?
     var yielders: ContiguousArray<AnyCurioTask> = []
     var idleCarriers: [Carrier] = []
+    /// Every carrier, by the address of its Swift task.
+    var carriersByTask: [UnsafeMutableRawPointer: Carrier] = [:]
     private var yieldersSpare: ContiguousArray<AnyCurioTask> = []
     private(set) var isRunning = false
     private(set) var isShutDown = false
@@ -62,6 +64,8 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
     /// thread, another thread's put, a signal): not part of a deadlock.
     var externalWaits = 0
     var deadlockReported = false
+    /// Signals that dump the task tree (``enableTaskDump(on:)``).
+    var dumpSignals: [Int32] = []
 
     /// With the monitor on, a task that holds the kernel this many seconds
     /// without blocking is reported once on stderr, with its location and
@@ -134,6 +138,11 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
     }
 
     deinit {
+        monitor?.stop()
+        if !dumpSignals.isEmpty {
+            SignalHub.shared.removeListeners(owner: self)
+            dumpSignals.forEach { ck_signal_unwatch($0) }
+        }
         ck_kernel_free(ck)
         eventBuffer.deallocate()
     }
@@ -288,6 +297,10 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
         }
         while n > 0 && ck_ready_pop(readyQueue, &entry) {
             n -= 1
+            if entry.task == nil, let job = entry.job, let t = carriersByTask[job]?.running {
+                // Enqueued by the runtime on its own (see Carrier.loop).
+                entry.task = Unmanaged.passUnretained(t).toOpaque()
+            }
             if let raw = entry.task {
                 let t = Unmanaged<AnyCurioTask>.fromOpaque(raw).takeUnretainedValue()
                 t.state = .running
@@ -299,6 +312,10 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
                 current = nil
             }
             unsafeBitCast(entry.job, to: UnownedJob.self).runSynchronously(on: executor)
+            if let t = current, t.continuation == nil, !t.yielding, !t.terminated {
+                // It stopped without a Curio trap: a Swift-native await.
+                t.state = .swiftAwait
+            }
             if hooked, let t = current, !t.terminated { for a in activations { a.suspended(t) } }
             current = nil
             if monitored { ck_mark_running(ck, 0, 0) }

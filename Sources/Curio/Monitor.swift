@@ -10,7 +10,9 @@ import Glibc
 /// Commands: `ps`, `where ID`, `cancel ID`, `parents ID`, `tree`,
 /// `signal NAME`, `help`, `quit`. It never executes code sent to it.
 final class Monitor: @unchecked Sendable {
-    unowned(unsafe) let kernel: Kernel
+    /// Weak: the kernel owns the monitor, and the monitor thread stops once
+    /// the kernel is gone (see ``stop()``).
+    private weak var kernelRef: Kernel?
     let link: MonitorLink
     /// Wakes the monitor thread: SIGINT notifications and shutdown.
     private var wakePipe: [Int32] = [-1, -1]
@@ -25,14 +27,15 @@ final class Monitor: @unchecked Sendable {
     static let maxLine = 4096
 
     init(kernel: Kernel, link: MonitorLink, host: String, port: Int, console: Bool) {
-        self.kernel = kernel
+        self.kernelRef = kernel
         self.link = link
         _ = ck_pipe2(&wakePipe, O_CLOEXEC | O_NONBLOCK)
         openListener(host: host, port: port)
         if console {
             // Ctrl-C opens the console instead of ending the program.
             if ck_signal_watch(SIGINT) == 0 {
-                SignalHub.shared.addListener(SIGINT) { [weak self] in self?.poke(1) }
+                watchesSIGINT = true
+                SignalHub.shared.addListener(SIGINT, owner: self) { [weak self] in self?.poke(1) }
             }
         }
         var tid = pthread_t()
@@ -73,10 +76,28 @@ final class Monitor: @unchecked Sendable {
         address = SocketAddress(storage: st, length: len)
     }
 
+    private var watchesSIGINT = false
+
     /// Called from the signal thread: wake the monitor thread with a code.
     private func poke(_ code: UInt8) {
         var c = code
         _ = write(wakePipe[1], &c, 1)
+    }
+
+    /// Ends the monitor: Ctrl-C gets its old meaning back and the thread
+    /// closes the listener and exits. Called when the kernel goes away.
+    func stop() {
+        if watchesSIGINT {
+            SignalHub.shared.removeListeners(owner: self)
+            ck_signal_unwatch(SIGINT)
+            watchesSIGINT = false
+        }
+        poke(2)
+    }
+
+    deinit {
+        close(wakePipe[0])
+        close(wakePipe[1])
     }
 
     // MARK: The thread
@@ -95,21 +116,33 @@ final class Monitor: @unchecked Sendable {
                 if errno == EINTR { continue }
                 return
             }
-            watchForHog()
+            if let kernel = kernelRef { watchForHog(kernel) }
+            guard let kernel = kernelRef else { break }
             for p in fds where p.revents != 0 {
                 if p.fd == wakePipe[0] {
                     var b = [UInt8](repeating: 0, count: 16)
                     let n = read(wakePipe[0], &b, b.count)
-                    if n > 0 && b[0..<n].contains(1) { openConsole() }
+                    if n > 0 && b[0..<n].contains(2) {
+                        shutDown()
+                        return
+                    }
+                    if n > 0 && b[0..<n].contains(1) { openConsole(kernel) }
                 } else if p.fd == 0 {
-                    readConsole()
+                    readConsole(kernel)
                 } else if p.fd == listener {
-                    acceptClient()
+                    acceptClient(kernel)
                 } else if p.fd == client {
-                    readClient()
+                    readClient(kernel)
                 }
             }
         }
+        shutDown()
+    }
+
+    private func shutDown() {
+        dropClient()
+        if listener >= 0 { close(listener) }
+        listener = -1
     }
 
     // MARK: The watchdog
@@ -119,7 +152,7 @@ final class Monitor: @unchecked Sendable {
     /// Reports, once, a task that has held the kernel longer than the
     /// kernel's `longBlockThreshold`, with where it last resumed and, where
     /// the binary's symbols allow, the kernel thread's live stack.
-    private func watchForHog() {
+    private func watchForHog(_ kernel: Kernel) {
         let threshold = kernel.longBlockThreshold
         guard threshold > 0 else { return }
         var id: Int64 = 0, since: Int64 = 0
@@ -142,7 +175,7 @@ final class Monitor: @unchecked Sendable {
 
     // MARK: The console
 
-    private func openConsole() {
+    private func openConsole(_ kernel: Kernel) {
         if consoleOpen {
             say(to: 1, "\ncurio > ")
             return
@@ -152,7 +185,7 @@ final class Monitor: @unchecked Sendable {
         say(to: 1, "\nCurio Monitor:  \(rows.count) tasks running\nType help for commands\ncurio > ")
     }
 
-    private func readConsole() {
+    private func readConsole(_ kernel: Kernel) {
         var b = [UInt8](repeating: 0, count: 1024)
         let n = read(0, &b, b.count)
         if n <= 0 {
@@ -164,7 +197,7 @@ final class Monitor: @unchecked Sendable {
         while let nl = consoleBuffer.firstIndex(of: UInt8(ascii: "\n")) {
             let line = String(decoding: consoleBuffer[..<nl], as: UTF8.self)
             consoleBuffer.removeSubrange(...nl)
-            if !execute(line, out: 1) {
+            if !execute(line, out: 1, kernel) {
                 consoleOpen = false
                 consoleBuffer.removeAll()
                 return
@@ -179,7 +212,7 @@ final class Monitor: @unchecked Sendable {
 
     // MARK: Remote clients, one after another
 
-    private func acceptClient() {
+    private func acceptClient(_ kernel: Kernel) {
         let fd = accept(listener, nil, nil)
         guard fd >= 0 else { return }
         _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
@@ -195,7 +228,7 @@ final class Monitor: @unchecked Sendable {
         clientBuffer.removeAll()
     }
 
-    private func readClient() {
+    private func readClient(_ kernel: Kernel) {
         var b = [UInt8](repeating: 0, count: 4096)
         let n = recv(client, &b, b.count, 0)
         if n <= 0 {
@@ -210,7 +243,7 @@ final class Monitor: @unchecked Sendable {
                 say(to: client, "Bad command: not printable text.\ncurio > ")
                 continue
             }
-            if !execute(String(decoding: raw, as: UTF8.self), out: client) {
+            if !execute(String(decoding: raw, as: UTF8.self), out: client, kernel) {
                 dropClient()
                 return
             }
@@ -225,7 +258,7 @@ final class Monitor: @unchecked Sendable {
     // MARK: Commands
 
     /// Runs one command line; false means "quit".
-    private func execute(_ line: String, out: Int32) -> Bool {
+    private func execute(_ line: String, out: Int32, _ kernel: Kernel) -> Bool {
         let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" }).map(String.init)
         guard let cmd = words.first else { return true }
         let arg = words.count > 1 ? words[1] : nil
@@ -233,23 +266,23 @@ final class Monitor: @unchecked Sendable {
         case "help", "h", "?":
             say(to: out, Monitor.helpText)
         case "ps":
-            say(to: out, ps())
+            say(to: out, ps(kernel))
         case "where", "w":
             guard let id = arg.flatMap({ Int($0) }) else { say(to: out, "Usage: where ID\n"); break }
-            say(to: out, whereText(id))
+            say(to: out, whereText(id, kernel))
         case "cancel":
             guard let id = arg.flatMap({ Int($0) }) else { say(to: out, "Usage: cancel ID\n"); break }
             // Say it before the kernel acts, so the reply comes before
             // whatever the cancelled task prints.
-            let (rows, _, _, _) = rowsNow()
+            let (rows, _, _, _) = rowsNow(kernel)
             guard rows.contains(where: { $0.id == id }) else { say(to: out, "No task \(id).\n"); break }
             say(to: out, "Cancelling task \(id)\n")
-            cancel(id)
+            cancel(id, kernel)
         case "parents":
             guard let id = arg.flatMap({ Int($0) }) else { say(to: out, "Usage: parents ID\n"); break }
-            say(to: out, parents(id))
+            say(to: out, parents(id, kernel))
         case "tree":
-            say(to: out, tree())
+            say(to: out, tree(kernel))
         case "signal":
             guard let name = arg, let sig = signalNumber(name) else {
                 say(to: out, "Usage: signal NAME (for example: signal SIGHUP)\n")
@@ -279,7 +312,7 @@ final class Monitor: @unchecked Sendable {
         """
 
     /// The rows, with the task that holds the kernel marked RUNNING.
-    private func rowsNow() -> (rows: [TaskRow], runningID: Int, heldFor: Double, fresh: Bool) {
+    private func rowsNow(_ kernel: Kernel) -> (rows: [TaskRow], runningID: Int, heldFor: Double, fresh: Bool) {
         let (rows, fresh) = link.snapshot(from: kernel)
         var id: Int64 = 0, since: Int64 = 0
         ck_read_running(kernel.ck, &id, &since)
@@ -287,8 +320,8 @@ final class Monitor: @unchecked Sendable {
         return (rows, Int(id), held, fresh)
     }
 
-    func ps() -> String {
-        let (rows, runningID, held, fresh) = rowsNow()
+    func ps(_ kernel: Kernel) -> String {
+        let (rows, runningID, held, fresh) = rowsNow(kernel)
         var out = pad("Task", 6) + " " + pad("State", 12) + " " + pad("Cycles", 10) + " " + pad("Timeout", 7) + " " + pad("Task", 50) + "\n"
         out += String(repeating: "-", count: 6) + " " + String(repeating: "-", count: 12) + " "
             + String(repeating: "-", count: 10) + " " + String(repeating: "-", count: 7) + " " + String(repeating: "-", count: 50) + "\n"
@@ -307,8 +340,8 @@ final class Monitor: @unchecked Sendable {
         return out
     }
 
-    func whereText(_ id: Int) -> String {
-        let (rows, runningID, held, _) = rowsNow()
+    func whereText(_ id: Int, _ kernel: Kernel) -> String {
+        let (rows, runningID, held, _) = rowsNow(kernel)
         guard let r = rows.first(where: { $0.id == id }) else { return "No task \(id).\n" }
         let state = r.id == runningID ? "RUNNING" : r.state.description
         var out = " Stack for Task(id=\(r.id), name=\(r.name), state='\(state)') (most recent call last):\n"
@@ -331,14 +364,14 @@ final class Monitor: @unchecked Sendable {
     }
 
     /// Asks the kernel to cancel task `id` (it may have ended meanwhile).
-    func cancel(_ id: Int) {
+    func cancel(_ id: Int, _ kernel: Kernel) {
         kernel.postMessage { k in
             k.forEachTask { t in if t.id == id { k.deliverCancel(t, TaskCancelled()) } }
         }
     }
 
-    func parents(_ id: Int) -> String {
-        let (rows, _, _, _) = rowsNow()
+    func parents(_ id: Int, _ kernel: Kernel) -> String {
+        let (rows, _, _, _) = rowsNow(kernel)
         var byID: [Int: TaskRow] = [:]
         for r in rows { byID[r.id] = r }
         guard var r = byID[id] else { return "No task \(id).\n" }
@@ -355,8 +388,8 @@ final class Monitor: @unchecked Sendable {
         return out
     }
 
-    func tree() -> String {
-        let (rows, _, _, _) = rowsNow()
+    func tree(_ kernel: Kernel) -> String {
+        let (rows, _, _, _) = rowsNow(kernel)
         let ids = Set(rows.map(\.id))
         var children: [Int: [TaskRow]] = [:]
         var roots: [TaskRow] = []

@@ -170,7 +170,7 @@ final class SignalHub: @unchecked Sendable {
     static let shared = SignalHub()
     private var mutex = pthread_mutex_t()
     private var sets: [(set: SignalSet, kernel: Kernel)] = []
-    private var listeners: [(sig: Int32, call: @Sendable () -> Void)] = []
+    private var listeners: [(sig: Int32, owner: ObjectIdentifier?, call: @Sendable () -> Void)] = []
     private var started = false
 
     private init() {
@@ -186,10 +186,17 @@ final class SignalHub: @unchecked Sendable {
 
     /// Calls `call` on the signal thread each time `sig` arrives (the
     /// monitor's Ctrl-C). The caller must also watch `sig`.
-    func addListener(_ sig: Int32, _ call: @escaping @Sendable () -> Void) {
+    func addListener(_ sig: Int32, owner: AnyObject? = nil, _ call: @escaping @Sendable () -> Void) {
         pthread_mutex_lock(&mutex)
         defer { pthread_mutex_unlock(&mutex) }
-        if (try? startLocked()) != nil { listeners.append((sig, call)) }
+        if (try? startLocked()) != nil { listeners.append((sig, owner.map(ObjectIdentifier.init), call)) }
+    }
+
+    /// Removes the listeners `owner` added.
+    func removeListeners(owner: AnyObject) {
+        pthread_mutex_lock(&mutex)
+        listeners.removeAll { $0.owner == ObjectIdentifier(owner) }
+        pthread_mutex_unlock(&mutex)
     }
 
     private func startLocked() throws {

@@ -4,6 +4,9 @@ public enum TaskState: UInt8, Sendable, CustomStringConvertible {
     case timeSleep, taskJoin, eventWait, lockAcquire, semaAcquire, condWait
     case queueGet, queuePut, readWait, writeWait, ioWait, signalWait, cpuWait
     case futureWait
+    /// Suspended in a Swift-native await (`Task.sleep`, another actor, a
+    /// continuation of its own): waiting on something outside Curio.
+    case swiftAwait
     case queueJoin
 
     /// The seed's spelling: `TIME_SLEEP`, `TASK_JOIN`, ...
@@ -26,6 +29,7 @@ public enum TaskState: UInt8, Sendable, CustomStringConvertible {
         case .signalWait: return "SIGNAL_WAIT"
         case .cpuWait: return "CPU_WAIT"
         case .futureWait: return "FUTURE_WAIT"
+        case .swiftAwait: return "SWIFT_AWAIT"
         case .queueJoin: return "QUEUE_JOIN"
         }
     }

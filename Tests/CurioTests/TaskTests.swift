@@ -602,13 +602,10 @@ struct TaskTests {
             }
             return seen
         }
-        // Known library bug: a job that Swift's runtime enqueues without
-        // Curio's pairing (Task.yield on the kernel thread, any resume from
-        // another thread such as Task.sleep's) runs with Kernel.current's
-        // task unset, so the Curio calls after it throw notInKernel.
-        withKnownIssue("Curio calls after a Swift-native await in a Curio task throw notInKernel") {
-            #expect(r == ["after Task.yield: ok", "on the kernel", "after Task.sleep: ok"])
-        }
+        // Jobs the runtime enqueues on its own (Task.yield on the kernel
+        // thread, Task.sleep's resume from another thread) are matched to
+        // their Curio task through the carrier table.
+        #expect(r == ["after Task.yield: ok", "on the kernel", "after Task.sleep: ok"])
     }
 
     @Test(.timeLimit(.minutes(1)))
