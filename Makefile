@@ -62,7 +62,10 @@ demo: deps
 	.build/release/curio-demo
 
 # The benchmark package depends on the root package, which links liburing.
+# Its build keeps the root's file list from its first build: drop that list
+# so files added to Sources/Curio since are seen.
 bench: deps
+	rm -f Benchmarks/.build/release/description.json
 	cd Benchmarks && $(SWIFT) run -c release curio-bench
 
 clean:

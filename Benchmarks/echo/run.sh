@@ -1,0 +1,230 @@
+#!/usr/bin/env bash
+# The echo benchmark (`make bench-echo`): four echo servers driven by one
+# closed-loop load generator on 127.0.0.1, a Markdown table of medians.
+#
+#   servers  C io_uring      uring_echo.c, the ceiling
+#            Curio io_uring  curio-echo, Curio's default trait
+#            Curio epoll     curio-echo, Curio's Epoll trait
+#            SwiftNIO        nio-echo, one event loop
+#   cells    connections x message bytes: 1x100 100x100 1x16384 100x16384
+#
+# Every measurement starts a fresh server on port 0, runs loadgen against
+# it (ECHO_WARMUP s of warm-up, then ECHO_SECONDS s counted), and kills and
+# reaps the server. Rounds are interleaved: round 1 runs every cell on every
+# server, then round 2, ... so that drifts of the machine hit all servers.
+#
+# Environment (defaults in brackets):
+#   ECHO_SECONDS [3]   counted seconds per measurement
+#   ECHO_ROUNDS  [3]   rounds; the table shows medians
+#   ECHO_WARMUP  [0.5] warm-up seconds per measurement
+#   ECHO_CELLS   ["1x100 100x100 1x16384 100x16384"]
+#   ECHO_SERVERS ["c curio-uring curio-epoll nio"]  (a subset for quick runs)
+#   ECHO_PIN     [1]   on >= 2 CPUs pin the server to CPU 0 and loadgen to CPU 1
+#   ECHO_BUILD   [1]   0 skips the builds (use what is built)
+#   CC [cc], SWIFT [swift]
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+BENCH=$(dirname "$HERE")
+CBUILD=$HERE/.build-c
+URING_SCRATCH=$HERE/.build-uring
+EPOLL_SCRATCH=$HERE/.build-epoll
+
+T=${ECHO_SECONDS:-3}
+ROUNDS=${ECHO_ROUNDS:-3}
+WARMUP=${ECHO_WARMUP:-0.5}
+CELLS=${ECHO_CELLS:-"1x100 100x100 1x16384 100x16384"}
+SERVERS=${ECHO_SERVERS:-"c curio-uring curio-epoll nio"}
+PIN=${ECHO_PIN:-1}
+CC=${CC:-cc}
+SWIFT=${SWIFT:-swift}
+
+declare -A NAME=([c]="C io_uring" [curio-uring]="Curio io_uring" [curio-epoll]="Curio epoll" [nio]="SwiftNIO")
+declare -A BIN=(
+    [c]=$CBUILD/uring_echo
+    [curio-uring]=$URING_SCRATCH/release/curio-echo
+    [curio-epoll]=$EPOLL_SCRATCH/release/curio-echo
+    [nio]=$URING_SCRATCH/release/nio-echo
+)
+LOADGEN=$CBUILD/loadgen
+for s in $SERVERS; do
+    [[ -n ${NAME[$s]:-} ]] || { echo "run.sh: unknown server '$s' (c curio-uring curio-epoll nio)" >&2; exit 2; }
+done
+
+# ------------------------------------------------------------------ build
+if [[ ${ECHO_BUILD:-1} != 0 ]]; then
+    echo "== building (C -O2, Swift release)" >&2
+    mkdir -p "$CBUILD"
+    "$CC" -O2 -Wall -Wextra -o "$CBUILD/loadgen" "$HERE/loadgen.c"
+    "$CC" -O2 -Wall -Wextra -o "$CBUILD/uring_echo" "$HERE/uring_echo.c" -luring
+    (
+        cd "$BENCH"
+        "$SWIFT" build -c release --scratch-path "$URING_SCRATCH" --product curio-echo
+        "$SWIFT" build -c release --scratch-path "$URING_SCRATCH" --product nio-echo
+        CURIO_BENCH_EPOLL=1 "$SWIFT" build -c release --scratch-path "$EPOLL_SCRATCH" --product curio-echo
+    ) >&2
+fi
+for f in "$LOADGEN" "${BIN[@]}"; do
+    [[ -x $f ]] || { echo "run.sh: $f is not built (run without ECHO_BUILD=0)" >&2; exit 1; }
+done
+
+# ------------------------------------------------------------------ servers
+TMP=$(mktemp -d /tmp/curio-echo-bench.XXXXXX)
+SERVER_PID=""
+
+stop_server() {
+    if [[ -n $SERVER_PID ]]; then
+        kill -TERM "$SERVER_PID" 2>/dev/null || true
+        for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.02; done
+        kill -KILL "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+        SERVER_PID=""
+    fi
+}
+cleanup() { stop_server; rm -rf "$TMP"; }
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+SERVER_CPUS="" LOADGEN_CPUS=""
+if [[ $PIN != 0 ]] && (( $(nproc) >= 2 )) && command -v taskset >/dev/null; then
+    SERVER_CPUS="taskset -c 0" LOADGEN_CPUS="taskset -c 1"
+fi
+
+# start_server KEY: starts it on port 0; sets SERVER_PID and PORT.
+start_server() {
+    local key=$1 out=$TMP/server.out
+    : >"$out"
+    $SERVER_CPUS "${BIN[$key]}" 0 >"$out" 2>"$TMP/server.err" &
+    SERVER_PID=$!
+    PORT=""
+    for _ in $(seq 500); do
+        PORT=$(awk '/^PORT /{print $2; exit}' "$out")
+        [[ -n $PORT ]] && break
+        kill -0 "$SERVER_PID" 2>/dev/null || break
+        sleep 0.02
+    done
+    if [[ -z $PORT ]]; then
+        echo "run.sh: ${NAME[$key]} did not start:" >&2
+        cat "$TMP/server.err" >&2
+        exit 1
+    fi
+    # The two Curio builds must really run on the backend they are named after.
+    local want=""
+    [[ $key == curio-uring ]] && want=io_uring
+    [[ $key == curio-epoll ]] && want=epoll
+    if [[ -n $want ]] && ! grep -qx "BACKEND $want" "$out"; then
+        echo "run.sh: ${NAME[$key]} runs on '$(awk '/^BACKEND/{print $2}' "$out")', not $want" >&2
+        exit 1
+    fi
+}
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+CLK_TCK=$(getconf CLK_TCK)
+
+declare -A RESULTS LGCPU SVCPU
+
+# measure KEY CONNS BYTES
+measure() {
+    local key=$1 conns=$2 bytes=$3 line c0 c1 t0 t1
+    start_server "$key"
+    c0=$(cpu_ticks "$SERVER_PID")
+    t0=$(date +%s.%N)
+    if ! line=$(timeout $(( ${T%.*} + 60 )) $LOADGEN_CPUS "$LOADGEN" -p "$PORT" -c "$conns" -s "$bytes" -t "$T" -w "$WARMUP"); then
+        echo "run.sh: loadgen failed against ${NAME[$key]} (${conns}x${bytes})" >&2
+        cat "$TMP/server.err" >&2
+        exit 1
+    fi
+    t1=$(date +%s.%N)
+    c1=$(cpu_ticks "$SERVER_PID")
+    stop_server
+    local rtps lcpu scpu
+    rtps=$(awk '{print $2}' <<<"$line")
+    lcpu=$(awk '{print $4}' <<<"$line")
+    scpu=$(awk -v a="$c0" -v b="$c1" -v t0="$t0" -v t1="$t1" -v hz="$CLK_TCK" \
+        'BEGIN { printf "%.0f", 100 * (b - a) / hz / (t1 - t0) }')
+    RESULTS[$key,$conns,$bytes]+="$rtps "
+    LGCPU[$key,$conns,$bytes]+="$lcpu "
+    SVCPU[$key,$conns,$bytes]+="$scpu "
+    printf '  %-15s %3s x %5s B  %9s rt/s   loadgen %5s%% CPU, server %4s%% CPU\n' \
+        "${NAME[$key]}" "$conns" "$bytes" "$rtps" "$lcpu" "$scpu" >&2
+}
+
+median() { tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{a[NR]=$1} END { if (NR == 0) print "nan"; else if (NR % 2) print a[(NR+1)/2]; else printf "%.1f\n", (a[NR/2]+a[NR/2+1])/2 }'; }
+
+echo "== $ROUNDS round(s) x $(wc -w <<<"$CELLS") cells x $(wc -w <<<"$SERVERS") servers, ${WARMUP}s warm-up + ${T}s each${SERVER_CPUS:+; server on CPU 0, loadgen on CPU 1}" >&2
+for r in $(seq "$ROUNDS"); do
+    echo "-- round $r" >&2
+    for cell in $CELLS; do
+        conns=${cell%x*} bytes=${cell#*x}
+        for key in $SERVERS; do measure "$key" "$conns" "$bytes"; done
+    done
+done
+
+# ------------------------------------------------------------------ report
+has() { [[ " $SERVERS " == *" $1 "* ]]; }
+ratio() { # ratio A B -> A/B with 2 decimals, or n/a
+    awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) print "n/a"; else printf "%.2f\n", a / b }'
+}
+fmt() { awk -v v="$1" 'BEGIN { if (v == "") print "n/a"; else printf "%\047d\n", v }'; }
+
+echo
+echo "Echo round trips per second (median of $ROUNDS, ${T}s each; $(nproc) CPUs, $(uname -r))"
+echo
+header="| connections x bytes |" sep="|---|"
+for key in $SERVERS; do header+=" ${NAME[$key]} |"; sep+="---:|"; done
+header+=" uring/NIO | uring/C | epoll/NIO | uring/epoll |"; sep+="---:|---:|---:|---:|"
+echo "$header"
+echo "$sep"
+declare -A MED
+for cell in $CELLS; do
+    conns=${cell%x*} bytes=${cell#*x}
+    row="| $conns x $bytes B |"
+    for key in $SERVERS; do
+        MED[$key,$cell]=$(median "${RESULTS[$key,$conns,$bytes]}")
+        row+=" $(LC_NUMERIC=en_US.UTF-8 fmt "${MED[$key,$cell]}") |"
+    done
+    u=${MED[curio-uring,$cell]:-} e=${MED[curio-epoll,$cell]:-} n=${MED[nio,$cell]:-} c=${MED[c,$cell]:-}
+    row+=" $(ratio "$u" "$n") | $(ratio "$u" "$c") | $(ratio "$e" "$n") | $(ratio "$u" "$e") |"
+    echo "$row"
+done
+
+echo
+echo "Median CPU use during the runs (% of one core), loadgen / server:"
+echo
+header="| connections x bytes |" sep="|---|"
+for key in $SERVERS; do header+=" ${NAME[$key]} |"; sep+="---:|"; done
+echo "$header"
+echo "$sep"
+for cell in $CELLS; do
+    conns=${cell%x*} bytes=${cell#*x}
+    row="| $conns x $bytes B |"
+    for key in $SERVERS; do
+        row+=" $(median "${LGCPU[$key,$conns,$bytes]}") / $(median "${SVCPU[$key,$conns,$bytes]}") |"
+    done
+    echo "$row"
+done
+
+# Issue 3's targets, where the cells and servers needed were measured.
+if has curio-uring && has curio-epoll && has nio && has c; then
+    echo
+    echo "Targets (issue 3):"
+    check() { # check LABEL VALUE MIN
+        local ok
+        ok=$(awk -v v="$2" -v m="$3" 'BEGIN { print (v != "n/a" && v + 0 >= m) ? "met" : "MISSED" }')
+        echo "- $1: $2 (>= $3) $ok"
+    }
+    for cell in $CELLS; do
+        u=${MED[curio-uring,$cell]} e=${MED[curio-epoll,$cell]} n=${MED[nio,$cell]} c=${MED[c,$cell]}
+        conns=${cell%x*}
+        if [[ $cell == 100x100 ]]; then
+            check "io_uring build / NIO at 100 x 100 B" "$(ratio "$u" "$n")" 1.3
+            check "io_uring build / raw C at 100 x 100 B" "$(ratio "$u" "$c")" 0.85
+            check "epoll build / NIO at 100 x 100 B" "$(ratio "$e" "$n")" 1.15
+        fi
+        if [[ $conns == 1 ]]; then
+            check "io_uring build / NIO at $cell" "$(ratio "$u" "$n")" 1.0
+            check "epoll build / NIO at $cell" "$(ratio "$e" "$n")" 1.0
+        fi
+        check "io_uring build / epoll build at $cell" "$(ratio "$u" "$e")" 1.0
+    done
+fi
