@@ -21,52 +21,56 @@ public class AnyCurioTask: @unchecked Sendable, CustomStringConvertible {
     let explicitName: String?
 
     /// What the task is doing now.
-    public internal(set) var state: TaskState = .ready
+    @exclusivity(unchecked) public internal(set) var state: TaskState = .ready
     /// How many times the task has been scheduled to run.
-    public internal(set) var cycles = 0
+    @exclusivity(unchecked) public internal(set) var cycles = 0
     /// True once a cancellation has been requested.
-    public internal(set) var cancelled = false
+    @exclusivity(unchecked) public internal(set) var cancelled = false
     /// True once the task has ended, whatever the way.
-    public internal(set) var terminated = false
+    @exclusivity(unchecked) public internal(set) var terminated = false
+
+    // Kernel-thread state, touched on every switch: Swift's dynamic
+    // exclusivity checks cost more here than they protect (only the kernel
+    // thread writes it, and never re-entrantly).
 
     // The current wait. Exactly one of waitQueue / timer / ioHandle / the
     // yield list links the task while `continuation` is set.
-    var continuation: UnsafeContinuation<Int, Never>?
-    unowned(unsafe) var waitQueue: WaitQueue?
-    unowned(unsafe) var wqPrev: AnyCurioTask?
-    unowned(unsafe) var wqNext: AnyCurioTask?
-    var timer: UInt64 = 0
-    var yielding = false
-    var ioHandle: UInt64 = 0
+    @exclusivity(unchecked) var continuation: UnsafeContinuation<Int, Never>?
+    @exclusivity(unchecked) unowned(unsafe) var waitQueue: WaitQueue?
+    @exclusivity(unchecked) unowned(unsafe) var wqPrev: AnyCurioTask?
+    @exclusivity(unchecked) unowned(unsafe) var wqNext: AnyCurioTask?
+    @exclusivity(unchecked) var timer: UInt64 = 0
+    @exclusivity(unchecked) var yielding = false
+    @exclusivity(unchecked) var ioHandle: UInt64 = 0
     /// Why an I/O wait was interrupted (Wake.cancel / Wake.timeout), or 0.
-    var ioInterrupt = 0
+    @exclusivity(unchecked) var ioInterrupt = 0
     /// Absolute deadline of the operation's own timeout (Int64.max: none).
-    var ownDeadline: Int64 = .max
+    @exclusivity(unchecked) var ownDeadline: Int64 = .max
     /// When the pending timer fires (for the monitor's Timeout column).
-    var wakeDeadline: Int64 = .max
-    var site: CallSite?
-    var firstFunction: StaticString?
+    @exclusivity(unchecked) var wakeDeadline: Int64 = .max
+    @exclusivity(unchecked) var site: CallSite?
+    @exclusivity(unchecked) var firstFunction: StaticString?
 
     // Cancellation and timeouts.
-    var pendingCancel: (any Error)?
-    var cancelDisabled: Int32 = 0
-    var timeouts: ContiguousArray<Int64> = []
-    var effectiveDeadline: Int64 = .max
-    var deadlineDelivered = false
+    @exclusivity(unchecked) var pendingCancel: (any Error)?
+    @exclusivity(unchecked) var cancelDisabled: Int32 = 0
+    @exclusivity(unchecked) var timeouts: ContiguousArray<Int64> = []
+    @exclusivity(unchecked) var effectiveDeadline: Int64 = .max
+    @exclusivity(unchecked) var deadlineDelivered = false
 
     // Termination.
-    var joiners: WaitQueue?
-    var failure: (any Error)?
-    var endedByCancel = false
-    var failureRetrieved = false
+    @exclusivity(unchecked) var joiners: WaitQueue?
+    @exclusivity(unchecked) var failure: (any Error)?
+    @exclusivity(unchecked) var endedByCancel = false
+    @exclusivity(unchecked) var failureRetrieved = false
     /// The Swift task running this task's body while it runs.
-    var carrier: Carrier?
+    @exclusivity(unchecked) var carrier: Carrier?
     /// The group this task belongs to, told when the task ends.
-    var group: (any TaskEndObserver)?
+    @exclusivity(unchecked) var group: (any TaskEndObserver)?
 
     // The kernel's task list.
-    var allNext: AnyCurioTask?
-    unowned(unsafe) var allPrev: AnyCurioTask?
+    @exclusivity(unchecked) var allNext: AnyCurioTask?
+    @exclusivity(unchecked) unowned(unsafe) var allPrev: AnyCurioTask?
 
     init(kernel: Kernel, id: Int, daemon: Bool, name: String?, parentID: Int?) {
         self.kernel = kernel

@@ -44,7 +44,7 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
     public let backend: Backend
 
     // Kernel-thread state. Only the thread running the loop touches these.
-    unowned(unsafe) var current: AnyCurioTask?
+    @exclusivity(unchecked) unowned(unsafe) var current: AnyCurioTask?
     var nextTaskID = 1
     var aliveCount = 0
     var nonDaemonAlive = 0
