@@ -301,8 +301,10 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
                 // Enqueued by the runtime on its own (see Carrier.loop).
                 entry.task = Unmanaged.passUnretained(t).toOpaque()
             }
-            if let raw = entry.task {
-                let t = Unmanaged<AnyCurioTask>.fromOpaque(raw).takeUnretainedValue()
+            // A strong reference for the whole job: the task may end in it,
+            // and its carrier then drops the last other reference.
+            let task = entry.task.map { Unmanaged<AnyCurioTask>.fromOpaque($0).takeUnretainedValue() }
+            if let t = task {
                 t.state = .running
                 t.cycles &+= 1
                 current = t
@@ -312,11 +314,13 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
                 current = nil
             }
             unsafeBitCast(entry.job, to: UnownedJob.self).runSynchronously(on: executor)
-            if let t = current, t.continuation == nil, !t.yielding, !t.terminated {
-                // It stopped without a Curio trap: a Swift-native await.
-                t.state = .swiftAwait
+            if let t = task, !t.terminated {
+                if t.continuation == nil && !t.yielding {
+                    // It stopped without a Curio trap: a Swift-native await.
+                    t.state = .swiftAwait
+                }
+                if hooked { for a in activations { a.suspended(t) } }
             }
-            if hooked, let t = current, !t.terminated { for a in activations { a.suspended(t) } }
             current = nil
             if monitored { ck_mark_running(ck, 0, 0) }
             if !yielders.isEmpty { resumeYielders() }
