@@ -45,12 +45,18 @@ public final class TraceActivation: Activation {
 public final class LongBlockWarning: Activation {
     public let threshold: Double
     private var started: Int64 = 0
+    /// The blocking call the running slice resumed from (by the slice's
+    /// end, the task's site is the call it blocks in next).
+    private var resumedAt: CallSite?
     /// Warnings so far (for tests and dashboards).
     public private(set) var warnings = 0
 
     public init(threshold: Double = 0.05) { self.threshold = threshold }
 
-    public func running(_ task: AnyCurioTask) { started = ck_now_ns() }
+    public func running(_ task: AnyCurioTask) {
+        started = ck_now_ns()
+        resumedAt = task.site
+    }
 
     public func suspended(_ task: AnyCurioTask) { check(task) }
     public func terminated(_ task: AnyCurioTask) { check(task) }
@@ -62,7 +68,7 @@ public final class LongBlockWarning: Activation {
         if held > threshold {
             warnings += 1
             var where_ = ""
-            if let s = task.site { where_ = " after resuming at \(s)" }
+            if let s = resumedAt { where_ = " after resuming at \(s)" }
             writeStderr("curio: task \(task.id) (\(task.name)) ran \(formatFixed(held, 3)) s without blocking\(where_)\n")
         }
     }

@@ -25,6 +25,8 @@ final class Monitor: @unchecked Sendable {
     /// Where the remote monitor listens, if it does.
     private(set) var address: SocketAddress?
     static let maxLine = 4096
+    /// Seconds a write to a remote client may make no progress.
+    static let sendTimeout = 3
 
     init(kernel: Kernel, link: MonitorLink, host: String, port: Int, console: Bool) {
         self.kernelRef = kernel
@@ -195,6 +197,11 @@ final class Monitor: @unchecked Sendable {
         }
         consoleBuffer.append(contentsOf: b[0..<n])
         while let nl = consoleBuffer.firstIndex(of: UInt8(ascii: "\n")) {
+            if nl > Monitor.maxLine {
+                consoleBuffer.removeSubrange(...nl)
+                say(to: 1, "Line too long.\ncurio > ")
+                continue
+            }
             let line = String(decoding: consoleBuffer[..<nl], as: UTF8.self)
             consoleBuffer.removeSubrange(...nl)
             if !execute(line, out: 1, kernel) {
@@ -216,6 +223,10 @@ final class Monitor: @unchecked Sendable {
         let fd = accept(listener, nil, nil)
         guard fd >= 0 else { return }
         _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        // A client that stops reading is dropped after a while instead of
+        // blocking the monitor thread (console, watchdog) for good.
+        var limit = timeval(tv_sec: Monitor.sendTimeout, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
         client = fd
         clientBuffer.removeAll()
         let (rows, _) = link.snapshot(from: kernel)
@@ -237,6 +248,12 @@ final class Monitor: @unchecked Sendable {
         }
         clientBuffer.append(contentsOf: b[0..<n])
         while client >= 0, let nl = clientBuffer.firstIndex(of: UInt8(ascii: "\n")) {
+            if nl > Monitor.maxLine {
+                // Too long to be a command, even if its end came in time.
+                say(to: client, "Line too long; closing.\n")
+                dropClient()
+                return
+            }
             let raw = clientBuffer[..<nl]
             clientBuffer.removeSubrange(...nl)
             guard raw.allSatisfy({ $0 == 9 || $0 == 13 || (32..<127).contains($0) }) else {
@@ -427,7 +444,12 @@ final class Monitor: @unchecked Sendable {
         var bytes = Array(text.utf8)
         var off = 0
         while off < bytes.count {
-            let n = bytes.withUnsafeMutableBytes { write(fd, $0.baseAddress! + off, $0.count - off) }
+            // To a client: send() with MSG_NOSIGNAL, so a client that has
+            // gone (EPIPE) does not end the program with SIGPIPE.
+            let n = bytes.withUnsafeMutableBytes {
+                fd == client ? send(fd, $0.baseAddress! + off, $0.count - off, Int32(MSG_NOSIGNAL))
+                             : write(fd, $0.baseAddress! + off, $0.count - off)
+            }
             if n <= 0 {
                 if n < 0 && errno == EINTR { continue }
                 if fd == client { dropClient() }
