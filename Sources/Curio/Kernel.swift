@@ -127,6 +127,11 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
                 port = p
             }
         }
+        // The monitor can cancel tasks and send signals: never off the machine.
+        if !(host.hasPrefix("127.") || host == "::1" || host == "localhost") {
+            writeStderr("curio: the monitor listens on loopback only; ignoring host '\(host)' and using 127.0.0.1\n")
+            host = "127.0.0.1"
+        }
         let link = MonitorLink()
         monitorLink = link
         let m = Monitor(kernel: self, link: link, host: host, port: port,

@@ -295,6 +295,7 @@ final class Monitor: @unchecked Sendable {
             guard rows.contains(where: { $0.id == id }) else { say(to: out, "No task \(id).\n"); break }
             say(to: out, "Cancelling task \(id)\n")
             cancel(id, kernel)
+            settle(after: id, kernel)
         case "parents":
             guard let id = arg.flatMap({ Int($0) }) else { say(to: out, "Usage: parents ID\n"); break }
             say(to: out, parents(id, kernel))
@@ -378,6 +379,18 @@ final class Monitor: @unchecked Sendable {
             for f in frames.prefix(20) { out += "    \(f)\n" }
         }
         return out
+    }
+
+    /// Gives a cancelled task a moment (at most half a second) to end, and
+    /// its parent to react, so that what they print comes before the next
+    /// prompt, as in the seed's transcript.
+    private func settle(after id: Int, _ kernel: Kernel) {
+        let deadline = ck_now_ns() + 500_000_000
+        while ck_now_ns() < deadline {
+            let (rows, fresh) = link.snapshot(from: kernel, patience: 0.05)
+            if fresh && !rows.contains(where: { $0.id == id }) { break }
+        }
+        usleep(20_000)
     }
 
     /// Asks the kernel to cancel task `id` (it may have ended meanwhile).
