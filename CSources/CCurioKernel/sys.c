@@ -4,7 +4,21 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/syscall.h>
+#include <signal.h>
+#include <string.h>
 #include <unistd.h>
+
+void ck_ignore_sigpipe(void) {
+    struct sigaction old;
+    if (sigaction(SIGPIPE, NULL, &old) == 0 && old.sa_handler == SIG_DFL &&
+        !(old.sa_flags & SA_SIGINFO)) {
+        struct sigaction ign;
+        memset(&ign, 0, sizeof ign);
+        ign.sa_handler = SIG_IGN;
+        sigemptyset(&ign.sa_mask);
+        sigaction(SIGPIPE, &ign, NULL);
+    }
+}
 
 uint64_t ck_next_serial(void) {
     static _Atomic uint64_t next = 1;

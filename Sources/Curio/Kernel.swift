@@ -102,6 +102,7 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
         backend = ck_kernel_backend(k) == CK_BACKEND_IO_URING ? .ioUring : .epoll
         unownedSelf = UnownedTaskExecutor(ordinary: self)
         ck_set_owner(k, Unmanaged.passUnretained(self).toOpaque())
+        ck_ignore_sigpipe()
         let env = getenv("CURIOMONITOR").map { String(cString: $0) }
         if withMonitor || env != nil {
             startMonitor(env)

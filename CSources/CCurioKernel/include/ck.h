@@ -219,6 +219,11 @@ int ck_capture_stack(ck_kernel *k, void **out, int max, int wait_ms);
 int ck_symbol_name(void *addr, char *name, size_t name_len, uint64_t *offset,
                    char *file, size_t file_len);
 
+/* Sets SIGPIPE to SIG_IGN if it still has its default action, as Python
+ * does at startup: a write to a pipe or socket whose reader is gone then
+ * fails with EPIPE instead of killing the program. */
+void ck_ignore_sigpipe(void);
+
 /* A number unique within the process, counting from 1 (kernel serials). */
 uint64_t ck_next_serial(void);
 
