@@ -64,7 +64,8 @@ public class AnyCurioTask: @unchecked Sendable, CustomStringConvertible {
     @exclusivity(unchecked) var endedByCancel = false
     @exclusivity(unchecked) var failureRetrieved = false
     /// The Swift task running this task's body while it runs.
-    @exclusivity(unchecked) var carrier: Carrier?
+    @exclusivity(unchecked) var swiftTask: Task<Void, Never>?
+    @exclusivity(unchecked) var inSwiftTaskTable = false
     /// The group this task belongs to, told when the task ends.
     @exclusivity(unchecked) var group: (any TaskEndObserver)?
 
@@ -315,6 +316,7 @@ extension Kernel {
         t.allNext = nil
         t.allPrev = nil
         for a in activations { a.terminated(t) }
+        forgetSwiftTask(t)
         if let q = t.joiners { wakeAll(q) }
         if let g = t.group {
             t.group = nil

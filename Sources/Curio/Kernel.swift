@@ -50,9 +50,8 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
     var nonDaemonAlive = 0
     var taskListHead: AnyCurioTask?
     var yielders: ContiguousArray<AnyCurioTask> = []
-    var idleCarriers: [Carrier] = []
-    /// Every carrier, by the address of its Swift task.
-    var carriersByTask: [UnsafeMutableRawPointer: Carrier] = [:]
+    /// Every live Curio task by the address of its Swift task (see launch).
+    var tasksBySwiftTask: [UnsafeMutableRawPointer: AnyCurioTask] = [:]
     private var yieldersSpare: ContiguousArray<AnyCurioTask> = []
     private(set) var isRunning = false
     private(set) var isShutDown = false
@@ -256,7 +255,6 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
         ck_note_thread(ck)
         defer {
             isRunning = false
-            retireIdleCarriers { _ = runReady() }
             ck_bind_thread(nil)
         }
         while true {
@@ -303,12 +301,12 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
         }
         while n > 0 && ck_ready_pop(readyQueue, &entry) {
             n -= 1
-            if entry.task == nil, let job = entry.job, let t = carriersByTask[job]?.running {
-                // Enqueued by the runtime on its own (see Carrier.loop).
+            if entry.task == nil, let job = entry.job, let t = tasksBySwiftTask[job] {
+                // Enqueued by the runtime on its own (see launch).
                 entry.task = Unmanaged.passUnretained(t).toOpaque()
             }
             // A strong reference for the whole job: the task may end in it,
-            // and its carrier then drops the last other reference.
+            // and its Swift task then drops the last other reference.
             let task = entry.task.map { Unmanaged<AnyCurioTask>.fromOpaque($0).takeUnretainedValue() }
             if let t = task {
                 t.state = .running
@@ -324,6 +322,7 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
                 if t.continuation == nil && !t.yielding {
                     // It stopped without a Curio trap: a Swift-native await.
                     t.state = .swiftAwait
+                    noteSwiftAwait(t)
                 }
                 if hooked { for a in activations { a.suspended(t) } }
             }

@@ -181,7 +181,7 @@ extension Kernel {
     func deliverCancel(_ t: AnyCurioTask, _ error: any Error) {
         guard !t.terminated else { return }
         if error is TaskCancelled {
-            if !t.cancelled { t.carrier?.task?.cancel() }
+            if !t.cancelled { t.swiftTask?.cancel() }
             t.cancelled = true
         }
         if t.pendingCancel == nil || error is TaskCancelled { t.pendingCancel = error }
