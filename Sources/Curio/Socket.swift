@@ -264,12 +264,17 @@ public final class Socket: ByteChannel, @unchecked Sendable {
         guard maxBytes > 0 else {
             throw CurioUsageError(.invalidArgument, "recv: maxBytes must be > 0, got \(maxBytes)")
         }
+        // Claim the receiving direction before touching `scratch`: another
+        // task's receive may be in flight into it (or, from another kernel,
+        // it may be another thread's).
+        let t = try begin(true, "recv")
+        defer { receiving = false }
         if scratch == nil || scratch!.count < maxBytes {
             scratch?.deallocate()
             scratch = .allocate(byteCount: max(maxBytes, 4096), alignment: 16)
         }
         let buf = UnsafeMutableRawBufferPointer(rebasing: scratch![0..<maxBytes])
-        let n = try await recv(into: buf, file: file, line: line, function: function)
+        let n = try await receive(t, into: buf, flags: 0, site: CallSite(file: file, line: line, function: function))
         return Array(UnsafeRawBufferPointer(rebasing: buf[0..<n]))
     }
 
@@ -280,8 +285,14 @@ public final class Socket: ByteChannel, @unchecked Sendable {
                      function: StaticString = #function) async throws -> Int {
         let t = try begin(true, "recv")
         defer { receiving = false }
+        return try await receive(t, into: buffer, flags: flags, site: CallSite(file: file, line: line, function: function))
+    }
+
+    /// One receive for `t`, which has claimed the receiving direction.
+    private func receive(_ t: AnyCurioTask, into buffer: UnsafeMutableRawBufferPointer, flags: Int32,
+                         site: CallSite) async throws -> Int {
         let r = try await request(t, CK_OP_RECV, buf: buffer.baseAddress, len: buffer.count, flags: flags,
-                                  state: .readWait, site: CallSite(file: file, line: line, function: function))
+                                  state: .readWait, site: site)
         if r < 0 { throw SocketError(errno: Int32(-r), operation: "recv") }
         return r
     }

@@ -56,6 +56,10 @@ open class StreamRequestHandler: BaseRequestHandler {
 open class DatagramRequestHandler: BaseRequestHandler {
     /// The datagram received.
     public internal(set) var packet: [UInt8] = []
+    /// Set by ``UDPServer``: its handlers run concurrently and share its
+    /// socket, which sends for one task at a time (another would get
+    /// ``ResourceBusy``), so their replies take turns.
+    var replyLock: Lock?
 
     public required init(request: Socket, clientAddress: SocketAddress) {
         super.init(request: request, clientAddress: clientAddress)
@@ -63,7 +67,11 @@ open class DatagramRequestHandler: BaseRequestHandler {
 
     /// Sends `bytes` back to the client.
     public func reply(_ bytes: [UInt8]) async throws {
-        try await request.sendTo(bytes, clientAddress)
+        if let replyLock {
+            try await replyLock.withLock { _ = try await request.sendTo(bytes, clientAddress) }
+        } else {
+            try await request.sendTo(bytes, clientAddress)
+        }
     }
 }
 
@@ -166,6 +174,8 @@ public final class UnixStreamServer: SocketServer, @unchecked Sendable {
 public final class UDPServer: SocketServer, @unchecked Sendable {
     /// Largest datagram accepted.
     public let maxPacketSize: Int
+    /// Replies of concurrent handlers take turns on the one socket.
+    private let replyLock = Lock()
 
     public init(_ address: (String, Int), _ handler: BaseRequestHandler.Type, maxPacketSize: Int = 65507) throws {
         let addr = try SocketAddress(host: address.0, port: address.1)
@@ -184,10 +194,13 @@ public final class UDPServer: SocketServer, @unchecked Sendable {
     override func serve(file: StaticString, line: UInt, function: StaticString) async throws {
         while true {
             let (data, peer) = try await socket.recvFrom(maxPacketSize, file: file, line: line, function: function)
-            let handler = self.handler, socket = self.socket
+            let handler = self.handler, socket = self.socket, replyLock = self.replyLock
             try await spawn(name: String(describing: handler)) {
                 let h = handler.init(request: socket, clientAddress: peer)
-                (h as? DatagramRequestHandler)?.packet = data
+                if let d = h as? DatagramRequestHandler {
+                    d.packet = data
+                    d.replyLock = replyLock
+                }
                 try await runHandler(h, close: nil)
             }
         }

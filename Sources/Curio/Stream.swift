@@ -30,7 +30,7 @@ public final class SocketStream: AsyncSequence, @unchecked Sendable {
     public var socket: Socket? { channel as? Socket }
     /// Longest line ``readLine()`` accepts before throwing ``LineTooLong``.
     public var maxLineLength: Int
-    private var buffer: [UInt8] = []
+    private(set) var buffer: [UInt8] = []
     private var start = 0  // first unread byte of `buffer`
     private var eof = false
     private let chunk: Int
@@ -47,8 +47,12 @@ public final class SocketStream: AsyncSequence, @unchecked Sendable {
     /// Receives one more chunk into the buffer; false at end of stream.
     private func fill(_ file: StaticString, _ line: UInt, _ function: StaticString) async throws -> Bool {
         if eof { return false }
-        if start > 0 && start == buffer.count {
-            buffer.removeAll(keepingCapacity: true)
+        // Drop the bytes already taken once they are at least half the
+        // buffer (all of it when nothing is left unread), so a long stream
+        // read in pieces (lines arriving faster than they are taken) keeps
+        // a bounded buffer; moving the rest costs no more than what was taken.
+        if start > 0 && start >= buffer.count - start {
+            buffer.removeSubrange(0..<start)
             start = 0
         }
         let data = try await channel.recv(chunk, file: file, line: line, function: function)
