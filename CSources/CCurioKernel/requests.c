@@ -147,3 +147,5 @@ void ck_forget_fd(ck_kernel *k, int fd) {
 }
 
 uint32_t ck_pending_requests(const ck_kernel *k) { return k->reqs.pending; }
+
+uint32_t ck_waiting_events(const ck_kernel *k) { return k->done.count; }

@@ -130,7 +130,8 @@ extension Kernel {
     /// wait. If tasks are still waiting, they wait on each other.
     func checkDeadlock() {
         guard !deadlockReported, aliveCount > 0, ck_timer_count(ck) == 0, ck_pending_requests(ck) == 0,
-              externalWaits == 0, ck_posted_count(ck) == 0, ck_ready_count(readyQueue) == 0 else { return }
+              ck_waiting_events(ck) == 0, externalWaits == 0, ck_posted_count(ck) == 0,
+              ck_ready_count(readyQueue) == 0 else { return }
         // A task in a Swift-native await waits for something Curio cannot
         // see (a Swift timer, another executor): no verdict then.
         var allInTraps = true

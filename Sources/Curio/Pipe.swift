@@ -18,6 +18,8 @@ public final class Pipe: ByteChannel, @unchecked Sendable {
     public private(set) var fd: Int32
     private var affinity = Affinity()
     private var scratch: UnsafeMutableRawBufferPointer?
+    private var reading = false
+    private var writing = false
 
     /// Takes ownership of `fd` and makes it non-blocking.
     public init(adopting fd: Int32) {
@@ -39,9 +41,18 @@ public final class Pipe: ByteChannel, @unchecked Sendable {
         scratch?.deallocate()
     }
 
-    private func task(_ what: StaticString) throws -> AnyCurioTask {
+    /// The calling task, with one direction claimed for it (two tasks
+    /// reading, or writing, one pipe at once get ResourceBusy).
+    private func claim(_ what: StaticString, reading r: Bool) throws -> AnyCurioTask {
         let t = try affinity.task(what)
         if fd < 0 { throw SocketError(errno: EBADF, operation: "\(what) on a closed pipe") }
+        if r {
+            if reading { throw ResourceBusy("another task is already reading pipe \(fd)") }
+            reading = true
+        } else {
+            if writing { throw ResourceBusy("another task is already writing pipe \(fd)") }
+            writing = true
+        }
         return t
     }
 
@@ -51,7 +62,8 @@ public final class Pipe: ByteChannel, @unchecked Sendable {
         guard maxBytes > 0 else {
             throw CurioUsageError(.invalidArgument, "recv: maxBytes must be > 0, got \(maxBytes)")
         }
-        let t = try task("recv")
+        let t = try claim("recv", reading: true)
+        defer { reading = false }
         if scratch == nil || scratch!.count < maxBytes {
             scratch?.deallocate()
             scratch = .allocate(byteCount: Swift.max(maxBytes, 4096), alignment: 16)
@@ -67,7 +79,8 @@ public final class Pipe: ByteChannel, @unchecked Sendable {
     /// Writes all of `bytes`.
     public func sendAll(_ bytes: [UInt8], file: StaticString = #filePath, line: UInt = #line,
                         function: StaticString = #function) async throws {
-        let t = try task("sendAll")
+        let t = try claim("sendAll", reading: false)
+        defer { writing = false }
         let buffer = stableBytes(bytes)
         var sent = 0
         while sent < buffer.count {

@@ -154,6 +154,9 @@ bool ck_cancel(ck_kernel *k, uint64_t handle);
  * complete with -ECANCELED and epoll forgets its registration. */
 void ck_forget_fd(ck_kernel *k, int fd);
 uint32_t ck_pending_requests(const ck_kernel *k);
+/* Completions already waiting for the next ck_poll (epoll's immediate
+ * completions, cancellations). */
+uint32_t ck_waiting_events(const ck_kernel *k);
 
 /* ---------------------------------------------------------------- posts
  * Thread-safe. A post with a job goes straight onto the ready queue when
