@@ -5,6 +5,8 @@
 #   make test    ctest, then the Swift tests for the default (io_uring) and Epoll builds
 #   make demo    build and run curio-demo (release)
 #   make bench   run the benchmark package (Benchmarks/)
+#   make bench-echo  the echo benchmark: C io_uring, Curio (io_uring, epoll) and
+#                SwiftNIO echo servers under one load generator (Benchmarks/echo/)
 #   make clean   remove every build directory
 #
 # Extra flags for `swift test` (e.g. --parallel, --filter X): make test SWIFT_TEST_FLAGS=...
@@ -27,7 +29,7 @@ CTEST_CFLAGS := -std=c11 -Wall -Wextra -Werror -O1 -g -fno-omit-frame-pointer \
 	-fsanitize=address,undefined -fno-sanitize-recover=all \
 	-I$(KERNEL_DIR)/include -I$(KERNEL_DIR)
 
-.PHONY: deps ctest test demo bench clean
+.PHONY: deps ctest test demo bench bench-echo clean
 
 deps:
 	@if [ ! -f $(LIBURING_H) ]; then \
@@ -67,6 +69,10 @@ demo: deps
 bench: deps
 	rm -f Benchmarks/.build/release/description.json
 	cd Benchmarks && $(SWIFT) run -c release curio-bench
+
+# ECHO_SECONDS, ECHO_ROUNDS and friends: see Benchmarks/echo/run.sh.
+bench-echo: deps
+	Benchmarks/echo/run.sh
 
 clean:
 	rm -rf .build .build-epoll $(CTEST_DIR) Benchmarks/.build

@@ -2,22 +2,30 @@
  * (or epoll with -e).
  *
  *   loadgen -p PORT [-c CONNS] [-s BYTES] [-t SECONDS] [-w WARMUP] [-v] [-e]
+ *           [-P SERVER_PID]
  *
  * Opens CONNS connections to 127.0.0.1:PORT (TCP_NODELAY). Each one sends
  * a BYTES-byte message, waits until BYTES bytes have come back, and sends
  * the next: one round trip. After WARMUP seconds (default 0.5) it counts
  * round trips for SECONDS seconds (default 3) and prints
  *
- *   RTPS <round trips per second> CPU <loadgen's own CPU use, % of one core>
+ *   RTPS <round trips/s> CPU <loadgen %> SERVER <server %> OTHER <rest %>
  *
- * A loadgen near 100% CPU may be the bottleneck; the echo servers it
- * measures should be the ones at 100%. -v checks every echoed byte.
+ * CPU use is in % of one core over the counted seconds: the load
+ * generator's own, the server's (with -P, from /proc/PID/stat, all its
+ * threads) and everything else's (user + system time of the whole machine
+ * from /proc/stat minus the two; interrupt time is left out). A loadgen
+ * near 100% may be the bottleneck; OTHER well above 0 means something else
+ * ran on the machine and the number is suspect. -v checks every echoed
+ * byte.
  *
  * The io_uring loop (the default) costs fewer system calls per round trip
  * than the epoll one (one io_uring_enter per batch of completions, against
  * a send, a recv and a share of epoll_wait per round trip), which matters
  * because on loopback the load generator does about as much kernel TCP
- * work per round trip as the server it measures. -e picks the epoll loop.
+ * work per round trip as the server it measures. -e picks the epoll loop;
+ * LOADGEN_NO_FIXED and LOADGEN_NO_POLL_FIRST in the environment turn off
+ * the io_uring loop's registered descriptors and poll-first receives.
  *
  * It stops by itself: after WARMUP + SECONDS, or with an error (exit 1)
  * when the server closes, fails, or makes no progress for 5 seconds.
@@ -82,7 +90,38 @@ static void fail_err(const char *what, int err) {
  * Counting starts after the warm-up and stops SECONDS later; `tick` is
  * called after every batch of events and returns 1 when the run is over. */
 
-static double t_measure, t_end, t0, cpu0, last_progress;
+static double t_measure, t_end, t0, cpu0, server0, machine0, last_progress;
+static int server_pid;
+
+/* A process's user + system seconds, all threads; 0 if unknown. */
+static double proc_cpu_s(int pid) {
+    if (pid <= 0) return 0;
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *p = strrchr(buf, ')'); /* the command name may hold spaces */
+    if (!p) return 0;
+    unsigned long ut = 0, st = 0;
+    /* After ")": state ppid pgrp session tty tpgid flags minflt cminflt
+     * majflt cmajflt utime stime (fields 3..15). */
+    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2) return 0;
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* The whole machine's user + nice + system + steal seconds. */
+static double machine_cpu_s(void) {
+    FILE *f = fopen("/proc/stat", "r");
+    if (!f) return 0;
+    unsigned long long u = 0, ni = 0, sy = 0, id = 0, io = 0, irq = 0, sirq = 0, steal = 0;
+    int got = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &u, &ni, &sy, &id, &io, &irq, &sirq, &steal);
+    fclose(f);
+    if (got < 3) return 0;
+    return (double)(u + ni + sy + steal) / (double)sysconf(_SC_CLK_TCK);
+}
 static uint64_t count, count0;
 static int measuring;
 
@@ -104,11 +143,17 @@ static int tick(int progressed) {
         measuring = 1;
         t0 = t;
         cpu0 = cpu_s();
+        server0 = proc_cpu_s(server_pid);
+        machine0 = machine_cpu_s();
         count0 = count;
     } else if (measuring && t >= t_end) {
         double elapsed = t - t0;
         double cpu = cpu_s() - cpu0;
-        printf("RTPS %.0f CPU %.1f\n", (double)(count - count0) / elapsed, 100.0 * cpu / elapsed);
+        double server = server_pid > 0 ? proc_cpu_s(server_pid) - server0 : 0;
+        double other = machine_cpu_s() - machine0 - cpu - server;
+        if (other < 0) other = 0;
+        printf("RTPS %.0f CPU %.1f SERVER %.1f OTHER %.1f\n", (double)(count - count0) / elapsed,
+               100.0 * cpu / elapsed, 100.0 * server / elapsed, 100.0 * other / elapsed);
         fflush(stdout);
         return 1;
     }
@@ -213,16 +258,25 @@ static struct io_uring_sqe *sqe_get(void) {
     return sqe;
 }
 
-static void queue_send(conn *c) {
-    struct io_uring_sqe *sqe = sqe_get();
-    io_uring_prep_send(sqe, c->fd, c->out + c->sent, msg_size - c->sent, MSG_NOSIGNAL);
-    io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)c | OP_SEND);
-}
+static int fixed_files = 1, poll_first = 1;
 
 static void queue_recv(conn *c) {
     struct io_uring_sqe *sqe = sqe_get();
-    io_uring_prep_recv(sqe, c->fd, c->in + c->received, msg_size - c->received, 0);
+    io_uring_prep_recv(sqe, fixed_files ? (int)(c - conns) : c->fd, c->in + c->received,
+                       msg_size - c->received, 0);
+    /* The echo is rarely there yet: wait for readiness instead of trying
+     * first (a socket that is already readable fires the poll at once). */
+    if (poll_first) sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
+    if (fixed_files) sqe->flags |= IOSQE_FIXED_FILE;
     io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)c | OP_RECV);
+}
+
+static void queue_send(conn *c) {
+    struct io_uring_sqe *sqe = sqe_get();
+    io_uring_prep_send(sqe, fixed_files ? (int)(c - conns) : c->fd, c->out + c->sent,
+                       msg_size - c->sent, MSG_NOSIGNAL);
+    if (fixed_files) sqe->flags |= IOSQE_FIXED_FILE;
+    io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)c | OP_SEND);
 }
 
 static void run_uring(void) {
@@ -243,6 +297,13 @@ static void run_uring(void) {
         err = io_uring_queue_init_params(entries, &ring, &p);
     }
     if (err < 0) fail_err("io_uring_queue_init", -err);
+    if (fixed_files) {
+        int *fds = malloc((size_t)nconns * sizeof *fds);
+        if (!fds) fail("malloc");
+        for (int i = 0; i < nconns; i++) fds[i] = conns[i].fd;
+        if (io_uring_register_files(&ring, fds, (unsigned)nconns) < 0) fixed_files = 0;
+        free(fds);
+    }
     for (int i = 0; i < nconns; i++) {
         queue_send(&conns[i]);
         queue_recv(&conns[i]);
@@ -293,7 +354,7 @@ int main(int argc, char **argv) {
     int port = 0, use_epoll = 0;
     double seconds = 3, warmup = 0.5;
     int opt;
-    while ((opt = getopt(argc, argv, "p:c:s:t:w:ve")) != -1) {
+    while ((opt = getopt(argc, argv, "p:c:s:t:w:veP:")) != -1) {
         switch (opt) {
         case 'p': port = atoi(optarg); break;
         case 'c': nconns = atoi(optarg); break;
@@ -302,8 +363,9 @@ int main(int argc, char **argv) {
         case 'w': warmup = atof(optarg); break;
         case 'v': verify = 1; break;
         case 'e': use_epoll = 1; break;
+        case 'P': server_pid = atoi(optarg); break;
         default:
-            fprintf(stderr, "usage: loadgen -p PORT [-c CONNS] [-s BYTES] [-t SECONDS] [-w WARMUP] [-v] [-e]\n");
+            fprintf(stderr, "usage: loadgen -p PORT [-c CONNS] [-s BYTES] [-t SECONDS] [-w WARMUP] [-v] [-e] [-P SERVER_PID]\n");
             return 2;
         }
     }
@@ -312,6 +374,8 @@ int main(int argc, char **argv) {
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
+    if (getenv("LOADGEN_NO_FIXED")) fixed_files = 0;
+    if (getenv("LOADGEN_NO_POLL_FIRST")) poll_first = 0;
 
     conns = calloc((size_t)nconns, sizeof *conns);
     if (!conns) fail("calloc");

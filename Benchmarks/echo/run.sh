@@ -19,7 +19,21 @@
 #   ECHO_WARMUP  [0.5] warm-up seconds per measurement
 #   ECHO_CELLS   ["1x100 100x100 1x16384 100x16384"]
 #   ECHO_SERVERS ["c curio-uring curio-epoll nio"]  (a subset for quick runs)
-#   ECHO_PIN     [1]   on >= 2 CPUs pin the server to CPU 0 and loadgen to CPU 1
+#   ECHO_PIN     [auto] where server and loadgen run (taskset, >= 2 CPUs):
+#                  split  server on CPU 0, loadgen on CPU 1
+#                  same   both on CPU 0
+#                  none   wherever the scheduler puts them
+#                  auto   same for 1 connection, split for more. One
+#                         connection is a strict ping-pong that never
+#                         needs two CPUs, and waking a task on an idle
+#                         other CPU costs tens of microseconds on VMs
+#                         (an IPI and a halted vCPU), which would swamp
+#                         the servers' differences; many connections keep
+#                         both sides busy and need a CPU each.
+#   ECHO_MAX_OTHER [15] a measurement during which the rest of the machine
+#                  used more than this % of a core is repeated ...
+#   ECHO_RETRIES [3]   ... at most this many times (then kept, flagged)
+#   ECHO_LOADGEN [""]  extra loadgen flags (-e: its epoll loop; -v: verify)
 #   ECHO_BUILD   [1]   0 skips the builds (use what is built)
 #   CC [cc], SWIFT [swift]
 set -euo pipefail
@@ -35,7 +49,10 @@ ROUNDS=${ECHO_ROUNDS:-3}
 WARMUP=${ECHO_WARMUP:-0.5}
 CELLS=${ECHO_CELLS:-"1x100 100x100 1x16384 100x16384"}
 SERVERS=${ECHO_SERVERS:-"c curio-uring curio-epoll nio"}
-PIN=${ECHO_PIN:-1}
+PIN=${ECHO_PIN:-auto}
+MAX_OTHER=${ECHO_MAX_OTHER:-15}
+RETRIES=${ECHO_RETRIES:-3}
+LOADGEN_FLAGS=${ECHO_LOADGEN:-}
 CC=${CC:-cc}
 SWIFT=${SWIFT:-swift}
 
@@ -55,8 +72,11 @@ done
 if [[ ${ECHO_BUILD:-1} != 0 ]]; then
     echo "== building (C -O2, Swift release)" >&2
     mkdir -p "$CBUILD"
-    "$CC" -O2 -Wall -Wextra -o "$CBUILD/loadgen" "$HERE/loadgen.c"
+    "$CC" -O2 -Wall -Wextra -o "$CBUILD/loadgen" "$HERE/loadgen.c" -luring
     "$CC" -O2 -Wall -Wextra -o "$CBUILD/uring_echo" "$HERE/uring_echo.c" -luring
+    # A path dependency's file list is cached with the build: drop it so
+    # files added to Sources/Curio since the first build are seen.
+    rm -f "$URING_SCRATCH/release/description.json" "$EPOLL_SCRATCH/release/description.json"
     (
         cd "$BENCH"
         "$SWIFT" build -c release --scratch-path "$URING_SCRATCH" --product curio-echo
@@ -85,10 +105,19 @@ cleanup() { stop_server; rm -rf "$TMP"; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+case $PIN in auto|split|same|none) ;; *) echo "run.sh: ECHO_PIN must be auto, split, same or none" >&2; exit 2;; esac
+if (( $(nproc) < 2 )) || ! command -v taskset >/dev/null; then PIN=none; fi
 SERVER_CPUS="" LOADGEN_CPUS=""
-if [[ $PIN != 0 ]] && (( $(nproc) >= 2 )) && command -v taskset >/dev/null; then
-    SERVER_CPUS="taskset -c 0" LOADGEN_CPUS="taskset -c 1"
-fi
+# pin_for CONNS: sets SERVER_CPUS and LOADGEN_CPUS.
+pin_for() {
+    local mode=$PIN
+    [[ $mode == auto ]] && { (( $1 == 1 )) && mode=same || mode=split; }
+    case $mode in
+        split) SERVER_CPUS="taskset -c 0" LOADGEN_CPUS="taskset -c 1" ;;
+        same) SERVER_CPUS="taskset -c 0" LOADGEN_CPUS="taskset -c 0" ;;
+        none) SERVER_CPUS="" LOADGEN_CPUS="" ;;
+    esac
+}
 
 # start_server KEY: starts it on port 0; sets SERVER_PID and PORT.
 start_server() {
@@ -118,40 +147,49 @@ start_server() {
     fi
 }
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
-CLK_TCK=$(getconf CLK_TCK)
+declare -A RESULTS LGCPU SVCPU SVUS
+NOISY=0
 
-declare -A RESULTS LGCPU SVCPU
-
-# measure KEY CONNS BYTES
+# measure KEY CONNS BYTES: one measurement, repeated while the rest of the
+# machine was busy (up to RETRIES more times).
 measure() {
-    local key=$1 conns=$2 bytes=$3 line c0 c1 t0 t1
-    start_server "$key"
-    c0=$(cpu_ticks "$SERVER_PID")
-    t0=$(date +%s.%N)
-    if ! line=$(timeout $(( ${T%.*} + 60 )) $LOADGEN_CPUS "$LOADGEN" -p "$PORT" -c "$conns" -s "$bytes" -t "$T" -w "$WARMUP"); then
-        echo "run.sh: loadgen failed against ${NAME[$key]} (${conns}x${bytes})" >&2
-        cat "$TMP/server.err" >&2
-        exit 1
-    fi
-    t1=$(date +%s.%N)
-    c1=$(cpu_ticks "$SERVER_PID")
-    stop_server
-    local rtps lcpu scpu
-    rtps=$(awk '{print $2}' <<<"$line")
-    lcpu=$(awk '{print $4}' <<<"$line")
-    scpu=$(awk -v a="$c0" -v b="$c1" -v t0="$t0" -v t1="$t1" -v hz="$CLK_TCK" \
-        'BEGIN { printf "%.0f", 100 * (b - a) / hz / (t1 - t0) }')
+    local key=$1 conns=$2 bytes=$3 line attempt rtps lcpu scpu other flag
+    pin_for "$conns"
+    for attempt in $(seq 0 "$RETRIES"); do
+        start_server "$key"
+        # shellcheck disable=SC2086
+        if ! line=$(timeout $(( ${T%.*} + 60 )) $LOADGEN_CPUS "$LOADGEN" -p "$PORT" -c "$conns" -s "$bytes" \
+                    -t "$T" -w "$WARMUP" -P "$SERVER_PID" $LOADGEN_FLAGS); then
+            echo "run.sh: loadgen failed against ${NAME[$key]} (${conns}x${bytes})" >&2
+            cat "$TMP/server.err" >&2
+            exit 1
+        fi
+        stop_server
+        read -r _ rtps _ lcpu _ scpu _ other <<<"$line"
+        flag=""
+        if awk -v o="$other" -v m="$MAX_OTHER" 'BEGIN { exit !(o > m) }'; then
+            flag="  (machine busy: other ${other}%)"
+            if (( attempt < RETRIES )); then
+                printf '  %-15s %3s x %5s B  %9s rt/s   discarded, other processes used %s%% CPU; again\n' \
+                    "${NAME[$key]}" "$conns" "$bytes" "$rtps" "$other" >&2
+                sleep 2
+                continue
+            fi
+            NOISY=$((NOISY + 1))
+        fi
+        break
+    done
     RESULTS[$key,$conns,$bytes]+="$rtps "
     LGCPU[$key,$conns,$bytes]+="$lcpu "
     SVCPU[$key,$conns,$bytes]+="$scpu "
-    printf '  %-15s %3s x %5s B  %9s rt/s   loadgen %5s%% CPU, server %4s%% CPU\n' \
-        "${NAME[$key]}" "$conns" "$bytes" "$rtps" "$lcpu" "$scpu" >&2
+    SVUS[$key,$conns,$bytes]+="$(awk -v s="$scpu" -v r="$rtps" 'BEGIN { if (r > 0) printf "%.2f", s / 100 * 1e6 / r; else print "nan" }') "
+    printf '  %-15s %3s x %5s B  %9s rt/s   CPU: loadgen %5s%%, server %5s%%%s\n' \
+        "${NAME[$key]}" "$conns" "$bytes" "$rtps" "$lcpu" "$scpu" "$flag" >&2
 }
 
-median() { tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{a[NR]=$1} END { if (NR == 0) print "nan"; else if (NR % 2) print a[(NR+1)/2]; else printf "%.1f\n", (a[NR/2]+a[NR/2+1])/2 }'; }
+median() { tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{a[NR]=$1} END { if (NR == 0) print "nan"; else if (NR % 2) print a[(NR+1)/2]; else printf "%.2f\n", (a[NR/2]+a[NR/2+1])/2 }'; }
 
-echo "== $ROUNDS round(s) x $(wc -w <<<"$CELLS") cells x $(wc -w <<<"$SERVERS") servers, ${WARMUP}s warm-up + ${T}s each${SERVER_CPUS:+; server on CPU 0, loadgen on CPU 1}" >&2
+echo "== $ROUNDS round(s) x $(wc -w <<<"$CELLS") cells x $(wc -w <<<"$SERVERS") servers, ${WARMUP}s warm-up + ${T}s each, pinning: $PIN" >&2
 for r in $(seq "$ROUNDS"); do
     echo "-- round $r" >&2
     for cell in $CELLS; do
@@ -165,10 +203,15 @@ has() { [[ " $SERVERS " == *" $1 "* ]]; }
 ratio() { # ratio A B -> A/B with 2 decimals, or n/a
     awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) print "n/a"; else printf "%.2f\n", a / b }'
 }
-fmt() { awk -v v="$1" 'BEGIN { if (v == "") print "n/a"; else printf "%\047d\n", v }'; }
+fmt() { # 123456.5 -> 123,457
+    awk -v v="$1" 'BEGIN { if (v == "" || v == "nan") { print "n/a"; exit }
+        s = sprintf("%.0f", v); o = ""
+        while (length(s) > 3) { o = "," substr(s, length(s) - 2) o; s = substr(s, 1, length(s) - 3) }
+        print s o }'
+}
 
 echo
-echo "Echo round trips per second (median of $ROUNDS, ${T}s each; $(nproc) CPUs, $(uname -r))"
+echo "Echo round trips per second (median of $ROUNDS, ${T}s each; $(nproc) CPUs, Linux $(uname -r), pinning $PIN)"
 echo
 header="| connections x bytes |" sep="|---|"
 for key in $SERVERS; do header+=" ${NAME[$key]} |"; sep+="---:|"; done
@@ -181,7 +224,7 @@ for cell in $CELLS; do
     row="| $conns x $bytes B |"
     for key in $SERVERS; do
         MED[$key,$cell]=$(median "${RESULTS[$key,$conns,$bytes]}")
-        row+=" $(LC_NUMERIC=en_US.UTF-8 fmt "${MED[$key,$cell]}") |"
+        row+=" $(fmt "${MED[$key,$cell]}") |"
     done
     u=${MED[curio-uring,$cell]:-} e=${MED[curio-epoll,$cell]:-} n=${MED[nio,$cell]:-} c=${MED[c,$cell]:-}
     row+=" $(ratio "$u" "$n") | $(ratio "$u" "$c") | $(ratio "$e" "$n") | $(ratio "$u" "$e") |"
@@ -189,7 +232,7 @@ for cell in $CELLS; do
 done
 
 echo
-echo "Median CPU use during the runs (% of one core), loadgen / server:"
+echo "Median CPU use while counting (% of one core), loadgen / server:"
 echo
 header="| connections x bytes |" sep="|---|"
 for key in $SERVERS; do header+=" ${NAME[$key]} |"; sep+="---:|"; done
@@ -203,6 +246,28 @@ for cell in $CELLS; do
     done
     echo "$row"
 done
+
+echo
+echo "Server CPU time per round trip (µs, median; lower is better). The load generator"
+echo "does about as much kernel TCP work per round trip as a server, so when it is near"
+echo "100% the round-trip rates of the fastest servers bunch together; this column"
+echo "still tells them apart:"
+echo
+header="| connections x bytes |" sep="|---|"
+for key in $SERVERS; do header+=" ${NAME[$key]} |"; sep+="---:|"; done
+echo "$header"
+echo "$sep"
+for cell in $CELLS; do
+    conns=${cell%x*} bytes=${cell#*x}
+    row="| $conns x $bytes B |"
+    for key in $SERVERS; do row+=" $(median "${SVUS[$key,$conns,$bytes]}") |"; done
+    echo "$row"
+done
+
+if (( NOISY > 0 )); then
+    echo
+    echo "Warning: $NOISY measurement(s) ran while other processes used more than ${MAX_OTHER}% of a core."
+fi
 
 # Issue 3's targets, where the cells and servers needed were measured.
 if has curio-uring && has curio-epoll && has nio && has c; then

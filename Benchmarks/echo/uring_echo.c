@@ -1,6 +1,6 @@
 /* A raw C io_uring echo server: the ceiling for the echo benchmark.
  *
- *   uring_echo PORT        (PORT 0 picks a free one; prints "PORT <n>")
+ *   uring_echo PORT [defer|coop|plain]   (PORT 0 picks a free one; prints "PORT <n>")
  *
  * Listens on 127.0.0.1 only. One ring, one thread: a multishot accept,
  * then per connection a recv into the connection's own buffer and a send
@@ -9,7 +9,7 @@
  *
  * The ring uses the newest setup flags the kernel accepts
  * (SINGLE_ISSUER|DEFER_TASKRUN, then COOP_TASKRUN, then none) and says
- * which on stderr.
+ * which on stderr; the second argument starts the list further down.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -82,14 +82,14 @@ static void drop(conn *c) {
     free(c);
 }
 
-static int setup_ring(void) {
+static int setup_ring(size_t first) {
     static const struct { unsigned flags; const char *name; } tries[] = {
         {IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN, "SINGLE_ISSUER|DEFER_TASKRUN"},
         {IORING_SETUP_COOP_TASKRUN, "COOP_TASKRUN"},
         {0, "none"},
     };
     int err = -EINVAL;
-    for (size_t i = 0; i < sizeof tries / sizeof tries[0]; i++) {
+    for (size_t i = first; i < sizeof tries / sizeof tries[0]; i++) {
         struct io_uring_params p;
         memset(&p, 0, sizeof p);
         p.flags = tries[i].flags;
@@ -123,7 +123,9 @@ int main(int argc, char **argv) {
     socklen_t sl = sizeof sin;
     getsockname(lfd, (struct sockaddr *)&sin, &sl);
 
-    int err = setup_ring();
+    size_t first = 0;
+    if (argc > 2) first = !strcmp(argv[2], "coop") ? 1 : !strcmp(argv[2], "plain") ? 2 : 0;
+    int err = setup_ring(first);
     if (err < 0) die("io_uring_queue_init", -err);
     printf("PORT %d\n", ntohs(sin.sin_port));
     fflush(stdout);
