@@ -128,6 +128,7 @@ struct ck_kernel {
     int wakefd;              /* eventfd */
     uint64_t wake_buf;       /* io_uring reads the eventfd into this */
     atomic_int wake_pending; /* an eventfd write is outstanding */
+    atomic_int sleeping;     /* the loop is (about to be) blocked in the backend */
     bool wake_armed;         /* io_uring: a read on wakefd is in flight */
     void *owner;
     pthread_t thread;      /* the thread running the loop (ck_note_thread) */

@@ -129,9 +129,14 @@ bool ck_post(ck_kernel *k, void *job, void *task, void *token) {
         p->cap = cap;
     }
     p->items[p->count++] = (ck_post_item){job, task, token};
-    atomic_fetch_add_explicit(&p->approx_count, 1, memory_order_release);
+    atomic_fetch_add_explicit(&p->approx_count, 1, memory_order_seq_cst);
     pthread_mutex_unlock(&p->lock);
-    ck_wake(k);
+    /* A loop that is running (or spinning for posts) finds the post at its
+     * next turn; only one that sleeps needs the eventfd. The loop sets
+     * `sleeping` before it looks at the count one last time and the poster
+     * bumps the count before it looks at `sleeping` (both seq_cst), so one
+     * of them always sees the other. */
+    if (atomic_load_explicit(&k->sleeping, memory_order_seq_cst)) ck_wake(k);
     return true;
 }
 
@@ -189,6 +194,10 @@ int ck_poll(ck_kernel *k, bool may_block, int64_t max_wait_ns, ck_event *out,
         }
     }
 
+    if (timeout != 0) {
+        atomic_store_explicit(&k->sleeping, 1, memory_order_seq_cst);
+        if (atomic_load_explicit(&k->posts.approx_count, memory_order_seq_cst)) timeout = 0;
+    }
     bool woken = false;
     int err;
 #ifndef CURIO_EPOLL_ONLY
@@ -196,8 +205,9 @@ int ck_poll(ck_kernel *k, bool may_block, int64_t max_wait_ns, ck_event *out,
     else
 #endif
         err = ck_epoll_wait(k, timeout, &woken);
+    atomic_store_explicit(&k->sleeping, 0, memory_order_relaxed);
     if (err < 0 && err != -EINTR) return err;
-    if (woken) drain_posts(k);
+    drain_posts(k);
 
     if (k->timers.count) ck_timers_expire(k, ck_now_ns());
 

@@ -38,6 +38,8 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
 
     /// Whether the monitor was requested for this kernel.
     public let withMonitor: Bool
+    /// How long the loop watches for a worker's answer before sleeping.
+    static let spinNanoseconds: Int64 = 50_000
     /// Unique among every kernel this process creates (never reused).
     public let serial: UInt64 = ck_next_serial()
     /// The backend this kernel ended up with (io_uring may fall back to epoll).
@@ -275,6 +277,14 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
                 } else {
                     maxWait = wait
                 }
+            }
+            if mayBlock && externalWaits > 0 && ck_timer_count(ck) == 0 || mayBlock && externalWaits > 0 && ck_timer_next(ck) - ck_now_ns() > Kernel.spinNanoseconds {
+                // A worker thread will likely answer within microseconds:
+                // look for its post a little before going to sleep, since
+                // a sleeping kernel thread takes tens of microseconds to
+                // wake on a VM.
+                let until = ck_now_ns() + Kernel.spinNanoseconds
+                while ck_posted_count(ck) == 0 && ck_now_ns() < until {}
             }
             if mayBlock { checkDeadlock() }
             let got = ck_poll(ck, mayBlock, maxWait, eventBuffer, Self.eventCapacity)

@@ -1,6 +1,8 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CCurioKernel
+import Synchronization
 
 /// A bounded pool of worker threads. Threads start on demand up to the
 /// bound and then stay, waiting for work.
@@ -11,6 +13,12 @@ final class WorkerPool: @unchecked Sendable {
     private var head = 0
     private var threads = 0
     private var idle = 0
+    /// Workers that just finished a job and spin briefly for the next one:
+    /// waking a sleeping thread costs tens of microseconds on a VM, more
+    /// than most jobs take.
+    private let spinning = Atomic<Int>(0)
+    private let queued = Atomic<Int>(0)
+    static let spinNanoseconds: Int64 = 50_000
     let limit: Int
     let name: String
 
@@ -30,7 +38,11 @@ final class WorkerPool: @unchecked Sendable {
     func submit(_ job: @escaping @Sendable () -> Void) {
         pthread_mutex_lock(&mutex)
         jobs.append(job)
-        if idle > 0 {
+        queued.add(1, ordering: .releasing)
+        if spinning.load(ordering: .acquiring) > 0 {
+            // A spinning worker takes it: it re-checks the queue under the
+            // lock after it stops spinning, so nothing is missed.
+        } else if idle > 0 {
             pthread_cond_signal(&cond)
         } else if threads < limit {
             threads += 1
@@ -65,12 +77,17 @@ final class WorkerPool: @unchecked Sendable {
             }
             let job = jobs[head]
             head += 1
+            queued.subtract(1, ordering: .relaxed)
             if head == jobs.count {
                 jobs.removeAll(keepingCapacity: true)
                 head = 0
             }
             pthread_mutex_unlock(&mutex)
             job()
+            spinning.add(1, ordering: .releasing)
+            let until = ck_now_ns() + WorkerPool.spinNanoseconds
+            while queued.load(ordering: .acquiring) == 0 && ck_now_ns() < until {}
+            spinning.subtract(1, ordering: .releasing)
             pthread_mutex_lock(&mutex)
         }
     }

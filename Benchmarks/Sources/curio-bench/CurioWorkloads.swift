@@ -20,7 +20,37 @@ enum CurioWorkloads {
         case .queuePingPong: return queuePingPong
         case .lockHandoff: return lockHandoff
         case .sleepers: return sleepers
+        case .workerRoundTrip: return workerRoundTrip
+        case .threadQueue: return threadQueue
         }
+    }
+
+    /// `n` sequential `runInThread` calls: kernel → worker thread → kernel.
+    static func workerRoundTrip(_ s: Sizes) throws -> Sample {
+        let n = s.workerRoundTrips
+        let (seconds, sum) = try Kernel().run {
+            let start = now()
+            var sum = 0
+            for i in 0..<n { sum += try await runInThread { i } }
+            return (now() - start, sum)
+        }
+        try check(sum == n * (n - 1) / 2, "worker: sum \(sum)")
+        return .throughput(ops: n, seconds: seconds)
+    }
+
+    /// A plain thread puts `n` items into a UniversalQueue; a kernel task gets them.
+    static func threadQueue(_ s: Sizes) throws -> Sample {
+        let n = s.threadQueueItems
+        let q = UniversalQueue<Int>()
+        let (seconds, sum) = try Kernel().run {
+            let start = now()
+            startThread { for i in 0..<n { q.put(i) } }
+            var sum = 0
+            for _ in 0..<n { sum += try await q.get() }
+            return (now() - start, sum)
+        }
+        try check(sum == n * (n - 1) / 2, "uqueue: sum \(sum)")
+        return .throughput(ops: n, seconds: seconds)
     }
 
     /// `tasks` tasks, each doing `yields` × `Curio.sleep(0)`.

@@ -20,6 +20,8 @@ enum Workload: String, CaseIterable, Sendable {
     case eventPingPong = "event"
     case lockHandoff = "lock"
     case sleepers = "sleep"
+    case workerRoundTrip = "worker"
+    case threadQueue = "uqueue"
 
     /// Other names accepted on the command line.
     static func parse(_ s: String) -> Workload? {
@@ -30,6 +32,8 @@ enum Workload: String, CaseIterable, Sendable {
         case "event": return .eventPingPong
         case "lock": return .lockHandoff
         case "sleep", "sleepers", "sleeper": return .sleepers
+        case "worker", "workers", "thread": return .workerRoundTrip
+        case "uqueue", "universal", "threadqueue": return .threadQueue
         default: return nil
         }
     }
@@ -62,6 +66,8 @@ struct Sizes: Sendable {
     var lockTasks = max(4, 2 * Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
     var sleepers = 100_000
     var sleepSeconds = 1.0
+    var workerRoundTrips = 20_000
+    var threadQueueItems = 200_000
 
     static func make(quick: Bool) -> Sizes {
         var s = Sizes()
@@ -72,6 +78,8 @@ struct Sizes: Sendable {
             s.eventHandoffs /= 10
             s.lockHandoffs /= 10
             s.sleepers /= 10
+            s.workerRoundTrips /= 10
+            s.threadQueueItems /= 10
         }
         return s
     }
@@ -90,6 +98,10 @@ struct Sizes: Sendable {
             return "lock handoff (\(fmtCount(lockHandoffs)), \(lockTasks) tasks), acquisitions/s"
         case .sleepers:
             return "\(fmtCount(sleepers)) sleepers of \(fmtSeconds(sleepSeconds))"
+        case .workerRoundTrip:
+            return "worker thread round trip (\(fmtCount(workerRoundTrips)), sequential), round trips/s"
+        case .threadQueue:
+            return "thread → task queue (\(fmtCount(threadQueueItems)) items from a plain thread), items/s"
         }
     }
 }
@@ -543,4 +555,21 @@ extension Substring {
     func trimmingCharacters() -> String {
         String(drop { $0 == " " || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\n" || $0 == "\t" }.reversed())
     }
+}
+
+
+/// Runs `body` on a new plain thread (not one of Swift's or NIO's).
+func startThread(_ body: @escaping @Sendable () -> Void) {
+    final class Box: @unchecked Sendable {
+        let body: @Sendable () -> Void
+        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+    }
+    var tid = pthread_t()
+    let arg = Unmanaged.passRetained(Box(body)).toOpaque()
+    let rc = pthread_create(&tid, nil, { p in
+        Unmanaged<Box>.fromOpaque(p!).takeRetainedValue().body()
+        return nil
+    }, arg)
+    precondition(rc == 0, "pthread_create failed: \(rc)")
+    pthread_detach(tid)
 }

@@ -26,6 +26,7 @@ enum NIOWorkloads {
         case .eventPingPong: return eventPingPong
         case .lockHandoff: return nil   // no async lock on an event loop: n/a
         case .sleepers: return sleepers
+        case .workerRoundTrip, .threadQueue: return nil  // task bridges: no event-loop equivalent
         }
     }
 

@@ -25,7 +25,40 @@ enum SwiftWorkloads {
         case .eventPingPong: return eventPingPong
         case .lockHandoff: return lockHandoff
         case .sleepers: return sleepers
+        case .workerRoundTrip: return workerRoundTrip
+        case .threadQueue: return threadQueue
         }
+    }
+
+    /// `n` sequential `Task.detached { }.value` round trips.
+    static func workerRoundTrip(_ s: Sizes) throws -> Sample {
+        let n = s.workerRoundTrips
+        let (seconds, sum) = try runOnDefaultExecutor {
+            let start = now()
+            var sum = 0
+            for i in 0..<n { sum += await Task.detached { i }.value }
+            return (now() - start, sum)
+        }
+        try check(sum == n * (n - 1) / 2, "worker: sum \(sum)")
+        return .throughput(ops: n, seconds: seconds)
+    }
+
+    /// A plain thread yields `n` items into an AsyncStream; a task iterates it.
+    static func threadQueue(_ s: Sizes) throws -> Sample {
+        let n = s.threadQueueItems
+        let (seconds, sum) = try runOnDefaultExecutor {
+            let (stream, continuation) = AsyncStream.makeStream(of: Int.self, bufferingPolicy: .unbounded)
+            let start = now()
+            startThread {
+                for i in 0..<n { continuation.yield(i) }
+                continuation.finish()
+            }
+            var sum = 0
+            for await v in stream { sum += v }
+            return (now() - start, sum)
+        }
+        try check(sum == n * (n - 1) / 2, "uqueue: sum \(sum)")
+        return .throughput(ops: n, seconds: seconds)
     }
 
     /// `tasks` child tasks, each doing `yields` × `Task.yield()`.
