@@ -146,12 +146,14 @@ uint32_t ck_posted_count(ck_kernel *k) {
 
 void ck_wake_consumed(ck_kernel *k) {
     uint64_t v;
-    /* Reset the flag before draining so a post racing with the drain
-     * writes the eventfd again instead of being missed. */
-    atomic_store_explicit(&k->wake_pending, 0, memory_order_release);
+    /* Empty the eventfd first, then reset the flag: a post that lands
+     * after the reset writes the eventfd again, and one that lands before
+     * it is in the queue, which the loop drains right after this. The
+     * other order could swallow a write and leave the flag stuck at 1. */
     if (k->backend == CK_BACKEND_EPOLL) {
         while (read(k->wakefd, &v, sizeof v) > 0) {}
     }
+    atomic_store_explicit(&k->wake_pending, 0, memory_order_seq_cst);
 }
 
 static void drain_posts(ck_kernel *k) {

@@ -42,7 +42,7 @@ public final class AsyncFile: AsyncSequence, @unchecked Sendable {
     }
 
     deinit {
-        if fd >= 0 { Glibc.close(fd) }
+        if fd >= 0 { closeRegistered(fd, kernel: affinity.kernel) }
         scratch?.deallocate()
     }
 
@@ -221,8 +221,7 @@ public final class AsyncFile: AsyncSequence, @unchecked Sendable {
     /// Closes the file.
     public func close() {
         guard fd >= 0 else { return }
-        if let k = Kernel.current { ck_forget_fd(k.ck, fd) }
-        Glibc.close(fd)
+        closeRegistered(fd, kernel: affinity.kernel ?? Kernel.current)
         fd = -1
     }
 

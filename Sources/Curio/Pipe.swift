@@ -37,7 +37,7 @@ public final class Pipe: ByteChannel, @unchecked Sendable {
     }
 
     deinit {
-        if fd >= 0 { Glibc.close(fd) }
+        if fd >= 0 { closeRegistered(fd, kernel: affinity.kernel) }
         scratch?.deallocate()
     }
 
@@ -103,8 +103,31 @@ public final class Pipe: ByteChannel, @unchecked Sendable {
     /// EPIPE when writing).
     public func close() {
         guard fd >= 0 else { return }
-        if let k = Kernel.current { ck_forget_fd(k.ck, fd) }
-        Glibc.close(fd)
+        closeRegistered(fd, kernel: affinity.kernel ?? Kernel.current)
         fd = -1
+    }
+}
+
+/// Closes `fd`, which `kernel` may have waited on. On epoll the kernel
+/// keeps a descriptor registered until it is told to forget it; a
+/// descriptor closed without that leaves a stale registration that a later
+/// descriptor with the same number inherits, and waits on that one never
+/// end. So the kernel forgets `fd` first, on its own thread (posted there
+/// from any other thread, and closed after it), then `fd` is closed.
+func closeRegistered(_ fd: Int32, kernel: Kernel?) {
+    guard let kernel else {
+        Glibc.close(fd)
+        return
+    }
+    if kernel.isOnKernelThread || !kernel.isRunning {
+        // On the kernel thread, or while no thread runs the kernel: its
+        // state is ours to touch.
+        ck_forget_fd(kernel.ck, fd)
+        Glibc.close(fd)
+    } else {
+        kernel.postMessage { k in
+            ck_forget_fd(k.ck, fd)
+            Glibc.close(fd)
+        }
     }
 }

@@ -97,8 +97,9 @@ public final class Socket: ByteChannel, @unchecked Sendable {
     deinit {
         if fd >= 0 {
             // The owner forgot close(): nothing can be pending (a pending
-            // operation keeps the socket alive), so a plain close is safe.
-            Glibc.close(fd)
+            // operation keeps the socket alive), but the kernel must still
+            // forget the descriptor before its number is reused.
+            closeRegistered(fd, kernel: affinity.kernel)
         }
         scratch?.deallocate()
         rx.deallocate()
@@ -391,8 +392,7 @@ public final class Socket: ByteChannel, @unchecked Sendable {
     /// harmless.
     public func close() {
         guard fd >= 0 else { return }
-        if let k = Kernel.current { ck_forget_fd(k.ck, fd) }
-        Glibc.close(fd)
+        closeRegistered(fd, kernel: affinity.kernel ?? Kernel.current)
         fd = -1
     }
 

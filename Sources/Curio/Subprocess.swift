@@ -58,6 +58,9 @@ public final class Subprocess: @unchecked Sendable {
     /// Set once the child has been reaped.
     public private(set) var status: Status?
     private var pidfd: Int32
+    /// The kernel that waited on `pidfd` (its epoll registration must be
+    /// forgotten when the pidfd closes).
+    private weak var pidfdKernel: Kernel?
 
     /// Starts `arguments[0]` (searched in PATH) with `arguments`.
     /// `environment` replaces the environment when given.
@@ -95,8 +98,25 @@ public final class Subprocess: @unchecked Sendable {
         let envStrings: [String] = environment.map { $0.map { "\($0.key)=\($0.value)" } } ?? currentEnvironment()
         let envp = envStrings.map { strdup($0) } + [nil]
         defer { envp.forEach { free($0) } }
+        // The child starts with no signal blocked and SIGPIPE/SIGXFSZ at
+        // their defaults (as Python's restore_signals): it must not inherit
+        // the mask of the thread that spawns it (a kernel thread started
+        // from a dispatch or Swift-concurrency thread blocks nearly every
+        // signal, and `terminate()` would then do nothing).
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        var noSignals = sigset_t()
+        sigemptyset(&noSignals)
+        posix_spawnattr_setsigmask(&attr, &noSignals)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        sigaddset(&defaults, SIGPIPE)
+        sigaddset(&defaults, SIGXFSZ)
+        posix_spawnattr_setsigdefault(&attr, &defaults)
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
         var pid: pid_t = 0
-        let rc = posix_spawnp(&pid, program, &actions, nil, argv, envp)
+        let rc = posix_spawnp(&pid, program, &actions, &attr, argv, envp)
         guard rc == 0 else {
             parentEnds.forEach { $0?.close() }
             throw SocketError(errno: rc, operation: "spawn '\(program)'")
@@ -111,7 +131,7 @@ public final class Subprocess: @unchecked Sendable {
     }
 
     deinit {
-        if pidfd >= 0 { Glibc.close(pidfd) }
+        if pidfd >= 0 { closeRegistered(pidfd, kernel: pidfdKernel) }
         if status == nil {
             // Never waited for: reap it whenever it ends so it never lingers
             // as a zombie.
@@ -159,6 +179,7 @@ public final class Subprocess: @unchecked Sendable {
     private func waitForExit(_ t: AnyCurioTask, site: CallSite) async throws {
         while !reap(block: false) {
             if pidfd >= 0 {
+                pidfdKernel = t.kernel
                 let args = ck_request_args(op: CK_OP_POLL_IN, fd: pidfd, buf: nil, len: 0, flags: 0, offset: -1)
                 let r = try await t.kernel.performIO(t, args, .ioWait, deadline: .max, site: site)
                 if r < 0 && r != -Int(EINTR) { throw SocketError(errno: Int32(-r), operation: "waiting for pid \(pid)") }
