@@ -74,29 +74,8 @@ static void unpark(ck_kernel *k, ck_req *q) {
     k->ep.waiting--;
 }
 
-static bool plain_read(ck_op op) { return op == CK_OP_RECV || op == CK_OP_READ; }
-
-/* Readiness tracking. After a read found a descriptor empty (EAGAIN, or a
- * short read on a stream socket), the next read would almost surely fail
- * the same way: that is a wasted system call per round trip for a server
- * that answers and then reads again. So such a descriptor is marked
- * drained and later reads are parked without trying, until epoll reports
- * it readable again. Safe with the edge-triggered registration: any data
- * arriving after the drain raises a new edge, which clears the mark. */
-static void note_read(ck_fdstate *s, const ck_req *q, int64_t r) {
-    if (!s || !plain_read(q->args.op)) return;
-    if (r == -EAGAIN || (s->stream && r > 0 && (uint64_t)r < q->args.len)) s->drained = 1;
-}
-
 int64_t ck_epoll_submit(ck_kernel *k, ck_req *q) {
-    ck_fdstate *known = (uint32_t)q->args.fd < k->ep.nfds ? &k->ep.fds[q->args.fd] : NULL;
-    if (known && known->registered && known->drained && plain_read(q->args.op)) {
-        list_append(&known->readers_head, &known->readers_tail, q);
-        k->ep.waiting++;
-        return CK_PENDING;
-    }
     int64_t r = ck_try_syscall(q, true);
-    note_read(known, q, r);
     if (r != -EAGAIN) return r;
     ck_fdstate *s = fd_state(&k->ep, q->args.fd);
     if (!s) return -ENOMEM;
@@ -107,15 +86,10 @@ int64_t ck_epoll_submit(ck_kernel *k, ck_req *q) {
             if (errno != EEXIST) return errno == EPERM ? -EINVAL : -errno;
         }
         s->registered = 1;
-        s->drained = 0;
-        int type = 0;
-        socklen_t tl = sizeof type;
-        s->stream = getsockopt(q->args.fd, SOL_SOCKET, SO_TYPE, &type, &tl) == 0 && type == SOCK_STREAM;
         /* Readiness may have arrived between the try and the registration,
          * and an edge-triggered registration reports only later changes:
          * try once more now that we are registered. */
         r = ck_try_syscall(q, true);
-        note_read(s, q, r);
         if (r != -EAGAIN) return r;
     }
     if (is_reader(q->args.op)) list_append(&s->readers_head, &s->readers_tail, q);
@@ -144,7 +118,6 @@ void ck_epoll_forget_fd(ck_kernel *k, int fd) {
     }
     if (s->registered) epoll_ctl(k->ep.epfd, EPOLL_CTL_DEL, fd, NULL);
     s->registered = 0;
-    s->drained = 0;
 }
 
 /* Retries every parked request of one direction, in arrival order, until
@@ -159,7 +132,6 @@ static void retry(ck_kernel *k, ck_req **head, ck_req **tail, uint32_t events) {
             r = (int64_t)events;
         else
             r = ck_try_syscall(q, true);
-        note_read(&k->ep.fds[q->args.fd], q, r);
         if (r == -EAGAIN) break;
         list_remove(head, tail, q);
         k->ep.waiting--;
@@ -195,10 +167,8 @@ int ck_epoll_wait(ck_kernel *k, int64_t timeout_ns, bool *woken) {
         if ((uint32_t)fd >= k->ep.nfds) continue;
         ck_fdstate *s = &k->ep.fds[fd];
         uint32_t e = evs[i].events;
-        if (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
-            s->drained = 0;
+        if (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
             retry(k, &s->readers_head, &s->readers_tail, e);
-        }
         if (e & (EPOLLOUT | EPOLLHUP | EPOLLERR))
             retry(k, &s->writers_head, &s->writers_tail, e);
     }

@@ -104,8 +104,6 @@ typedef struct ck_fdstate {
     ck_req *readers_head, *readers_tail;
     ck_req *writers_head, *writers_tail;
     uint8_t registered;
-    uint8_t stream;  /* a SOCK_STREAM socket: a short read means drained */
-    uint8_t drained; /* the last read found it empty; no EPOLLIN since */
 } ck_fdstate;
 
 typedef struct ck_epoll {

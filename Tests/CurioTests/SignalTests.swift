@@ -128,15 +128,6 @@ enum BridgeTest {
 
     /// A known bug of the epoll backend (CSources/CCurioKernel/kernel.c,
     /// not one of this concern's sources).
-    static let epollLostWakeup: Comment = """
-        epoll: a post (kernel.post, a UniversalQueue/UniversalEvent wake-up, a worker's \
-        result) can fail to wake an idle kernel. ck_wake_consumed clears wake_pending before it \
-        reads the eventfd empty; a ck_wake in between sees the flag clear, writes the eventfd \
-        and sets the flag, then the read swallows that write: wake_pending stays 1, so no later \
-        ck_post writes the eventfd again and the kernel sleeps until a timer or I/O. Fix: read \
-        the eventfd empty first, then clear wake_pending (the posts are drained after both)
-        """
-
     /// What an error is, in short, for comparing what tasks saw.
     static func describe(_ error: any Error) -> String {
         if let u = error as? CurioUsageError { return "CurioUsageError.\(u.kind): \(u.message)" }

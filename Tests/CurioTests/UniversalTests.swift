@@ -224,11 +224,7 @@ struct UniversalTests {
         #expect(report.cancelled >= 20, "only \(report.cancelled) getters were cancelled while waiting")
         #expect(report.ended == curioConsumers)
         // The thread consumers' last set() must wake the idle kernel.
-        withKnownIssue(BridgeTest.epollLostWakeup, isIntermittent: true) {
-            #expect(report.finishedInTime, "thread consumers still waiting; \(report.left) items left in the queue, \(threadTimeouts.load(ordering: .relaxed)) thread timeouts")
-        } when: {
-            BridgeTest.usesEpoll
-        }
+        #expect(report.finishedInTime, "thread consumers still waiting; \(report.left) items left in the queue, \(threadTimeouts.load(ordering: .relaxed)) thread timeouts")
         #expect(threadTimeouts.load(ordering: .relaxed) == 0)
         #expect(q.isEmpty, "\(q.count) items left in the queue")
         let tasksGot = byTasks.load(ordering: .relaxed), threadsGot = byThreads.load(ordering: .relaxed)

@@ -268,15 +268,11 @@ struct WorkerTests {
             }
         }
         // Results posted by many worker threads at once must wake the kernel.
-        try await withKnownIssue(BridgeTest.epollLostWakeup, isIntermittent: true) {
-            async let a = crowd(0)
-            async let b = crowd(10_000)
-            let (ra, rb) = try await (a, b)
-            #expect(ra.0 == ra.1)
-            #expect(rb.0 == rb.1)
-        } when: {
-            BridgeTest.usesEpoll
-        }
+        async let a = crowd(0)
+        async let b = crowd(10_000)
+        let (ra, rb) = try await (a, b)
+        #expect(ra.0 == ra.1)
+        #expect(rb.0 == rb.1)
     }
 
     @Test(.timeLimit(.minutes(1)))
