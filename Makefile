@@ -58,10 +58,15 @@ test: deps ctest
 	$(SWIFT) build --build-tests --traits Epoll --scratch-path .build-epoll
 	$(SWIFT) test --traits Epoll --scratch-path .build-epoll $(SWIFT_TEST_FLAGS)
 
-# The demo runs the seed's programs, which are products of their own.
+# The demo runs the seed's programs, which are products of their own, and
+# races the seed's echo server against the raw C io_uring server (both C
+# tools build in a second; the SwiftNIO comparison is `make bench-echo`).
 demo: deps
 	$(SWIFT) build -c release
-	.build/release/curio-demo
+	@mkdir -p .build-demo
+	$(CC) -O2 -o .build-demo/loadgen Benchmarks/echo/loadgen.c -luring
+	$(CC) -O2 -o .build-demo/uring_echo Benchmarks/echo/uring_echo.c -luring
+	CURIO_DEMO_TOOLS=.build-demo .build/release/curio-demo
 
 # The benchmark package depends on the root package, which links liburing.
 # Its build keeps the root's file list from its first build: drop that list
@@ -75,4 +80,4 @@ bench-echo: deps
 	Benchmarks/echo/run.sh
 
 clean:
-	rm -rf .build .build-epoll $(CTEST_DIR) Benchmarks/.build
+	rm -rf .build .build-epoll .build-demo $(CTEST_DIR) Benchmarks/.build

@@ -158,4 +158,90 @@ func rate(_ v: Double) -> String { v >= 1e6 ? fixed(v / 1e6, 2) + "M/s" : fixed(
 
 print("  task switch (100 tasks x 10,000 yields):  Curio \(rate(sw))  Swift \(rate(swSwift))  ratio \(fixed(sw / max(swSwift, 1), 1))x")
 print("  spawn+join (100,000):                     Curio \(rate(sj))  Swift \(rate(sjSwift))  ratio \(fixed(sj / max(sjSwift, 1), 1))x")
-print("\nThe full table: `make bench`. The tests: `make test`.")
+// MARK: - The echo race
+
+/// Starts `path args` with stdout on a pipe → (pid, read end).
+func startServer(_ path: String, _ args: [String]) -> (pid_t, Int32)? {
+    var fds: [Int32] = [0, 0]
+    guard pipe(&fds) == 0 else { return nil }
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
+    posix_spawn_file_actions_addclose(&actions, fds[0])
+    var argv: [UnsafeMutablePointer<CChar>?] = ([path] + args).map { strdup($0) } + [nil]
+    defer { argv.forEach { free($0) } }
+    var pid: pid_t = 0
+    fflush(nil)
+    guard posix_spawn(&pid, path, &actions, nil, &argv, environ) == 0 else { return nil }
+    close(fds[1])
+    return (pid, fds[0])
+}
+
+/// Reads the server's first line until it names its port.
+func readPort(_ fd: Int32) -> Int? {
+    var line: [UInt8] = []
+    var b: UInt8 = 0
+    var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+    while line.count < 200, poll(&p, 1, 5000) == 1, read(fd, &b, 1) == 1 {
+        if b == UInt8(ascii: "\n") {
+            let text = String(decoding: line, as: UTF8.self)
+            // "Server listening at ('0.0.0.0', 41234)" or "PORT 41234"
+            let digits = text.split(whereSeparator: { !$0.isNumber }).last.map(String.init)
+            if text.contains("PORT") || text.contains("listening") { return digits.flatMap { Int($0) } }
+            line.removeAll()
+        } else {
+            line.append(b)
+        }
+    }
+    return nil
+}
+
+/// Round trips per second of `loadgen` against a server, or nil.
+func race(_ loadgen: String, server: String, args: [String], conns: Int) -> Double? {
+    guard let (pid, out) = startServer(server, args) else { return nil }
+    defer {
+        kill(pid, SIGKILL)
+        var st: Int32 = 0
+        waitpid(pid, &st, 0)
+        close(out)
+    }
+    guard let port = readPort(out) else { return nil }
+    // Keep draining the server's output ("Connection from ...") meanwhile.
+    _ = fcntl(out, F_SETFL, O_NONBLOCK)
+    guard let (lg, lgOut) = startServer(loadgen, ["-p", String(port), "-c", String(conns), "-s", "100", "-t", "2", "-w", "0.3"]) else { return nil }
+    var text: [UInt8] = []
+    var buf = [UInt8](repeating: 0, count: 4096)
+    var junk = [UInt8](repeating: 0, count: 65536)
+    while true {
+        var fds = [pollfd(fd: lgOut, events: Int16(POLLIN), revents: 0), pollfd(fd: out, events: Int16(POLLIN), revents: 0)]
+        if poll(&fds, 2, 10_000) <= 0 { break }
+        if fds[1].revents != 0 { _ = read(out, &junk, junk.count) }
+        if fds[0].revents != 0 {
+            let n = read(lgOut, &buf, buf.count)
+            if n <= 0 { break }
+            text.append(contentsOf: buf[0..<n])
+        }
+    }
+    var st: Int32 = 0
+    waitpid(lg, &st, 0)
+    close(lgOut)
+    // "RTPS <n> CPU ...": the number after the first word.
+    let words = String(decoding: text, as: UTF8.self).split(separator: " ")
+    guard let i = words.firstIndex(of: "RTPS"), i + 1 < words.count else { return nil }
+    return Double(words[i + 1])
+}
+
+if let tools = getenv("CURIO_DEMO_TOOLS").map({ String(cString: $0) }) {
+    banner("Echo: the seed's echo server (Curio, \(Kernel().backend)) against a raw C io_uring server, 10 connections x 100 B")
+    let lg = "\(tools)/loadgen"
+    let curio = race(lg, server: "\(exeDir)/echo-server", args: ["0"], conns: 10)
+    let c = race(lg, server: "\(tools)/uring_echo", args: ["0"], conns: 10)
+    if let curio, let c {
+        print("  Curio \(Int(curio)) round trips/s, raw C io_uring \(Int(c)) round trips/s: \(fixed(curio / c, 2))x of the C server")
+    } else {
+        print("  (the echo race could not run here)")
+    }
+}
+
+print("\nThe full tables: `make bench` and `make bench-echo` (with SwiftNIO). The tests: `make test`.")
