@@ -23,6 +23,9 @@ extension KernelHarness {
         private(set) var stdoutBytes: [UInt8] = []
         private(set) var stderrBytes: [UInt8] = []
         private var outLines: [(text: String, at: Double)] = []
+        /// When the first and the last complete stdout lines were read.
+        private(set) var firstLineAt: Double?
+        private(set) var lastLineAt: Double?
         private var exitStatus: Int32?
 
         init(path: String, arguments: [String], environment: [String: String?],
@@ -173,6 +176,8 @@ extension KernelHarness {
                     var line = String(decoding: outPending, as: UTF8.self)
                     if line.hasSuffix("\r") { line.removeLast() }
                     outLines.append((line, time))
+                    if firstLineAt == nil { firstLineAt = time }
+                    lastLineAt = time
                     outPending.removeAll()
                 } else {
                     outPending.append(b)
@@ -392,7 +397,10 @@ struct SeedProgramTests {
     static func runToEnd(_ name: String) async throws -> (lines: [String], stderr: String, status: Int32, seconds: Double) {
         let p = try start(name, scale: 0.01)
         let out = try await p.readAll(limit: 30)
-        let seconds = KernelHarness.monotonicNow() - p.startedAt
+        // From the first line to the last, not to our resumption: with every
+        // test-pool thread busy, this test can resume long after the child
+        // ended (reading late can only shorten the span, never lengthen it).
+        let seconds = (p.lastLineAt ?? 0) - (p.firstLineAt ?? 0)
         let lines = out.stdout.split(separator: "\n", omittingEmptySubsequences: false).map {
             $0.hasSuffix("\r") ? String($0.dropLast()) : String($0)
         }
