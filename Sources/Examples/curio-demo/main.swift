@@ -235,7 +235,12 @@ func race(_ loadgen: String, server: String, args: [String], conns: Int) -> Doub
 if let tools = getenv("CURIO_DEMO_TOOLS").map({ String(cString: $0) }) {
     banner("Echo: the seed's echo server (Curio, \(Kernel().backend)) against a raw C io_uring server, 10 connections x 100 B")
     let lg = "\(tools)/loadgen"
-    let curio = race(lg, server: "\(exeDir)/echo-server", args: ["0"], conns: 10)
+    // The seed's server prints with stdio, which a pipe makes block-buffered:
+    // stdbuf makes its "Server listening at" line arrive at once.
+    let stdbuf = "/usr/bin/stdbuf"
+    let curio = access(stdbuf, X_OK) == 0
+        ? race(lg, server: stdbuf, args: ["-oL", "\(exeDir)/echo-server", "0"], conns: 10)
+        : race(lg, server: "\(exeDir)/echo-server", args: ["0"], conns: 10)
     let c = race(lg, server: "\(tools)/uring_echo", args: ["0"], conns: 10)
     if let curio, let c {
         print("  Curio \(Int(curio)) round trips/s, raw C io_uring \(Int(c)) round trips/s: \(fixed(curio / c, 2))x of the C server")
