@@ -278,7 +278,8 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
                     maxWait = wait
                 }
             }
-            if mayBlock && externalWaits > 0 && ck_timer_count(ck) == 0 || mayBlock && externalWaits > 0 && ck_timer_next(ck) - ck_now_ns() > Kernel.spinNanoseconds {
+            // (ck_timer_next is Int64.max without timers, so that case spins too.)
+            if mayBlock && externalWaits > 0 && ck_timer_next(ck) &- ck_now_ns() > Kernel.spinNanoseconds {
                 // A worker thread will likely answer within microseconds:
                 // look for its post a little before going to sleep, since
                 // a sleeping kernel thread takes tens of microseconds to
