@@ -25,6 +25,57 @@ final class UniversalWaiter<T>: @unchecked Sendable {
     init(_ kind: Kind) { self.kind = kind }
 }
 
+/// What UniversalQueue and UniversalEvent share: the lock, the condition
+/// variable for blocked threads, the waiter list, and parking a Swift task
+/// of another executor until a value is handed to it.
+public class UniversalWaitList<T>: @unchecked Sendable {
+    var mutex = pthread_mutex_t()
+    var cond = pthread_cond_t()
+    var waiters: [UniversalWaiter<T>] = []
+
+    init() {
+        pthread_mutex_init(&mutex, nil)
+        pthread_cond_init(&cond, nil)
+    }
+
+    deinit {
+        pthread_mutex_destroy(&mutex)
+        pthread_cond_destroy(&cond)
+    }
+
+    /// Parks the calling Swift task (not a Curio task) until a waker hands
+    /// it a value; `ready`, called under the lock, answers at once when no
+    /// wait is needed. Swift cancellation ends the wait with nil, unless a
+    /// value was handed over first.
+    func parkSwiftTask(ready: () -> T?) async -> T? {
+        let w = UniversalWaiter<T>(.swift)
+        return await withTaskCancellationHandler {
+            await withUnsafeContinuation { (c: UnsafeContinuation<T?, Never>) in
+                pthread_mutex_lock(&mutex)
+                if let v = ready() {
+                    pthread_mutex_unlock(&mutex)
+                    c.resume(returning: v)
+                } else if w.cancelled {
+                    pthread_mutex_unlock(&mutex)
+                    c.resume(returning: nil)
+                } else {
+                    w.continuation = c
+                    waiters.append(w)
+                    pthread_mutex_unlock(&mutex)
+                }
+            }
+        } onCancel: {
+            pthread_mutex_lock(&mutex)
+            w.cancelled = true
+            let i = waiters.firstIndex { $0 === w }
+            if let i { waiters.remove(at: i) }
+            pthread_mutex_unlock(&mutex)
+            // Still listed: nobody handed it a value, so it is ours to end.
+            if i != nil { w.continuation?.resume(returning: nil) }
+        }
+    }
+}
+
 /// A thread-safe FIFO queue for kernel tasks, plain threads and Swift tasks
 /// on other executors at once (curio's `UniversalQueue`).
 ///
@@ -38,21 +89,12 @@ final class UniversalWaiter<T>: @unchecked Sendable {
 /// Items are handed straight to the longest-waiting getter; a getter that
 /// is cancelled after an item was handed to it puts that item back at the
 /// front, so nothing is lost or delivered twice.
-public final class UniversalQueue<T>: @unchecked Sendable {
-    private var mutex = pthread_mutex_t()
-    private var cond = pthread_cond_t()
+public final class UniversalQueue<T>: UniversalWaitList<T>, @unchecked Sendable {
     private var items: [T] = []
     private var head = 0
-    private var waiters: [UniversalWaiter<T>] = []
 
-    public init() {
-        pthread_mutex_init(&mutex, nil)
-        pthread_cond_init(&cond, nil)
-    }
-
-    deinit {
-        pthread_mutex_destroy(&mutex)
-        pthread_cond_destroy(&cond)
+    public override init() {
+        super.init()
     }
 
     /// Items waiting (approximate while others use the queue).
@@ -170,32 +212,7 @@ public final class UniversalQueue<T>: @unchecked Sendable {
     }
 
     private func swiftGet() async throws -> T {
-        let w = UniversalWaiter<T>(.swift)
-        let v: T? = await withTaskCancellationHandler {
-            await withUnsafeContinuation { (c: UnsafeContinuation<T?, Never>) in
-                pthread_mutex_lock(&mutex)
-                if let v = takeLocked() {
-                    pthread_mutex_unlock(&mutex)
-                    c.resume(returning: v)
-                } else if w.cancelled {
-                    pthread_mutex_unlock(&mutex)
-                    c.resume(returning: nil)
-                } else {
-                    w.continuation = c
-                    waiters.append(w)
-                    pthread_mutex_unlock(&mutex)
-                }
-            }
-        } onCancel: {
-            pthread_mutex_lock(&mutex)
-            w.cancelled = true
-            let i = waiters.firstIndex { $0 === w }
-            if let i { waiters.remove(at: i) }
-            pthread_mutex_unlock(&mutex)
-            // Still listed: nobody handed it an item, so it is ours to end.
-            if i != nil { w.continuation?.resume(returning: nil) }
-        }
-        guard let v else { throw CancellationError() }
+        guard let v = await parkSwiftTask(ready: { takeLocked() }) else { throw CancellationError() }
         return v
     }
 
@@ -238,20 +255,11 @@ public final class UniversalQueue<T>: @unchecked Sendable {
 /// // a Curio task:   try await ready.wait()
 /// // a thread:       ready.blockingWait()
 /// ```
-public final class UniversalEvent: @unchecked Sendable {
-    private var mutex = pthread_mutex_t()
-    private var cond = pthread_cond_t()
+public final class UniversalEvent: UniversalWaitList<Bool>, @unchecked Sendable {
     private var flag = false
-    private var waiters: [UniversalWaiter<Bool>] = []
 
-    public init() {
-        pthread_mutex_init(&mutex, nil)
-        pthread_cond_init(&cond, nil)
-    }
-
-    deinit {
-        pthread_mutex_destroy(&mutex)
-        pthread_cond_destroy(&cond)
+    public override init() {
+        super.init()
     }
 
     /// True while set.
@@ -321,28 +329,7 @@ public final class UniversalEvent: @unchecked Sendable {
                 throw error
             }
         }
-        let w = UniversalWaiter<Bool>(.swift)
-        let ok: Bool? = await withTaskCancellationHandler {
-            await withUnsafeContinuation { (c: UnsafeContinuation<Bool?, Never>) in
-                pthread_mutex_lock(&mutex)
-                if flag || w.cancelled {
-                    let set = flag
-                    pthread_mutex_unlock(&mutex)
-                    c.resume(returning: set ? true : nil)
-                } else {
-                    w.continuation = c
-                    waiters.append(w)
-                    pthread_mutex_unlock(&mutex)
-                }
-            }
-        } onCancel: {
-            pthread_mutex_lock(&mutex)
-            w.cancelled = true
-            let i = waiters.firstIndex { $0 === w }
-            if let i { waiters.remove(at: i) }
-            pthread_mutex_unlock(&mutex)
-            if i != nil { w.continuation?.resume(returning: nil) }
-        }
+        let ok = await parkSwiftTask(ready: { flag ? true : nil })
         if ok == nil { throw CancellationError() }
     }
 
