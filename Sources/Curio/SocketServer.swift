@@ -112,8 +112,10 @@ public class SocketServer: @unchecked Sendable {
         }
     }
 
+    /// Stream servers accept clients and serve each in its own task; the
+    /// UDP server overrides this with its datagram loop.
     func serve(file: StaticString, line: UInt, function: StaticString) async throws {
-        fatalError("subclasses serve")
+        try await acceptLoop(socket, handler, file: file, line: line, function: function)
     }
 
     /// Stops ``serveForever()`` (from another task); running handlers go on.
@@ -142,10 +144,6 @@ public final class TCPServer: SocketServer, @unchecked Sendable {
         }
         super.init(socket: sock, handler: handler)
     }
-
-    override func serve(file: StaticString, line: UInt, function: StaticString) async throws {
-        try await acceptLoop(socket, handler, file: file, line: line, function: function)
-    }
 }
 
 /// A Unix stream server on a filesystem path (an old socket file at the
@@ -163,10 +161,6 @@ public final class UnixStreamServer: SocketServer, @unchecked Sendable {
             throw error
         }
         super.init(socket: sock, handler: handler)
-    }
-
-    override func serve(file: StaticString, line: UInt, function: StaticString) async throws {
-        try await acceptLoop(socket, handler, file: file, line: line, function: function)
     }
 }
 
