@@ -17,6 +17,10 @@ let package = Package(
         .trait(name: "Epoll", description: "epoll backend only; no liburing needed"),
         .default(enabledTraits: ["IOUring"]),
     ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.0"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.5.0"),
+    ],
     targets: [
         .target(
             name: "CCurioKernel",
@@ -33,7 +37,11 @@ let package = Package(
         ),
         .target(
             name: "Curio",
-            dependencies: ["CCurioKernel"],
+            dependencies: [
+                "CCurioKernel",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ],
             path: "Sources/Curio",
             swiftSettings: [.enableUpcomingFeature("NonisolatedNonsendingByDefault")]
         ),

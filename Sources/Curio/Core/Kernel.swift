@@ -68,14 +68,14 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
     /// Signals that dump the task tree (``enableTaskDump(on:)``).
     var dumpSignals: [Int32] = []
 
+    /// What this kernel was created with.
+    public let configuration: Configuration
+
     /// With the monitor on, a task that holds the kernel this many seconds
     /// without blocking is reported once on stderr, with its location and
-    /// the kernel thread's live stack. 0 turns the watchdog off. The
-    /// environment variable CURIO_LONG_BLOCK sets the default (1 s).
-    public var longBlockThreshold: Double = {
-        guard let s = getenv("CURIO_LONG_BLOCK"), let v = Double(String(cString: s)), v >= 0 else { return 1 }
-        return v
-    }()
+    /// the kernel thread's live stack. 0 turns the watchdog off. Starts at
+    /// the configuration's ``Configuration/longBlockThreshold``.
+    public var longBlockThreshold: Double
     private var monitor: Monitor?
     private var lastPublish: Int64 = 0
     private var snapshotDirty = true
@@ -83,14 +83,32 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
     /// Where the remote monitor listens (`nc 127.0.0.1 48802`), if it does.
     public var monitorAddress: SocketAddress? { monitor?.address }
 
-    /// Creates a kernel. `withMonitor` turns on the monitor (Ctrl-C console
-    /// and loopback listener) once that subsystem is available.
+    /// Creates a kernel with the default configuration (the environment's
+    /// documented overrides applied); `withMonitor` turns on the monitor
+    /// (Ctrl-C console and remote endpoint), as in the seed.
     ///
     /// The default build uses io_uring and falls back to epoll, with one
     /// line on stderr, when io_uring cannot be set up; the `Epoll` package
     /// trait builds epoll alone.
-    public init(withMonitor: Bool = false) {
-        let want = ck_have_io_uring() ? CK_BACKEND_IO_URING : CK_BACKEND_EPOLL
+    public convenience init(withMonitor: Bool = false) {
+        var c = Configuration.default
+        if withMonitor && c.monitor == nil { c.monitor = .standard }
+        self.init(configuration: c)
+    }
+
+    /// Creates a kernel from `configuration`.
+    public init(configuration: Configuration) {
+        self.configuration = configuration
+        longBlockThreshold = configuration.longBlockThreshold
+        let want: ck_backend_kind
+        switch configuration.backend {
+        case .automatic, .ioUring: want = ck_have_io_uring() ? CK_BACKEND_IO_URING : CK_BACKEND_EPOLL
+        // The C kernel reads the variable itself and says once why it
+        // falls back; ask it for io_uring so that it does.
+        case .epoll where configuration.backendForcedByEnvironment:
+            want = ck_have_io_uring() ? CK_BACKEND_IO_URING : CK_BACKEND_EPOLL
+        case .epoll: want = CK_BACKEND_EPOLL
+        }
         guard let k = ck_kernel_new(want) else {
             // Only fd or memory exhaustion gets here; there is no kernel to
             // return and the initializer is non-throwing by design (API.md).
@@ -99,35 +117,29 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
         ck = k
         readyQueue = ck_kernel_ready(k)
         eventBuffer = .allocate(capacity: Int(Self.eventCapacity))
-        self.withMonitor = withMonitor
+        withMonitor = configuration.monitor != nil
         backend = ck_kernel_backend(k) == CK_BACKEND_IO_URING ? .ioUring : .epoll
         unownedSelf = UnownedTaskExecutor(ordinary: self)
         ck_set_owner(k, Unmanaged.passUnretained(self).toOpaque())
         ck_ignore_sigpipe()
-        let env = getenv("CURIOMONITOR").map { String(cString: $0) }
-        if withMonitor || env != nil {
-            startMonitor(env)
+        if let endpoint = configuration.monitor {
+            startMonitor(endpoint, announce: configuration.monitorAnnounced,
+                         console: configuration.monitorConsole)
         }
-        if getenv("CURIO_TASK_DUMP") != nil {
+        for sig in configuration.taskDumpSignals {
             // Opt-in from outside the program: `kill -USR1 <pid>` dumps the tasks.
-            try? enableTaskDump(on: SIGUSR1)
+            try? enableTaskDump(on: sig)
         }
     }
 
-    /// The monitor listens on CURIOMONITOR (`host:port`, `port`, or empty
-    /// for the default 127.0.0.1:48802; port 0 picks a free one) and, on a
-    /// terminal, takes over Ctrl-C. With CURIOMONITOR set it says on stderr
-    /// where it listens.
-    private func startMonitor(_ env: String?) {
+    /// The remote monitor listens on `endpoint` and, on a terminal and when
+    /// `console` allows, takes over Ctrl-C. With `announce` it says on
+    /// stderr where it listens.
+    private func startMonitor(_ endpoint: Configuration.MonitorEndpoint, announce: Bool, console: Bool) {
         var host = "127.0.0.1", port = 48802
-        if let env, !env.isEmpty, env != "1" {
-            let parts = env.split(separator: ":", omittingEmptySubsequences: false)
-            if parts.count >= 2 {
-                host = parts.dropLast().joined(separator: ":")
-                port = Int(parts.last!) ?? port
-            } else if let p = Int(env) {
-                port = p
-            }
+        if case .tcp(let h, let p) = endpoint {
+            if !h.isEmpty { host = h }
+            port = p
         }
         // The monitor can cancel tasks and send signals: never off the machine.
         if !(host.hasPrefix("127.") || host == "::1" || host == "localhost") {
@@ -137,9 +149,9 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
         let link = MonitorLink()
         monitorLink = link
         let m = Monitor(kernel: self, link: link, host: host, port: port,
-                        console: withMonitor && isatty(0) == 1)
+                        console: console && isatty(0) == 1)
         monitor = m
-        if env != nil, let a = m.address {
+        if announce, let a = m.address {
             writeStderr("curio: monitor listening on \(a.host):\(a.port)\n")
         }
     }

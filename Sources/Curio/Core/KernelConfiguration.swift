@@ -1,0 +1,152 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Logging
+
+extension Kernel {
+    /// Everything a kernel is told at creation. Pass one to
+    /// ``Kernel/init(configuration:)``; ``Kernel/init(withMonitor:)`` is the
+    /// seed's shorthand for `.default` with the monitor on or off.
+    ///
+    /// ```swift
+    /// var config = Kernel.Configuration.default
+    /// config.backend = .epoll
+    /// config.logger = Logger(label: "my-service.curio")
+    /// let kernel = Kernel(configuration: config)
+    /// ```
+    ///
+    /// The library reads no environment variable anywhere else:
+    /// ``Kernel/Configuration/default`` starts from the built-in values and
+    /// applies the documented overrides of
+    /// ``Kernel/Configuration/applyingEnvironment(_:)`` once.
+    public struct Configuration: Sendable {
+        /// Which I/O backend to ask for.
+        public enum BackendPreference: Sendable, Equatable, CustomStringConvertible {
+            /// io_uring where it is compiled in and can be set up; epoll otherwise.
+            case automatic
+            /// io_uring, falling back to epoll (with one log line) when it cannot be set up.
+            case ioUring
+            /// epoll, even where io_uring is available.
+            case epoll
+
+            public var description: String {
+                switch self {
+                case .automatic: "automatic"
+                case .ioUring: "io_uring"
+                case .epoll: "epoll"
+                }
+            }
+        }
+
+        /// Where the remote monitor listens, when it is on.
+        public enum MonitorEndpoint: Sendable, Equatable {
+            /// The default place (see the monitor guide).
+            case standard
+            /// TCP on a loopback address; port 0 picks a free port.
+            case tcp(host: String, port: Int)
+        }
+
+        /// The backend to ask for. Environment override: `CURIO_DISABLE_IO_URING=1` → `.epoll`.
+        public var backend: BackendPreference = .automatic
+        /// The monitor: Ctrl-C console on a terminal plus the remote endpoint. `nil`: off.
+        /// Environment override: `CURIOMONITOR` (`host:port`, `port`, or empty) turns it on.
+        public var monitor: MonitorEndpoint? = nil
+        /// Whether the Ctrl-C console may take over the terminal when the monitor is on.
+        public var monitorConsole = true
+        /// Signals that dump the task tree on stderr. Environment override:
+        /// `CURIO_TASK_DUMP` set → `[SIGUSR1]`.
+        public var taskDumpSignals: [Int32] = []
+        /// With the monitor on, a task that holds the kernel this many seconds
+        /// without blocking is reported once. 0 turns the watchdog off.
+        /// Environment override: `CURIO_LONG_BLOCK` (seconds).
+        public var longBlockThreshold: Double = 1
+        /// How long the loop watches for a worker thread's answer before it
+        /// sleeps, when a task waits for one: a sleeping thread takes tens of
+        /// microseconds to wake on a VM. `.zero` never spins.
+        public var workerAnswerSpin: Duration = .microseconds(50)
+        /// Where Curio's own diagnostics go (unjoined task errors, handler
+        /// failures, backend fallback, accept back-off, long blocks,
+        /// deadlocks). The default writes them to stderr as plain lines.
+        public var logger: Logger = Kernel.Configuration.defaultLogger
+
+        /// The built-in values with no environment applied.
+        public static var builtIn: Configuration { Configuration() }
+
+        /// The built-in values with the environment's documented overrides.
+        public static var `default`: Configuration { Configuration().applyingEnvironment() }
+
+        /// Creates the built-in configuration (see ``builtIn``).
+        public init() {}
+
+        /// This configuration with the documented environment variables of
+        /// `environment` (the process's own by default) applied over it.
+        public func applyingEnvironment(_ environment: [String: String]? = nil) -> Configuration {
+            let env = environment ?? Kernel.Configuration.processEnvironment()
+            var c = self
+            if let off = env["CURIO_DISABLE_IO_URING"], !off.isEmpty, off != "0" {
+                c.backend = .epoll
+                c.backendForcedByEnvironment = true
+            }
+            if let m = env["CURIOMONITOR"] {
+                c.monitor = Configuration.parseMonitorEndpoint(m)
+                c.monitorAnnounced = true
+            }
+            if env["CURIO_TASK_DUMP"] != nil, !c.taskDumpSignals.contains(SIGUSR1) {
+                c.taskDumpSignals.append(SIGUSR1)
+            }
+            if let s = env["CURIO_LONG_BLOCK"], let v = Double(s), v.isFinite, v >= 0 {
+                c.longBlockThreshold = v
+            }
+            return c
+        }
+
+        // Set by applyingEnvironment: how the overrides are reported.
+        var backendForcedByEnvironment = false
+        /// True when CURIOMONITOR asked for the monitor: it then says on stderr where it listens.
+        var monitorAnnounced = false
+
+        /// `host:port`, `port`, or empty / "1" for the standard endpoint.
+        static func parseMonitorEndpoint(_ text: String) -> MonitorEndpoint {
+            if text.isEmpty || text == "1" { return .standard }
+            let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+            if parts.count >= 2, let port = Int(parts.last!) {
+                return .tcp(host: parts.dropLast().joined(separator: ":"), port: port)
+            }
+            if let port = Int(text) { return .tcp(host: "127.0.0.1", port: port) }
+            return .standard
+        }
+
+        static func processEnvironment() -> [String: String] {
+            var env: [String: String] = [:]
+            var p = environ
+            while let entry = p.pointee {
+                let s = String(cString: entry)
+                if let eq = s.firstIndex(of: "=") {
+                    env[String(s[..<eq])] = String(s[s.index(after: eq)...])
+                }
+                p += 1
+            }
+            return env
+        }
+
+        /// A logger that prints each message as one plain line on stderr,
+        /// as Curio always has.
+        static let defaultLogger = Logger(label: "curio") { _ in PlainStderrLogHandler() }
+    }
+}
+
+/// Writes each message as one line on stderr, with no decoration: what
+/// Curio printed before it used swift-log.
+struct PlainStderrLogHandler: LogHandler {
+    var logLevel: Logger.Level = .info
+    var metadata: Logger.Metadata = [:]
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        writeStderr("\(event.message)\n")
+    }
+}
