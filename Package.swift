@@ -11,6 +11,8 @@ let package = Package(
         .library(name: "Curio", targets: ["Curio"]),
         .executable(name: "curio-demo", targets: ["curio-demo"]),
         .executable(name: "curio-monitor", targets: ["curio-monitor"]),
+        // TLS over Curio sockets, on the system's OpenSSL 3 (libssl-dev).
+        .library(name: "CurioTLS", targets: ["CurioTLS"]),
     ],
     traits: [
         .trait(name: "IOUring", description: "io_uring backend (falls back to epoll at run time)"),
@@ -43,6 +45,25 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
             ],
             path: "Sources/Curio",
+            swiftSettings: [.enableUpcomingFeature("NonisolatedNonsendingByDefault")]
+        ),
+        // CurioTLS: OpenSSL 3 from the system through a small C shim (the
+        // macros Swift cannot import), TLS streams in Swift.
+        .target(
+            name: "CCurioOpenSSL",
+            path: "CSources/CCurioOpenSSL",
+            linkerSettings: [.linkedLibrary("ssl"), .linkedLibrary("crypto")]
+        ),
+        .target(
+            name: "CurioTLS",
+            dependencies: ["Curio", "CCurioOpenSSL"],
+            path: "Sources/CurioTLS",
+            swiftSettings: [.enableUpcomingFeature("NonisolatedNonsendingByDefault")]
+        ),
+        .testTarget(
+            name: "CurioTLSTests",
+            dependencies: ["CurioTLS", "Curio", "CCurioOpenSSL"],
+            path: "Tests/CurioTLSTests",
             swiftSettings: [.enableUpcomingFeature("NonisolatedNonsendingByDefault")]
         ),
         .executableTarget(name: "curio-demo", dependencies: ["Curio"], path: "Sources/Examples/curio-demo"),
