@@ -200,10 +200,18 @@ public final class TLSConnection: ByteChannel, @unchecked Sendable {
             }
             switch SSL_get_error(ssl, r) {
             case SSL_ERROR_WANT_READ:
-                try await flush(site)
-                if try await !fill(site) {
+                do {
+                    try await flush(site)
+                    if try await !fill(site) {
+                        throw fail(TLSError(.unexpectedEOF,
+                                            "the peer closed the connection in the middle of the handshake (truncated handshake)",
+                                            operation: what))
+                    }
+                } catch let e as SocketError where e.errno == ECONNRESET || e.errno == EPIPE {
+                    // A peer that vanishes mid-handshake truncates it,
+                    // whether it closed or reset.
                     throw fail(TLSError(.unexpectedEOF,
-                                        "the peer closed the connection in the middle of the handshake (truncated handshake)",
+                                        "the peer reset the connection in the middle of the handshake (truncated handshake; \(e))",
                                         operation: what))
                 }
             case SSL_ERROR_WANT_WRITE:

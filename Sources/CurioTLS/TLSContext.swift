@@ -125,14 +125,20 @@ public final class TLSContext: @unchecked Sendable {
             let ok = pem.withCString { ccurio_ctx_use_chain_pem(ctx, $0, strlen($0)) }
             if ok != 1 { throw configurationError("cannot load the certificate chain from PEM text") }
         }
+        let loaded: Bool
         switch key {
-        case .file(let path):
-            if SSL_CTX_use_PrivateKey_file(ctx, path, SSL_FILETYPE_PEM) != 1 {
-                throw configurationError("cannot load the private key from '\(path)'")
+        case .file(let path): loaded = SSL_CTX_use_PrivateKey_file(ctx, path, SSL_FILETYPE_PEM) == 1
+        case .text(let pem): loaded = pem.withCString { ccurio_ctx_use_key_pem(ctx, $0, strlen($0)) } == 1
+        }
+        if !loaded {
+            // OpenSSL checks the key against the certificate as it loads it.
+            if ccurio_err_reason(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH {
+                throw configurationError("the private key does not match the certificate")
             }
-        case .text(let pem):
-            let ok = pem.withCString { ccurio_ctx_use_key_pem(ctx, $0, strlen($0)) }
-            if ok != 1 { throw configurationError("cannot load the private key from PEM text") }
+            switch key {
+            case .file(let path): throw configurationError("cannot load the private key from '\(path)'")
+            case .text: throw configurationError("cannot load the private key from PEM text")
+            }
         }
         if SSL_CTX_check_private_key(ctx) != 1 {
             throw configurationError("the private key does not match the certificate")
