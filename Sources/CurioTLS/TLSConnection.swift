@@ -66,7 +66,10 @@ public final class TLSConnection: ByteChannel, @unchecked Sendable {
     private init(socket: Socket, context: TLSContext, isServer: Bool, serverName: String?, sessionKey: String?) throws {
         ERR_clear_error()
         guard let ssl = SSL_new(context.ctx) else { throw configurationError("cannot create an SSL connection") }
-        guard let rbio = BIO_new(BIO_s_mem()), let wbio = BIO_new(BIO_s_mem()) else {
+        let rbio = BIO_new(BIO_s_mem()), wbio = BIO_new(BIO_s_mem())
+        guard let rbio, let wbio else {
+            BIO_free(rbio)
+            BIO_free(wbio)
             SSL_free(ssl)
             throw configurationError("cannot create memory BIOs")
         }
@@ -84,6 +87,9 @@ public final class TLSConnection: ByteChannel, @unchecked Sendable {
         self.serverName = serverName
         self.sessionKey = sessionKey
         self.kernel = Kernel.current
+        // From here on deinit runs (also when this init throws) and frees
+        // the SSL, which frees both BIOs.
+        context.liveConnections.add(1, ordering: .relaxed)
         SSL_set_ex_data(ssl, 0, Unmanaged.passUnretained(self).toOpaque())
         if isServer {
             SSL_set_accept_state(ssl)
@@ -95,6 +101,7 @@ public final class TLSConnection: ByteChannel, @unchecked Sendable {
 
     deinit {
         SSL_free(ssl)  // frees both BIOs
+        context.liveConnections.subtract(1, ordering: .relaxed)
         inBuffer.deallocate()
         plainBuffer.deallocate()
         outBuffer.deallocate()

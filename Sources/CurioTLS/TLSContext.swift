@@ -24,6 +24,12 @@ public final class TLSContext: @unchecked Sendable {
     private let sniContexts: [(names: [String], ctx: OpaquePointer)]
     /// Client sessions by "host:port", for resumption.
     private let sessions = Mutex(SessionCache())
+    /// Connections made from this context whose SSL is not yet freed.
+    let liveConnections = Atomic<Int>(0)
+
+    /// How many connections made from this context are alive (their
+    /// OpenSSL state not yet freed): a leak check for tests and monitors.
+    public var connectionCount: Int { liveConnections.load(ordering: .relaxed) }
 
     /// Loads `configuration`: its certificate and key, its trust roots
     /// (the system store is found now), its ALPN list. Throws
