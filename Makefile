@@ -1,6 +1,7 @@
 # Curio for Swift — build, test and run.
 #
-#   make deps    install liburing-dev when its header is missing (apt, non-interactive)
+#   make deps    install liburing-dev and libssl-dev (CurioTLS) when their headers are
+#                missing, and the openssl CLI the TLS tests use (apt, non-interactive)
 #   make ctest   build and run the C kernel's unit tests (io_uring build and epoll-only build)
 #   make test    ctest, then the Swift tests for the default (io_uring) and Epoll builds
 #   make demo    build and run curio-demo (release)
@@ -18,6 +19,7 @@ SWIFT ?= swift
 SWIFT_TEST_FLAGS ?=
 CC ?= cc
 LIBURING_H ?= /usr/include/liburing.h
+OPENSSL_H ?= /usr/include/openssl/ssl.h
 SUDO := $(shell [ $$(id -u) -eq 0 ] || echo sudo)
 
 KERNEL_DIR := CSources/CCurioKernel
@@ -36,6 +38,16 @@ deps:
 		echo "liburing.h is missing: installing liburing-dev"; \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends liburing-dev; \
+	fi
+	@if [ ! -f $(OPENSSL_H) ] || ! command -v openssl >/dev/null; then \
+		echo "OpenSSL 3 headers or CLI missing: installing libssl-dev and openssl"; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends libssl-dev openssl; \
+	fi
+	@if ! command -v python3 >/dev/null; then \
+		echo "python3 is missing (a TLS test peer): installing python3"; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3; \
 	fi
 
 # Two binaries: io_uring compiled in (each test runs on io_uring, epoll and
