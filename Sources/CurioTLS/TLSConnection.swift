@@ -43,10 +43,13 @@ public final class TLSConnection: ByteChannel, @unchecked Sendable {
     private weak var kernel: Kernel?
     /// Ciphertext read from the socket before OpenSSL takes it.
     private let inBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 17 * 1024, alignment: 16)
-    /// Plaintext OpenSSL decrypted, before it becomes an array.
-    private var plainBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 16 * 1024, alignment: 16)
+    /// Plaintext OpenSSL decrypted, before it becomes an array: one
+    /// record's worth, so an idle connection holds little memory.
+    private let plainBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 16 * 1024, alignment: 16)
     /// Ciphertext on its way to the socket; [outStart, outEnd) is unsent.
-    private var outBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
+    /// Grows (to `maxOutBuffer`) while writes are large.
+    private var outBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 17 * 1024, alignment: 16)
+    private let maxOutBuffer = 128 * 1024
     private var outStart = 0, outEnd = 0
     /// Taken by whoever moves ciphertext to the socket (a writer, or a
     /// reader answering the peer), so records never interleave.
@@ -60,6 +63,9 @@ public final class TLSConnection: ByteChannel, @unchecked Sendable {
     private var closed = false
     /// The first fatal error; later calls throw it again.
     private var failure: TLSError?
+    /// A fatal error met by a read that had bytes to hand over first: the
+    /// next read throws it.
+    private var deferredError: TLSError?
     /// The first byte the peer sent, to tell plaintext from TLS.
     private var firstByte: UInt8?
 
@@ -285,11 +291,11 @@ public final class TLSConnection: ByteChannel, @unchecked Sendable {
         receiving = true
         defer { receiving = false }
         if peerClosed { return [] }
-        let site: Site = (file, line, function)
-        if plainBuffer.count < maxBytes && plainBuffer.count < 64 * 1024 {
-            plainBuffer.deallocate()
-            plainBuffer = .allocate(byteCount: min(maxBytes, 64 * 1024), alignment: 16)
+        if let e = deferredError {
+            deferredError = nil
+            throw fail(e)
         }
+        let site: Site = (file, line, function)
         let limit = min(maxBytes, plainBuffer.count)
         var total = 0
         while true {
@@ -307,8 +313,11 @@ public final class TLSConnection: ByteChannel, @unchecked Sendable {
                 break
             }
             if total > 0 {
-                // Hand over what arrived; an error, if that is what stopped
-                // us, comes again at the next read.
+                // Hand over what arrived first; a fatal error that stopped
+                // us comes with the next read.
+                if code != SSL_ERROR_WANT_READ && code != SSL_ERROR_WANT_WRITE {
+                    deferredError = error(code, r, operation: "read")
+                }
                 break
             }
             switch code {
@@ -447,9 +456,9 @@ public final class TLSConnection: ByteChannel, @unchecked Sendable {
     private func pullCiphertext() -> Bool {
         let pending = Int(BIO_ctrl_pending(wbio))
         guard pending > 0 else { return false }
-        if outBuffer.count < pending && outBuffer.count < 1 << 20 {
+        if outBuffer.count < pending && outBuffer.count < maxOutBuffer {
             outBuffer.deallocate()
-            outBuffer = .allocate(byteCount: min(max(pending, outBuffer.count * 2), 1 << 20), alignment: 16)
+            outBuffer = .allocate(byteCount: min(max(pending, outBuffer.count * 2), maxOutBuffer), alignment: 16)
         }
         let n = BIO_read(wbio, outBuffer.baseAddress, Int32(min(pending, outBuffer.count)))
         outStart = 0
