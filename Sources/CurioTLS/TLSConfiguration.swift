@@ -13,7 +13,10 @@
 public struct TLSConfiguration: Sendable, Hashable {
     /// Which side of the handshake a context is for.
     public enum Role: Sendable, Hashable {
-        case client, server
+        /// Connects, verifies the server.
+        case client
+        /// Accepts, presents a certificate.
+        case server
     }
 
     /// PEM data: a file or the text itself.
@@ -62,16 +65,23 @@ public struct TLSConfiguration: Sendable, Hashable {
 
     /// The protocol versions CurioTLS speaks: 1.2 and 1.3, nothing older.
     public enum Version: Sendable, Hashable, Comparable {
-        case v1_2, v1_3
+        /// TLS 1.2 (RFC 5246).
+        case v1_2
+        /// TLS 1.3 (RFC 8446).
+        case v1_3
         var raw: Int32 { self == .v1_2 ? TLS1_2_VERSION_VALUE : TLS1_3_VERSION_VALUE }
     }
 
     /// Another certificate a server presents to clients asking for one of
     /// `serverNames` through SNI; `*.example.com` matches one label.
     public struct SNICertificate: Sendable, Hashable {
+        /// The names this certificate serves (compared without case).
         public var serverNames: [String]
+        /// Its chain, leaf first.
         public var certificateChain: PEM
+        /// Its private key.
         public var privateKey: PEM
+        /// A certificate for `serverNames`.
         public init(serverNames: [String], certificateChain: PEM, privateKey: PEM) {
             self.serverNames = serverNames
             self.certificateChain = certificateChain

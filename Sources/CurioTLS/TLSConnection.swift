@@ -125,8 +125,12 @@ public final class TLSConnection: ByteChannel, @unchecked Sendable {
                 }
             } else {
                 if ccurio_ssl_set_sni(ssl, name) != 1 { throw configurationError("cannot send SNI '\(name)'") }
-                if config.certificateVerification == .fullVerification, SSL_set1_host(ssl, name) != 1 {
-                    throw configurationError("cannot verify against the host name '\(name)'")
+                if config.certificateVerification == .fullVerification {
+                    // "*.example.com" matches a whole label only, never "w*.example.com".
+                    SSL_set_hostflags(ssl, UInt32(X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS))
+                    if SSL_set1_host(ssl, name) != 1 {
+                        throw configurationError("cannot verify against the host name '\(name)'")
+                    }
                 }
             }
         } else if config.certificateVerification == .fullVerification {

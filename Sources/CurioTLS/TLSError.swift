@@ -65,6 +65,7 @@ public struct TLSError: Error, CustomStringConvertible, Sendable {
         self.openSSLErrors = openSSLErrors
     }
 
+    /// "TLSError.kind: operation: message".
     public var description: String { "TLSError.\(kind): \(operation): \(message)" }
 }
 
