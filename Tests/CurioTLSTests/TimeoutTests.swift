@@ -89,7 +89,7 @@ struct TimeoutTests {
     @Test(.timeLimit(.minutes(1)))
     func serverDropsAClientThatNeverHandshakes() async throws {
         let r = try await TLSTest.run { () -> [String] in
-            let server = try await TLSTest.startServer(try TLSTest.server(), handshakeTimeout: 0.3)
+            let server = try await TLSTest.startServer(try TLSTest.server(), handshakeTimeout: 2)
             let silent = try await TLSTest.plainConnect(server.port)
             defer { silent.close() }
             // Meanwhile another client is served.
@@ -102,7 +102,7 @@ struct TimeoutTests {
             try await server.stop()
             return [meanwhile, "\(failure.kind): \(failure.message)", "eof \(eof)"]
         }
-        #expect(r == ["meanwhile\n", "handshakeFailed: the client did not complete the handshake within 0.3 s", "eof 0"])
+        #expect(r == ["meanwhile\n", "handshakeFailed: the client did not complete the handshake within 2.0 s", "eof 0"])
     }
 
     @Test(.timeLimit(.minutes(1)))
