@@ -310,4 +310,31 @@ struct CurioPeerTests {
         }
         #expect(r == ["by address\n"])
     }
+    @Test(.timeLimit(.minutes(1)))
+    func manyClientsAtOnce() async throws {
+        let r = try await TLSTest.run { () -> [String] in
+            let server = try await TLSTest.startServer(try TLSTest.server())
+            let client = try TLSTest.client()
+            let clients = 40
+            let done = Queue<String>()
+            for i in 0..<clients {
+                try await spawn {
+                    let conn = try await TLSTest.connect(server.port, client)
+                    defer { conn.close() }
+                    var replies = ""
+                    for j in 0..<5 {
+                        try await conn.write("client \(i) line \(j)\n")
+                        replies += TLSTest.text(try await conn.readLine())
+                    }
+                    let want = (0..<5).map { "client \(i) line \($0)\n" }.joined()
+                    try await done.put(replies == want ? "ok" : "client \(i) got \(replies)")
+                }
+            }
+            var results: [String] = []
+            for _ in 0..<clients { results.append(try await done.get()) }
+            try await server.stop()
+            return Array(Set(results))
+        }
+        #expect(r == ["ok"])
+    }
 }

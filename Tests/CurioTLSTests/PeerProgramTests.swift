@@ -142,4 +142,29 @@ struct PeerProgramTests {
         }
         #expect(r == ["handshakeFailed", "tlsv1 alert protocol version"])
     }
+    @Test(.timeLimit(.minutes(1)))
+    func openSSLClientGetsTheSNICertificate() async throws {
+        let r = try await TLSTest.run { () -> [String] in
+            let c = try TLSTest.certificates()
+            let sni = TLSConfiguration.SNICertificate(serverNames: ["alt.example"], certificateChain: c.chain("alt"),
+                                                      privateKey: c.key("alt"))
+            let server = try await TLSTest.startServer(try TLSTest.server(sni: [sni])) { client, _ in
+                _ = try await client.readLine()
+                try await client.write((client.tls!.requestedServerName ?? "-") + "\n")
+            }
+            // -verify_hostname makes s_client check the name against the
+            // certificate it got: only the SNI certificate has alt.example.
+            let p = try Subprocess(["openssl", "s_client", "-connect", "127.0.0.1:\(server.port)", "-servername", "alt.example",
+                                    "-verify_hostname", "alt.example", "-CAfile", c.path("ca.pem"), "-verify_return_error",
+                                    "-quiet"],
+                                   stdin: .pipe, stdout: .pipe, stderr: .devNull)
+            try await p.stdin!.write("hi\n")
+            let reply = TLSTest.text(try await p.stdout!.readLine())
+            let status = try await p.wait()
+            p.stdin!.close()
+            try await server.stop()
+            return [reply, "\(status)"]
+        }
+        #expect(r == ["alt.example\n", "0"])
+    }
 }
