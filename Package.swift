@@ -62,7 +62,7 @@ let package = Package(
         ),
         .testTarget(
             name: "CurioTLSTests",
-            dependencies: ["CurioTLS", "Curio", "CCurioOpenSSL"],
+            dependencies: ["CurioTLS", "Curio"],
             path: "Tests/CurioTLSTests",
             swiftSettings: [.enableUpcomingFeature("NonisolatedNonsendingByDefault")]
         ),
