@@ -37,9 +37,10 @@ struct CurioPeerTests {
 
     @Test(.timeLimit(.minutes(1)))
     func megabytesBothWaysAtOnce() async throws {
-        // Made before the kernel runs: it takes a moment in a debug build.
-        let payload = TLSTest.pattern(3 << 20)
         let r = try await TLSTest.run { () -> [Bool] in
+            // Made before the server runs: it takes a moment in a debug
+            // build, and the kernel's thread runs nothing else meanwhile.
+            let payload = TLSTest.pattern(3 << 20)
             // The server echoes raw chunks as they come.
             let server = try await TLSTest.startServer(try TLSTest.server()) { client, _ in
                 while true {

@@ -121,6 +121,11 @@ enum TLSTest {
             guard status == 0 else {
                 throw Failure("making the test certificates failed (status \(status)); see \(directory)/make.log")
             }
+            // The directory goes when the test process ends.
+            TLSTest.certificateDirectory.withLock { $0 = directory }
+            atexit {
+                if let dir = TLSTest.certificateDirectory.withLock({ $0 }) { TLSTest.removeFlatDirectory(dir) }
+            }
         }
         func path(_ name: String) -> String { directory + "/" + name }
         func chain(_ name: String) -> TLSConfiguration.PEM { .file(path(name + ".pem")) }
@@ -140,6 +145,18 @@ enum TLSTest {
     }
 
     private static let made = Result { try Certificates() }
+    fileprivate static let certificateDirectory = Mutex<String?>(nil)
+
+    /// Removes `path` and the files directly inside it.
+    fileprivate static func removeFlatDirectory(_ path: String) {
+        guard let dir = opendir(path) else { return }
+        while let e = readdir(dir) {
+            let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name != "." && name != ".." { unlink(path + "/" + name) }
+        }
+        closedir(dir)
+        rmdir(path)
+    }
     /// The certificates (made on first use).
     static func certificates() throws -> Certificates { try made.get() }
 
