@@ -338,4 +338,42 @@ struct CurioPeerTests {
         }
         #expect(r == ["ok"])
     }
+    @Test(.timeLimit(.minutes(1)))
+    func oneContextSharedByKernelsOnSeveralThreads() async throws {
+        let r = try await TLSTest.run { () -> [String] in
+            let server = try await TLSTest.startServer(try TLSTest.server()) { client, _ in
+                for try await line in client {
+                    try await client.write((client.tls!.sessionReused ? "resumed " : "full ") + TLSTest.text(line))
+                }
+            }
+            let shared = try TLSTest.client()
+            let port = server.port
+            // Three kernels on worker threads connect through one context
+            // (one SSL_CTX, one session cache) at the same time.
+            var workers: [CurioTask<[String]>] = []
+            for k in 0..<3 {
+                workers.append(try await spawn {
+                    try await runInThread {
+                        try Curio.run { () -> [String] in
+                            var replies: [String] = []
+                            for i in 0..<8 {
+                                let conn = try await TLSTest.connect(port, shared)
+                                try await conn.write("kernel \(k) connection \(i)\n")
+                                replies.append(TLSTest.text(try await conn.readLine()))
+                                conn.close()
+                            }
+                            return replies
+                        }
+                    }
+                })
+            }
+            var all: [String] = []
+            for w in workers { all += try await w.join() ?? [] }
+            try await server.stop()
+            let wellFormed = all.allSatisfy { $0.hasPrefix("full kernel") || $0.hasPrefix("resumed kernel") }
+            return ["\(all.count)", "\(wellFormed)", "some resumed \(all.contains { $0.hasPrefix("resumed") })",
+                    "cached \(shared.cachedSessionCount)", "live \(shared.connectionCount)"]
+        }
+        #expect(r == ["24", "true", "some resumed true", "cached 1", "live 0"])
+    }
 }
