@@ -406,11 +406,14 @@ public final class TLSConnection: ByteChannel, @unchecked Sendable {
     public func close() {
         guard !closed else { return }
         closed = true
-        if Kernel.current === kernel, handshakeDone, failure == nil, !sentCloseNotify, !flushing {
-            sentCloseNotify = true
-            ERR_clear_error()
-            _ = SSL_shutdown(ssl)
-            ERR_clear_error()
+        if Kernel.current === kernel, handshakeDone, failure == nil, !flushing {
+            if !sentCloseNotify {
+                sentCloseNotify = true
+                ERR_clear_error()
+                _ = SSL_shutdown(ssl)
+                ERR_clear_error()
+            }
+            // Also what a cancelled write or shutdown left queued.
             sendWithoutWaiting()
         }
         socket.close()
