@@ -56,13 +56,13 @@ let package = Package(
         ),
         .target(
             name: "CurioTLS",
-            dependencies: ["Curio", "CCurioOpenSSL"],
+            dependencies: ["Curio", "CCurioOpenSSL", .product(name: "Logging", package: "swift-log")],
             path: "Sources/CurioTLS",
             swiftSettings: [.enableUpcomingFeature("NonisolatedNonsendingByDefault")]
         ),
         .testTarget(
             name: "CurioTLSTests",
-            dependencies: ["CurioTLS", "Curio"],
+            dependencies: ["CurioTLS", "Curio", .product(name: "Logging", package: "swift-log")],
             path: "Tests/CurioTLSTests",
             swiftSettings: [.enableUpcomingFeature("NonisolatedNonsendingByDefault")]
         ),

@@ -1,4 +1,5 @@
 import Curio
+import Logging
 
 /// Opens a TCP connection (as Curio's `openConnection`, happy eyeballs
 /// included), runs a TLS client handshake over it and returns the stream.
@@ -39,7 +40,8 @@ public func openConnection(host: String, port: Int, tls context: TLSContext, ser
 /// `handshakeTimeout` seconds (nil: unbounded), so a slow or hostile client
 /// never holds up the accept loop or other clients. A failed handshake
 /// (wrong certificate, plaintext, truncation, timeout) closes that client
-/// only and is reported to `onHandshakeFailure`, or on stderr without one.
+/// only and is reported to `onHandshakeFailure`, or without one logged at
+/// notice level on the kernel's `configuration.logger` (stderr by default).
 /// A client that disconnects without close_notify ends its handler's reads
 /// with ``TLSError/Kind/unexpectedEOF``, which the server treats, like a
 /// reset, as the client going away.
@@ -70,7 +72,7 @@ public func tcpServer(host: String, port: Int, tls context: TLSContext, reusePor
             if let onHandshakeFailure {
                 await onHandshakeFailure(error, peer)
             } else {
-                writeError("curio-tls: TLS handshake with \(peer) failed: \(error)\n")
+                reportHandshakeFailure(error, peer)
             }
             return
         }
@@ -96,9 +98,17 @@ private func acceptTLS(_ socket: Socket, _ context: TLSContext, timeout: Double?
     }
 }
 
-private func writeError(_ text: String) {
-    var bytes = Array(text.utf8)
-    _ = bytes.withUnsafeMutableBytes { Glibc.write(2, $0.baseAddress, $0.count) }
+/// Logs a failed server handshake where the kernel sends its own
+/// diagnostics (``Kernel/Configuration/logger``, stderr by default), at
+/// notice level: scanners and broken clients make these routine.
+private func reportHandshakeFailure(_ error: any Error, _ peer: SocketAddress) {
+    let message: Logger.Message = "TLS handshake with \(peer) failed: \(error)"
+    if let kernel = Kernel.current {
+        kernel.configuration.logger.notice(message, metadata: ["peer": "\(peer)"])
+    } else {
+        var line = "curio-tls: \(message)\n"
+        line.withUTF8 { _ = Glibc.write(2, $0.baseAddress, $0.count) }
+    }
 }
 
 #if canImport(Glibc)

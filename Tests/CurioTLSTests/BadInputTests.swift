@@ -3,6 +3,8 @@
 import Curio
 import CurioTLS
 import Glibc
+import Logging
+import Synchronization
 import Testing
 
 @Suite(.timeLimit(.minutes(2)))
@@ -249,5 +251,54 @@ struct BadInputTests {
         let versions = message({ var x = TLSConfiguration.client(); x.minimumVersion = .v1_3; x.maximumVersion = .v1_2; return x }())
         let noKey = message({ var x = TLSConfiguration(role: .server); x.certificateChain = c.chain("server"); return x }())
         return [missing, mismatch, garbage, alpn, versions, noKey]
+    }
+    /// Lines a kernel logged.
+    final class LogLines: Sendable {
+        let lines = Mutex<[String]>([])
+    }
+
+    /// Records what a kernel logs.
+    struct RecordingLogHandler: LogHandler {
+        let sink: LogLines
+        var logLevel: Logger.Level = .info
+        var metadata: Logger.Metadata = [:]
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+        func log(event: LogEvent) {
+            sink.lines.withLock { $0.append("\(event.level): \(event.message)") }
+        }
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func withoutAFailureHandlerTheKernelsLoggerHearsOfIt() async throws {
+        let recorded = LogLines()
+        var config = Kernel.Configuration.builtIn
+        config.logger = Logger(label: "test") { _ in RecordingLogHandler(sink: recorded) }
+        let kernel = Kernel(configuration: config)
+        let r = try await TLSTest.run(kernel: kernel) { () -> String in
+            let context = try TLSTest.server()
+            let listener = TCPListener()
+            let server = try await spawn {
+                try await tcpServer(host: "127.0.0.1", port: 0, tls: context, ready: listener, handler: TLSTest.echo)
+            }
+            let port = try await listener.wait().port
+            let raw = try await TLSTest.plainConnect(port)
+            try await raw.sendAll(TLSTest.bytes("GET / HTTP/1.1\r\n\r\n"))
+            while try await !raw.recv(1024).isEmpty {}  // the server hung up: it has logged by now
+            raw.close()
+            let next = try await TLSTest.connect(port, try TLSTest.client())
+            try await next.write("after\n")
+            let line = TLSTest.text(try await next.readLine())
+            next.close()
+            try await server.cancel()
+            return line
+        }
+        let lines = recorded.lines.withLock { $0 }
+        #expect(r == "after\n")
+        #expect(lines.count == 1, "\(lines)")
+        #expect(lines.first?.hasPrefix("notice: TLS handshake with ('127.0.0.1', ") == true, "\(lines)")
+        #expect(lines.first?.hasSuffix("failed: TLSError.notTLS: handshake with a client: the peer does not speak TLS (http request); its first bytes are not a TLS record (a plaintext client on a TLS port?)") == true)
     }
 }

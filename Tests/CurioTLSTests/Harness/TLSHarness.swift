@@ -29,6 +29,16 @@ enum TLSTest {
         }
     }
 
+    /// The same on a kernel the test configured; shut down afterwards.
+    static func run<T: Sendable>(kernel: Kernel, limit: Double = 30,
+                                 _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await onThread(limit: limit + 15) {
+            let result = Result { try kernel.run { try await timeoutAfter(limit) { try await body() } } }
+            try kernel.shutdown()
+            return try result.get()
+        }
+    }
+
     private static func startThread(_ body: @escaping @Sendable () -> Void) {
         final class Box {
             let body: @Sendable () -> Void
