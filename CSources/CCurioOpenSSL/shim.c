@@ -12,7 +12,8 @@ SSL_CTX *ccurio_ctx_new(int is_server, int min_version, int max_version) {
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
     // Memory BIOs accept every byte, so a write is always whole; the
     // buffer of a retried write may move (Swift arrays).
-    SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    // Idle connections give their record buffers back.
+    SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
     return ctx;
 }
 

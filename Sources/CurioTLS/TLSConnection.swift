@@ -42,14 +42,18 @@ public final class TLSConnection: ByteChannel, @unchecked Sendable {
     private let isServer: Bool
     private weak var kernel: Kernel?
     /// Ciphertext read from the socket before OpenSSL takes it.
-    private let inBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 17 * 1024, alignment: 16)
-    /// Plaintext OpenSSL decrypted, before it becomes an array: one
-    /// record's worth, so an idle connection holds little memory.
-    private let plainBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 16 * 1024, alignment: 16)
+    /// Starts at one record's worth and grows (to `maxBuffer`) when a
+    /// receive fills it: an idle connection holds little, a bulk transfer
+    /// takes few receives.
+    private var inBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 17 * 1024, alignment: 16)
+    /// Plaintext OpenSSL decrypted, before it becomes an array; grows as
+    /// `inBuffer` does.
+    private var plainBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 16 * 1024, alignment: 16)
     /// Ciphertext on its way to the socket; [outStart, outEnd) is unsent.
     /// Grows (to `maxOutBuffer`) while writes are large.
     private var outBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 17 * 1024, alignment: 16)
     private let maxOutBuffer = 128 * 1024
+    private let maxBuffer = 64 * 1024
     private var outStart = 0, outEnd = 0
     /// Taken by whoever moves ciphertext to the socket (a writer, or a
     /// reader answering the peer), so records never interleave.
@@ -343,7 +347,13 @@ public final class TLSConnection: ByteChannel, @unchecked Sendable {
                 throw fail(error(code, r, operation: "read"))
             }
         }
-        return Array(UnsafeRawBufferPointer(rebasing: plainBuffer[0..<total]))
+        let out = Array(UnsafeRawBufferPointer(rebasing: plainBuffer[0..<total]))
+        if total == plainBuffer.count && maxBytes > total && plainBuffer.count < maxBuffer {
+            // The caller wanted more than a buffer held: take more next time.
+            plainBuffer.deallocate()
+            plainBuffer = .allocate(byteCount: maxBuffer, alignment: 16)
+        }
+        return out
     }
 
     /// Encrypts and sends all of `bytes`. A cancellation or timeout
@@ -440,6 +450,11 @@ public final class TLSConnection: ByteChannel, @unchecked Sendable {
         if firstByte == nil { firstByte = inBuffer[0] }
         let w = BIO_write(rbio, inBuffer.baseAddress, Int32(n))
         precondition(w == Int32(n), "a memory BIO refused \(n) bytes")
+        if n == inBuffer.count && inBuffer.count < maxBuffer {
+            // No receive is in flight into it now.
+            inBuffer.deallocate()
+            inBuffer = .allocate(byteCount: maxBuffer, alignment: 16)
+        }
         return true
     }
 
