@@ -1,15 +1,14 @@
-/* The system call behind each request, as the epoll backend's try-first
- * path runs it. */
-#define _GNU_SOURCE
-#include "internal.h"
+/* The system call behind each request, run without blocking: epoll's
+ * try-first path and io_uring's retry after a readiness poll. */
+#include "backend.h"
 #include <errno.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-int64_t ck_try_syscall(ck_req *q, bool nonblocking) {
+int64_t ck_try_request(ck_req *q) {
     const ck_request_args *a = &q->args;
-    int dontwait = nonblocking ? MSG_DONTWAIT : 0;
+    const int dontwait = MSG_DONTWAIT;
     ssize_t r;
     switch (a->op) {
     case CK_OP_READ:
