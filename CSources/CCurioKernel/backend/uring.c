@@ -45,7 +45,7 @@ typedef struct uring_backend {
     uint32_t unsubmitted; /* SQEs prepared since the last enter */
     bool wake_armed;      /* the multishot poll on the wake-up eventfd is live */
     bool enabled;         /* R_DISABLED rings: enabled by the thread that runs the loop */
-    pthread_t issuer;     /* SINGLE_ISSUER: the thread the ring is bound to */
+    pid_t issuer;         /* SINGLE_ISSUER: the thread (tid) the ring is bound to */
     ck_req *backlog_head, *backlog_tail; /* requests waiting for an SQE */
 } uring_backend;
 
@@ -130,27 +130,82 @@ static void ur_info(const ck_kernel *k, ck_backend_info *out) {
     out->ring_entries = u->entries;
 }
 
+/* The calling thread's id. Not pthread_self(): a new thread often gets
+ * the handle of one that has exited, and the ring is bound to the task. */
+static pid_t this_thread(void) {
+    static _Thread_local pid_t tid;
+    if (!tid) tid = (pid_t)syscall(SYS_gettid);
+    return tid;
+}
+
+static bool on_ring(const ck_req *q) {
+    return (q->state == CK_REQ_PENDING || q->state == CK_REQ_CANCELLING) &&
+           (q->phase == PH_OP || q->phase == PH_POLL);
+}
+
+/* Requests the OS knows about: prepared for the ring, minus those whose
+ * SQE is still in the unsubmitted part of the queue. */
+static uint32_t requests_in_flight(ck_kernel *k) {
+    uring_backend *u = U(k);
+    uint32_t n = 0;
+    for (uint32_t c = 0; c < k->reqs.nchunks; c++)
+        for (uint32_t i = 0; i < CK_REQ_CHUNK; i++) n += on_ring(&k->reqs.chunks[c][i]);
+    for (unsigned i = u->ring.sq.sqe_head; i != u->ring.sq.sqe_tail; i++) {
+        uint64_t ud = u->ring.sq.sqes[i & u->ring.sq.ring_mask].user_data;
+        if (ud != TAG_IGNORE && ud != TAG_WAKE) n--;
+    }
+    return n;
+}
+
+/* Builds a fresh ring with the same flags and carries the unsubmitted
+ * SQEs over (the wake-up poll is armed again when needed). */
+static int rebuild_ring(ck_kernel *k) {
+    uring_backend *u = U(k);
+    unsigned pending = u->ring.sq.sqe_tail - u->ring.sq.sqe_head;
+    struct io_uring_sqe *saved = NULL;
+    if (pending) {
+        saved = malloc((size_t)pending * sizeof *saved);
+        if (!saved) return -ENOMEM;
+        for (unsigned i = 0; i < pending; i++)
+            saved[i] = u->ring.sq.sqes[(u->ring.sq.sqe_head + i) & u->ring.sq.ring_mask];
+    }
+    unsigned flags = u->setup_flags;
+    io_uring_queue_exit(&u->ring);
+    int err = try_setup(u, flags);
+    if (err < 0) {
+        free(saved);
+        return err; /* the kernel is unusable now; ck_poll reports it */
+    }
+    for (unsigned i = 0; i < pending; i++) {
+        if (saved[i].user_data == TAG_WAKE) continue;
+        struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
+        *sqe = saved[i];
+        u->unsubmitted++;
+    }
+    free(saved);
+    return 0;
+}
+
 /* Makes the ring usable from the calling thread before an enter: enables
  * an R_DISABLED ring (binding it to this thread), and moves a bound ring
  * to a new loop thread by building a fresh one, which is possible only
- * while nothing is in flight. 0, or -EEXIST when requests are in flight on
- * a ring bound to another thread. */
+ * while the OS holds no request of ours. 0, or -EEXIST when requests are
+ * in flight on a ring bound to another thread. */
 static int claim_ring(ck_kernel *k) {
     uring_backend *u = U(k);
     if (!(u->setup_flags & IORING_SETUP_SINGLE_ISSUER)) return 0;
-    if (u->enabled && pthread_equal(u->issuer, pthread_self())) return 0;
+    pid_t me = this_thread();
+    if (u->enabled && u->issuer == me) return 0;
     if (u->enabled) {
-        if (k->reqs.pending != k->done.overflow_count || u->backlog_head) return -EEXIST;
-        unsigned flags = u->setup_flags;
-        io_uring_queue_exit(&u->ring);
-        int err = try_setup(u, flags);
-        if (err < 0) return err; /* the kernel is unusable now; ck_poll reports it */
+        if (requests_in_flight(k)) return -EEXIST;
+        int err = rebuild_ring(k);
+        if (err < 0) return err;
     }
     /* liburing 2.3 declares io_uring_enable_rings but does not export it. */
     if (syscall(__NR_io_uring_register, u->ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0)
         return -errno;
     u->enabled = true;
-    u->issuer = pthread_self();
+    u->issuer = me;
     return 0;
 }
 
