@@ -1999,6 +1999,173 @@ static void test_fault_sqe(const config *cfg) {
     free_kernel(k);
 }
 
+/* ------------------------------------------------------------ multishot accept */
+
+static int listen_loopback(const config *cfg, struct sockaddr_in *sa) {
+    int ls = tcp_socket(cfg);
+    if (ls < 0) return -1;
+    *sa = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = 0};
+    sa->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t sl = sizeof *sa;
+    if (bind(ls, (struct sockaddr *)sa, sizeof *sa) < 0 || listen(ls, 64) < 0 ||
+        getsockname(ls, (struct sockaddr *)sa, &sl) < 0) {
+        close(ls);
+        return -1;
+    }
+    return ls;
+}
+
+/* A blocking connect to a loopback listener: done once the handshake is
+ * (the connection then waits in the listener's backlog). */
+static int dial(const struct sockaddr_in *sa) {
+    int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (c < 0) return -1;
+    if (connect(c, (const struct sockaddr *)sa, sizeof *sa) < 0) {
+        close(c);
+        return -1;
+    }
+    return c;
+}
+
+/* Collects `want` CK_EVENT_IO_MORE events of `token` into fds (bounded). */
+static int collect_accepts(ck_kernel *k, void *token, int *fds, int want) {
+    int got = 0;
+    int64_t end = ck_now_ns() + 5 * SEC;
+    while (got < want && ck_now_ns() < end) {
+        ck_event ev[8];
+        int n = ck_poll(k, true, end - ck_now_ns(), ev, 8);
+        if (n < 0) return n;
+        for (int i = 0; i < n; i++) {
+            if (ev[i].kind != CK_EVENT_IO_MORE || ev[i].token != token || ev[i].result < 0)
+                return -1000 - i;
+            fds[got++] = (int)ev[i].result;
+        }
+    }
+    return got;
+}
+
+static bool same_peer(int accepted, int client) {
+    struct sockaddr_in a, b;
+    socklen_t la = sizeof a, lb = sizeof b;
+    return getpeername(accepted, (struct sockaddr *)&a, &la) == 0 &&
+           getsockname(client, (struct sockaddr *)&b, &lb) == 0 && a.sin_port == b.sin_port;
+}
+
+static void test_io_accept_multi(const config *cfg) {
+    NEWK(k);
+    struct sockaddr_in sa;
+    int ls = listen_loopback(cfg, &sa);
+    CHECK(ls >= 0);
+    int cl[6], acc[6];
+    /* Two connections already waiting when the request starts. */
+    cl[0] = dial(&sa);
+    cl[1] = dial(&sa);
+    CHECK(cl[0] >= 0 && cl[1] >= 0);
+    ck_request_args a = req(CK_OP_ACCEPT_MULTI, ls, NULL, 0);
+    a.flags = SOCK_CLOEXEC | SOCK_NONBLOCK;
+    uint64_t h;
+    CHECK(ck_submit(k, &a, tok(1), &h) == CK_PENDING);
+    int n = collect_accepts(k, tok(1), acc, 2);
+    CHECKF(n == 2, "%d of 2 waiting connections", n);
+    /* Three more, one at a time and then two together. */
+    cl[2] = dial(&sa);
+    CHECK(cl[2] >= 0);
+    n = collect_accepts(k, tok(1), acc + 2, 1);
+    CHECKF(n == 1, "%d of 1 connection", n);
+    cl[3] = dial(&sa);
+    cl[4] = dial(&sa);
+    CHECK(cl[3] >= 0 && cl[4] >= 0);
+    n = collect_accepts(k, tok(1), acc + 3, 2);
+    CHECKF(n == 2, "%d of 2 connections", n);
+    CHECK(ck_pending_requests(k) == 1);
+    for (int i = 0; i < 5; i++) {
+        CHECK(fcntl(acc[i], F_GETFD) & FD_CLOEXEC);
+        CHECK(fcntl(acc[i], F_GETFL) & O_NONBLOCK);
+        int j = 0;
+        while (j < 5 && !same_peer(acc[i], cl[j])) j++;
+        CHECKF(j < 5, "accepted descriptor %d matches no client", acc[i]);
+    }
+    /* Data over one of them. */
+    CHECK(write(cl[4], "hi", 2) == 2);
+    char buf[4];
+    int64_t r = -1;
+    for (int i = 0; i < 5; i++)
+        if (same_peer(acc[i], cl[4])) r = submit_wait(k, req(CK_OP_RECV, acc[i], buf, sizeof buf), tok(2));
+    CHECK(r == 2);
+
+    /* Cancel: one final CK_EVENT_IO; later connections wait for whoever
+     * accepts next. */
+    CHECK(ck_cancel(k, h));
+    ck_event ev[4];
+    n = poll_until(k, ev, 4, 1, 5 * SEC);
+    CHECKF(n == 1 && ev[0].kind == CK_EVENT_IO && ev[0].token == tok(1) &&
+           ev[0].result == -ECANCELED, "cancel: %d events", n);
+    CHECK(ck_pending_requests(k) == 0);
+    cl[5] = dial(&sa);
+    CHECK(cl[5] >= 0);
+    CHECK(poll_quiet(k, 10 * MS) == 0);
+    a = req(CK_OP_ACCEPT, ls, NULL, 0);
+    a.flags = SOCK_CLOEXEC;
+    r = submit_wait(k, a, tok(3));
+    CHECKF(r >= 0 && same_peer((int)r, cl[5]), "plain accept after the cancel: %lld", (long long)r);
+    close((int)r);
+
+    /* Forgetting the listener ends a new one the same way. */
+    a = req(CK_OP_ACCEPT_MULTI, ls, NULL, 0);
+    a.flags = SOCK_CLOEXEC;
+    CHECK(ck_submit(k, &a, tok(4), &h) == CK_PENDING);
+    CHECK(ck_poll(k, false, 0, ev, 4) == 0);
+    close_fd(k, ls);
+    n = poll_until(k, ev, 4, 1, 5 * SEC);
+    CHECKF(n == 1 && ev[0].token == tok(4) && ev[0].kind == CK_EVENT_IO &&
+           ev[0].result == -ECANCELED, "forget: %d events, result %lld", n,
+           n ? (long long)ev[0].result : 0LL);
+    for (int i = 0; i < 5; i++) close_fd(k, acc[i]);
+    for (int i = 0; i < 6; i++) close(cl[i]);
+    CHECK(ck_pending_requests(k) == 0);
+    free_kernel(k);
+}
+
+/* No memory to report an accepted connection: it is closed, counted, and
+ * the request keeps accepting. */
+static void test_fault_accept_multi(const config *cfg) {
+    NEWK(k);
+    struct sockaddr_in sa;
+    int ls = listen_loopback(cfg, &sa);
+    CHECK(ls >= 0);
+    ck_request_args a = req(CK_OP_ACCEPT_MULTI, ls, NULL, 0);
+    a.flags = SOCK_CLOEXEC;
+    uint64_t h;
+    CHECK(ck_submit(k, &a, tok(1), &h) == CK_PENDING);
+    ck_event ev[4];
+    CHECK(ck_poll(k, false, 0, ev, 4) == 0);
+    CHECK(ck_fault_inject(CK_FAULT_DONE_GROW, 1)); /* the done list is still empty */
+    int c1 = dial(&sa);
+    CHECK(c1 >= 0);
+    ck_stats st;
+    ck_get_stats(k, &st);
+    int64_t end = ck_now_ns() + 5 * SEC;
+    while (st.accepts_dropped == 0 && ck_now_ns() < end) {
+        CHECK(ck_poll(k, true, 10 * MS, ev, 4) == 0);
+        ck_get_stats(k, &st);
+    }
+    CHECK(st.accepts_dropped == 1);
+    /* The peer sees the close: its read ends (0 or a reset), not hangs. */
+    char b;
+    CHECK(read(c1, &b, 1) <= 0);
+    int c2 = dial(&sa);
+    CHECK(c2 >= 0);
+    int fd;
+    CHECK(collect_accepts(k, tok(1), &fd, 1) == 1 && same_peer(fd, c2));
+    CHECK(ck_cancel(k, h));
+    CHECK(poll_until(k, ev, 4, 1, 5 * SEC) == 1 && ev[0].result == -ECANCELED);
+    close_fd(k, fd);
+    close_fd(k, ls);
+    close(c1);
+    close(c2);
+    free_kernel(k);
+}
+
 /* ------------------------------------------------------------ fallback */
 
 static bool capture_stderr_begin(int *saved, FILE **tmp) {
@@ -2109,6 +2276,8 @@ static const test_case tests[] = {
     {"fault_ready", test_fault_ready, false},
     {"fault_timer_add", test_fault_timer_add, false},
     {"fault_sqe", test_fault_sqe, true},
+    {"io_accept_multi", test_io_accept_multi, true},
+    {"fault_accept_multi", test_fault_accept_multi, true},
 };
 
 /* Older kernels' io_uring honours O_NONBLOCK on pipes and sockets by

@@ -41,6 +41,10 @@ struct ck_backend_ops {
 
 #ifndef CURIO_EPOLL_ONLY
 extern const ck_backend_ops ck_uring_backend;
+/* Takes a descriptor the multishot accept q produced: reports it, or
+ * closes it when it cannot be reported (or q is being cancelled). */
+void ck_deliver_accepted(ck_kernel *k, ck_req *q, int fd);
+
 #endif
 extern const ck_backend_ops ck_epoll_backend;
 
@@ -54,5 +58,9 @@ static inline bool ck_op_is_output(ck_op op) {
     return op == CK_OP_WRITE || op == CK_OP_SEND || op == CK_OP_SENDMSG ||
            op == CK_OP_CONNECT || op == CK_OP_POLL_OUT;
 }
+
+/* Takes a descriptor the multishot accept q produced: reports it, or
+ * closes it when it cannot be reported (or q is being cancelled). */
+void ck_deliver_accepted(ck_kernel *k, ck_req *q, int fd);
 
 #endif

@@ -95,28 +95,67 @@ static void unpark(epoll_backend *ep, ck_req *q) {
     ep->waiting--;
 }
 
+/* Accepts every connection waiting on a multishot accept's listener:
+ * -EAGAIN once drained, or the error that ends the request. */
+static int64_t drain_accepts(ck_kernel *k, ck_req *q) {
+    for (;;) {
+        int fd = accept4(q->args.fd, NULL, NULL, q->args.flags);
+        if (fd >= 0) {
+            ck_deliver_accepted(k, q, fd);
+            continue;
+        }
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return -EAGAIN;
+        if (errno != ECONNABORTED && errno != EINTR) return -errno;
+    }
+}
+
+static int register_fd(epoll_backend *ep, fd_state *s, int fd) {
+    if (s->registered) return 0;
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+                             .data.u64 = (uint64_t)fd};
+    if (epoll_ctl(ep->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 && errno != EEXIST)
+        return errno == EPERM ? -EINVAL : -errno;
+    s->registered = 1;
+    return 0;
+}
+
+static void park(epoll_backend *ep, fd_state *s, ck_req *q) {
+    if (is_reader(q->args.op)) list_append(&s->readers_head, &s->readers_tail, q);
+    else list_append(&s->writers_head, &s->writers_tail, q);
+    ep->waiting++;
+}
+
 static int64_t ep_submit(ck_kernel *k, ck_req *q) {
     epoll_backend *ep = EP(k);
+    if (q->args.op == CK_OP_ACCEPT_MULTI) {
+        /* Registered before the first drain, so no edge falls between. */
+        fd_state *s = get_fd_state(ep, q->args.fd);
+        if (!s) return -ENOMEM;
+        int err = register_fd(ep, s, q->args.fd);
+        if (err) return err;
+        park(ep, s, q);
+        int64_t r = drain_accepts(k, q);
+        if (r != -EAGAIN) {
+            /* Ends now, after the connections already reported. */
+            unpark(ep, q);
+            ck_complete(k, q, r);
+        }
+        return CK_PENDING;
+    }
     int64_t r = ck_try_request(q);
     if (r != -EAGAIN) return r;
     fd_state *s = get_fd_state(ep, q->args.fd);
     if (!s) return -ENOMEM;
     if (!s->registered) {
-        struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
-                                 .data.u64 = (uint64_t)q->args.fd};
-        if (epoll_ctl(ep->epfd, EPOLL_CTL_ADD, q->args.fd, &ev) < 0) {
-            if (errno != EEXIST) return errno == EPERM ? -EINVAL : -errno;
-        }
-        s->registered = 1;
+        int err = register_fd(ep, s, q->args.fd);
+        if (err) return err;
         /* Readiness may have arrived between the try and the registration,
          * and an edge-triggered registration reports only later changes:
          * try once more now that we are registered. */
         r = ck_try_request(q);
         if (r != -EAGAIN) return r;
     }
-    if (is_reader(q->args.op)) list_append(&s->readers_head, &s->readers_tail, q);
-    else list_append(&s->writers_head, &s->writers_tail, q);
-    ep->waiting++;
+    park(ep, s, q);
     return CK_PENDING;
 }
 
@@ -151,8 +190,10 @@ static void retry(ck_kernel *k, ck_req **head, ck_req **tail, uint32_t events) {
     while (q) {
         ck_req *next = q->next;
         int64_t r;
-        if (events & (EPOLLERR | EPOLLHUP) && (q->args.op == CK_OP_POLL_IN ||
-                                               q->args.op == CK_OP_POLL_OUT))
+        if (q->args.op == CK_OP_ACCEPT_MULTI)
+            r = drain_accepts(k, q); /* stays parked (at the head) once drained */
+        else if (events & (EPOLLERR | EPOLLHUP) && (q->args.op == CK_OP_POLL_IN ||
+                                                    q->args.op == CK_OP_POLL_OUT))
             r = (int64_t)events;
         else
             r = ck_try_request(q);

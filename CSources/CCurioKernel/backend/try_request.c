@@ -6,6 +6,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+void ck_deliver_accepted(ck_kernel *k, ck_req *q, int fd) {
+    if (q->state == CK_REQ_PENDING && ck_report_more(k, q, fd)) return;
+    if (q->state == CK_REQ_PENDING) k->stats.accepts_dropped++;
+    close(fd);
+}
+
 int64_t ck_try_request(ck_req *q) {
     const ck_request_args *a = &q->args;
     const int dontwait = MSG_DONTWAIT;

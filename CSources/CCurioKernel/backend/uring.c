@@ -283,6 +283,9 @@ static void prep_op(struct io_uring_sqe *sqe, ck_req *q) {
     case CK_OP_POLL_OUT:
         io_uring_prep_poll_add(sqe, a->fd, POLLOUT);
         break;
+    case CK_OP_ACCEPT_MULTI:
+        io_uring_prep_multishot_accept(sqe, a->fd, NULL, NULL, a->flags);
+        break;
     }
     io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)q);
 }
@@ -381,8 +384,43 @@ static bool would_block(const ck_req *q, int res) {
     return q->args.op == CK_OP_CONNECT && (res == -EINPROGRESS || res == -EALREADY);
 }
 
-static void on_completion(ck_kernel *k, ck_req *q, int res) {
+/* A multishot accept's CQE: a new descriptor or an error; without
+ * F_MORE the ring has stopped it, and unless it was asked to end it is
+ * armed again (the kernel stops one, e.g., when its CQ overflows). */
+static void on_accept_multi(ck_kernel *k, ck_req *q, int res, unsigned cqe_flags) {
     uring_backend *u = U(k);
+    bool more = cqe_flags & IORING_CQE_F_MORE;
+    bool cancelling = q->state == CK_REQ_CANCELLING;
+    if (q->phase == PH_POLL) {
+        /* The listener turned readable after an -EAGAIN: arm it again. */
+        if (cancelling || res < 0) ck_complete(k, q, cancelling ? -ECANCELED : res);
+        else start(k, q, false);
+        return;
+    }
+    if (res >= 0) ck_deliver_accepted(k, q, res);
+    if (more) return; /* a transient error (e.g. ECONNABORTED) is skipped too */
+    if (q->flags & F_CANCEL_QUEUED) {
+        backlog_remove(u, q);
+        q->flags &= (uint8_t)~F_CANCEL_QUEUED;
+    }
+    if (cancelling) {
+        ck_complete(k, q, -ECANCELED);
+    } else if (res >= 0 || res == -ECONNABORTED || res == -EINTR) {
+        start(k, q, false);
+    } else if (res == -EAGAIN) {
+        k->stats.readiness_retries++;
+        start(k, q, true);
+    } else {
+        ck_complete(k, q, res);
+    }
+}
+
+static void on_completion(ck_kernel *k, ck_req *q, int res, unsigned cqe_flags) {
+    uring_backend *u = U(k);
+    if (q->args.op == CK_OP_ACCEPT_MULTI) {
+        on_accept_multi(k, q, res, cqe_flags);
+        return;
+    }
     if (q->flags & F_CANCEL_QUEUED) {
         /* It finished before its cancel found an SQE: drop the cancel. */
         backlog_remove(u, q);
@@ -443,7 +481,7 @@ static void reap(ck_kernel *k, bool *woken) {
             if (cqe->res > 0) *woken = true;
             continue;
         }
-        on_completion(k, (ck_req *)(uintptr_t)ud, cqe->res);
+        on_completion(k, (ck_req *)(uintptr_t)ud, cqe->res, cqe->flags);
     }
     if (seen) io_uring_cq_advance(&u->ring, seen);
 }

@@ -44,6 +44,10 @@ void ck_complete(ck_kernel *k, ck_req *q, int64_t result) {
     d->overflow_count++;
 }
 
+bool ck_report_more(ck_kernel *k, ck_req *q, int64_t result) {
+    return ck_done_push(&k->done, q->token, result, CK_EVENT_IO_MORE);
+}
+
 int ck_done_take(ck_kernel *k, ck_event *out, int cap) {
     ck_done *d = &k->done;
     int n = 0;

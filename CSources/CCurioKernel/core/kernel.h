@@ -160,5 +160,9 @@ struct ck_kernel {
 /* Completes a request: reports its result through ck_poll (never lost: see
  * ck_done) and returns its slot to the pool once reported. */
 void ck_complete(ck_kernel *k, ck_req *q, int64_t result);
+/* Reports one result of a multishot request, which stays pending. False
+ * when the done list has no room (the caller undoes what the result
+ * stands for, e.g. closes an accepted descriptor). */
+bool ck_report_more(ck_kernel *k, ck_req *q, int64_t result);
 
 #endif

@@ -81,6 +81,7 @@ int64_t ck_submit(ck_kernel *k, const ck_request_args *args, void *token,
     case CK_OP_READ: case CK_OP_WRITE: case CK_OP_RECV: case CK_OP_SEND:
     case CK_OP_ACCEPT: case CK_OP_CONNECT: case CK_OP_POLL_IN:
     case CK_OP_POLL_OUT: case CK_OP_RECVMSG: case CK_OP_SENDMSG:
+    case CK_OP_ACCEPT_MULTI:
         break;
     default:
         return -EINVAL;

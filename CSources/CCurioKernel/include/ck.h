@@ -170,6 +170,17 @@ typedef enum ck_op {
     CK_OP_POLL_OUT,    /* wait until writable; result is the revents mask */
     CK_OP_RECVMSG,     /* recvmsg(fd, buf=msghdr, flags) */
     CK_OP_SENDMSG,     /* sendmsg(fd, buf=msghdr, flags | MSG_NOSIGNAL) */
+    /* Multishot accept: accept4(fd, NULL, NULL, flags) for every incoming
+     * connection until cancelled. Each new descriptor comes as its own
+     * CK_EVENT_IO_MORE event (result: the descriptor) and the request stays
+     * pending; it ends with one CK_EVENT_IO: -ECANCELED after ck_cancel or
+     * ck_forget_fd on the listener, or -errno on an error (ECONNABORTED is
+     * skipped). buf and len are ignored (ask getpeername for the peer).
+     * Connections accepted after the cancel, or while the completion list
+     * has no memory, are closed (their peers see a reset), never leaked.
+     * io_uring: IORING_ACCEPT_MULTISHOT; epoll: accepts until EAGAIN on
+     * every readiness edge. */
+    CK_OP_ACCEPT_MULTI,
 } ck_op;
 
 typedef struct ck_request_args {
@@ -228,6 +239,7 @@ typedef enum ck_event_kind {
     CK_EVENT_TIMER = 1,   /* result: the deadline that expired */
     CK_EVENT_IO = 2,      /* result: >= 0 or -errno */
     CK_EVENT_MESSAGE = 3, /* result: 0 */
+    CK_EVENT_IO_MORE = 4, /* a result of a multishot request, which stays pending */
 } ck_event_kind;
 
 typedef struct ck_event {
@@ -257,6 +269,7 @@ typedef struct ck_stats {
     uint64_t readiness_retries; /* io_uring: -EAGAIN / connect in progress turned into a poll */
     uint64_t sqe_waits;      /* io_uring: SQEs that had to wait for a free slot */
     uint64_t deferred_events; /* completions, timers and posts that waited a turn for memory */
+    uint64_t accepts_dropped; /* multishot accepts closed: no memory to report them */
 } ck_stats;
 void ck_get_stats(const ck_kernel *k, ck_stats *out);
 
