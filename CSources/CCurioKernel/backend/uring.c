@@ -191,11 +191,9 @@ static int rebuild_ring(ck_kernel *k) {
  * to a new loop thread by building a fresh one, which is possible only
  * while the OS holds no request of ours. 0, or -EEXIST when requests are
  * in flight on a ring bound to another thread. */
-static int claim_ring(ck_kernel *k) {
+static __attribute__((noinline)) int claim_ring_slow(ck_kernel *k) {
     uring_backend *u = U(k);
-    if (!(u->setup_flags & IORING_SETUP_SINGLE_ISSUER)) return 0;
     pid_t me = this_thread();
-    if (u->enabled && u->issuer == me) return 0;
     if (u->enabled) {
         if (requests_in_flight(k)) return -EEXIST;
         int err = rebuild_ring(k);
@@ -207,6 +205,13 @@ static int claim_ring(ck_kernel *k) {
     u->enabled = true;
     u->issuer = me;
     return 0;
+}
+
+static inline int claim_ring(ck_kernel *k) {
+    uring_backend *u = U(k);
+    if (!(u->setup_flags & IORING_SETUP_SINGLE_ISSUER)) return 0;
+    if (__builtin_expect(u->enabled && u->issuer == this_thread(), 1)) return 0;
+    return claim_ring_slow(k);
 }
 
 /* ------------------------------------------------------------ SQEs */
@@ -222,7 +227,7 @@ static int flush(ck_kernel *k) {
     return n;
 }
 
-static struct io_uring_sqe *get_sqe(ck_kernel *k) {
+static inline __attribute__((always_inline)) struct io_uring_sqe *get_sqe(ck_kernel *k) {
     uring_backend *u = U(k);
     struct io_uring_sqe *sqe = ck_fault_hit(CK_FAULT_SQE) ? NULL : io_uring_get_sqe(&u->ring);
     if (!sqe && u->unsubmitted) {
@@ -250,7 +255,7 @@ static void backlog_remove(uring_backend *u, ck_req *q) {
     q->prev = q->next = NULL;
 }
 
-static void prep_op(struct io_uring_sqe *sqe, ck_req *q) {
+static inline __attribute__((always_inline)) void prep_op(struct io_uring_sqe *sqe, ck_req *q) {
     ck_request_args *a = &q->args;
     switch (a->op) {
     case CK_OP_READ:
@@ -292,7 +297,7 @@ static void prep_op(struct io_uring_sqe *sqe, ck_req *q) {
 
 /* Puts q's operation (or, after -EAGAIN, its readiness poll) on the ring,
  * or on the backlog when no SQE is free. */
-static void start(ck_kernel *k, ck_req *q, bool poll_first) {
+static inline void start(ck_kernel *k, ck_req *q, bool poll_first) {
     struct io_uring_sqe *sqe = get_sqe(k);
     if (!sqe) {
         q->phase = poll_first ? PH_WAIT_POLL : PH_WAIT_OP;

@@ -9,13 +9,14 @@ bool ck_done_push(ck_done *d, void *token, int64_t result, int32_t kind) {
         uint32_t cap = d->cap ? d->cap * 2 : 64;
         ck_event *buf = malloc((size_t)cap * sizeof *buf);
         if (!buf) return false;
-        for (uint32_t i = 0; i < d->count; i++) buf[i] = d->buf[(d->head + i) % d->cap];
+        for (uint32_t i = 0; i < d->count; i++) buf[i] = d->buf[(d->head + i) & (d->cap - 1)];
         free(d->buf);
         d->buf = buf;
         d->head = 0;
         d->cap = cap;
     }
-    ck_event *e = &d->buf[(d->head + d->count) % d->cap];
+    /* cap is a power of two */
+    ck_event *e = &d->buf[(d->head + d->count) & (d->cap - 1)];
     e->token = token;
     e->result = result;
     e->kind = kind;
@@ -48,14 +49,9 @@ bool ck_report_more(ck_kernel *k, ck_req *q, int64_t result) {
     return ck_done_push(&k->done, q->token, result, CK_EVENT_IO_MORE);
 }
 
-int ck_done_take(ck_kernel *k, ck_event *out, int cap) {
+int ck_done_take_overflow(ck_kernel *k, ck_event *out, int cap) {
     ck_done *d = &k->done;
     int n = 0;
-    while (n < cap && d->count) {
-        out[n++] = d->buf[d->head];
-        d->head = (d->head + 1) % d->cap;
-        d->count--;
-    }
     while (n < cap && d->overflow_head) {
         ck_req *q = d->overflow_head;
         d->overflow_head = q->next;

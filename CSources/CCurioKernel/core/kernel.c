@@ -152,7 +152,7 @@ static bool has_deferred(const ck_kernel *k) {
 int ck_poll(ck_kernel *k, bool may_block, int64_t max_wait_ns, ck_event *out,
             int cap) {
     k->stats.polls++;
-    ck_posts_drain(k);
+    if (ck_posts_waiting(&k->posts)) ck_posts_drain(k);
 
     int64_t timeout = 0;
     if (may_block && k->done.count == 0 && k->done.overflow_count == 0 &&
@@ -185,7 +185,7 @@ int ck_poll(ck_kernel *k, bool may_block, int64_t max_wait_ns, ck_event *out,
         atomic_store_explicit(&k->wake_pending, 0, memory_order_seq_cst);
     }
     if (err < 0 && err != -EINTR) return err;
-    ck_posts_drain(k);
+    if (ck_posts_waiting(&k->posts)) ck_posts_drain(k);
 
     if (k->timers.count) ck_timers_expire(k, ck_now_ns());
     return ck_done_take(k, out, cap);

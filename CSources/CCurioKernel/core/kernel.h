@@ -102,8 +102,8 @@ typedef struct ck_done {
 /* False when the ring is full and cannot grow (the caller keeps the event
  * and tries again next turn). */
 bool ck_done_push(ck_done *d, void *token, int64_t result, int32_t kind);
-/* Moves up to cap completions into out; returns how many. */
-int ck_done_take(ck_kernel *k, ck_event *out, int cap);
+/* The overflow half of ck_done_take (rare: only after a failed push). */
+int ck_done_take_overflow(ck_kernel *k, ck_event *out, int cap);
 void ck_done_free(ck_done *d);
 
 /* ------------------------------------------------------------ posts */
@@ -125,10 +125,13 @@ typedef struct ck_posts {
 } ck_posts;
 
 /* Moves posted jobs to the ready queue and posted messages to the done
- * list (kernel thread only). */
+ * list (kernel thread only); ck_posts_poll is its inline fast path. */
 void ck_posts_drain(ck_kernel *k);
 void ck_posts_free(ck_posts *p);
 static inline bool ck_posts_carried(const ck_posts *p) { return p->carry_next != p->carry_end; }
+static inline bool ck_posts_waiting(ck_posts *p) {
+    return ck_posts_carried(p) || atomic_load_explicit(&p->approx_count, memory_order_acquire);
+}
 
 /* ------------------------------------------------------------ backends */
 
@@ -156,6 +159,21 @@ struct ck_kernel {
     _Atomic int64_t running_since; /* when it started, CLOCK_MONOTONIC ns */
     char fallback_reason[128];     /* why io_uring was not used; "" when it was or was not asked */
 };
+
+/* Moves up to cap completions into out; returns how many. Inline: every
+ * ck_poll ends with it. */
+static inline int ck_done_take(ck_kernel *k, ck_event *out, int cap) {
+    ck_done *d = &k->done;
+    int n = 0;
+    while (n < cap && d->count) {
+        out[n++] = d->buf[d->head];
+        d->head = (d->head + 1) & (d->cap - 1); /* cap is a power of two */
+        d->count--;
+    }
+    if (__builtin_expect(d->overflow_head != NULL, 0) && n < cap)
+        n += ck_done_take_overflow(k, out + n, cap - n);
+    return n;
+}
 
 /* Completes a request: reports its result through ck_poll (never lost: see
  * ck_done) and returns its slot to the pool once reported. */
