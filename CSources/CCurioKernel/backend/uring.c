@@ -298,7 +298,9 @@ static inline __attribute__((always_inline)) void prep_op(struct io_uring_sqe *s
 /* Puts q's operation (or, after -EAGAIN, its readiness poll) on the ring,
  * or on the backlog when no SQE is free. */
 static inline void start(ck_kernel *k, ck_req *q, bool poll_first) {
-    struct io_uring_sqe *sqe = get_sqe(k);
+    /* Behind a backlog, wait in line: requests on one descriptor keep
+     * their order. */
+    struct io_uring_sqe *sqe = U(k)->backlog_head ? NULL : get_sqe(k);
     if (!sqe) {
         q->phase = poll_first ? PH_WAIT_POLL : PH_WAIT_OP;
         backlog_add(U(k), q);
