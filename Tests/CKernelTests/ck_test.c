@@ -7,6 +7,13 @@
  * selected by CURIO_DISABLE_IO_URING=1); the I/O tests also run on io_uring
  * with blocking descriptors.
  *
+ * The binaries are built with CK_FAULT_INJECTION: ck_fault_inject makes
+ * the kernel's allocations or io_uring's SQE grab fail, and the fault_*
+ * tests check that no completion, timer or post is lost and no request
+ * hangs. Threads are ordered by events, never by sleeps: a thread that
+ * must act on a sleeping kernel waits until the loop thread is in its
+ * blocking system call (/proc/self/task/TID/syscall).
+ *
  * Output: one line per test and configuration, "ok <name> [<config>]" or
  * "FAIL <name> [<config>]: <where>: <what>", then "N passed, M failed".
  * The exit status is non-zero when anything failed. Every wait is bounded
@@ -2195,10 +2202,33 @@ static void test_fallback_env(const config *cfg) {
     setenv("CURIO_DISABLE_IO_URING", "1", 1);
     int saved;
     FILE *tmp;
+    char out[4096];
+    /* Quiet: the reason is there to read, nothing goes to stderr (and the
+     * one-time line is still owed to the next kernel that falls back). */
+    CHECK(capture_stderr_begin(&saved, &tmp));
+    ck_kernel_options quiet = {.want = CK_BACKEND_IO_URING, .flags = CK_KERNEL_QUIET_FALLBACK};
+    ck_kernel *kq = ck_kernel_new_with(&quiet);
+    capture_stderr_end(saved, tmp, out, sizeof out);
+    CHECK(kq && ck_kernel_backend(kq) == CK_BACKEND_EPOLL);
+    CHECKF(out[0] == 0, "a quiet fallback wrote: '%s'", out);
+#ifndef CURIO_EPOLL_ONLY
+    const char *why = ck_kernel_fallback_reason(kq);
+    CHECKF(why && strstr(why, "CURIO_DISABLE_IO_URING"), "reason: %s", why ? why : "(none)");
+    /* CK_KERNEL_IGNORE_ENV: the caller decides; the variable is not read. */
+    ck_kernel_options own = {.want = CK_BACKEND_IO_URING, .flags = CK_KERNEL_IGNORE_ENV};
+    ck_kernel *ki = ck_kernel_new_with(&own);
+    CHECK(ki);
+    CHECKF(ck_kernel_backend(ki) == CK_BACKEND_IO_URING || ck_kernel_fallback_reason(ki),
+           "epoll without a reason");
+    if (ck_kernel_backend(ki) == CK_BACKEND_IO_URING) CHECK(ck_kernel_fallback_reason(ki) == NULL);
+    ck_kernel_free(ki);
+#else
+    CHECK(ck_kernel_fallback_reason(kq) == NULL); /* epoll is simply the backend */
+#endif
+    ck_kernel_free(kq);
     CHECK(capture_stderr_begin(&saved, &tmp));
     ck_kernel *k1 = ck_kernel_new(CK_BACKEND_IO_URING);
     ck_kernel *k2 = ck_kernel_new(CK_BACKEND_IO_URING);
-    char out[4096];
     capture_stderr_end(saved, tmp, out, sizeof out);
     unsetenv("CURIO_DISABLE_IO_URING");
     CHECK(k1 && k2);
@@ -2229,9 +2259,10 @@ static void test_fallback_env(const config *cfg) {
     /* (io_uring itself may be unavailable on this machine; main reports it) */
 #endif
     ck_kernel_free(k3);
-    /* Asking for epoll gives epoll. */
+    /* Asking for epoll gives epoll, with no fallback to explain. */
     ck_kernel *k4 = ck_kernel_new(CK_BACKEND_EPOLL);
     CHECK(k4 && ck_kernel_backend(k4) == CK_BACKEND_EPOLL);
+    CHECK(ck_kernel_fallback_reason(k4) == NULL);
     ck_kernel_free(k4);
 }
 

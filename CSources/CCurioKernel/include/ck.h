@@ -110,7 +110,8 @@ ck_kernel *ck_kernel_new_with(const ck_kernel_options *options);
 
 /* Why this kernel runs epoll although io_uring was asked for (e.g.
  * "disabled by CURIO_DISABLE_IO_URING", "io_uring_queue_init: Operation
- * not permitted"), or NULL when it runs the backend it was asked for. The
+ * not permitted"), or NULL when it runs the backend it was asked for (or
+ * was built without io_uring, where epoll is simply the backend). The
  * string lives as long as the kernel. */
 const char *ck_kernel_fallback_reason(const ck_kernel *k);
 
