@@ -23,13 +23,13 @@ OPENSSL_H ?= /usr/include/openssl/ssl.h
 SUDO := $(shell [ $$(id -u) -eq 0 ] || echo sudo)
 
 KERNEL_DIR := CSources/CCurioKernel
-KERNEL_SRCS := $(wildcard $(KERNEL_DIR)/*.c)
-KERNEL_HDRS := $(wildcard $(KERNEL_DIR)/*.h $(KERNEL_DIR)/include/*.h)
+KERNEL_SRCS := $(wildcard $(KERNEL_DIR)/*/*.c)
+KERNEL_HDRS := $(wildcard $(KERNEL_DIR)/*/*.h)
 CTEST_SRC := Tests/CKernelTests/ck_test.c
 CTEST_DIR := .build-ctest
 CTEST_CFLAGS := -std=c11 -Wall -Wextra -Werror -O1 -g -fno-omit-frame-pointer \
 	-fsanitize=address,undefined -fno-sanitize-recover=all \
-	-I$(KERNEL_DIR)/include -I$(KERNEL_DIR)
+	-DCK_FAULT_INJECTION -I$(KERNEL_DIR)/include
 
 .PHONY: deps ctest test demo bench bench-echo clean
 

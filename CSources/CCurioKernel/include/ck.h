@@ -82,8 +82,50 @@ typedef enum ck_backend_kind {
  * variable CURIO_DISABLE_IO_URING=1) the kernel falls back to epoll and says
  * so once on stderr. Returns NULL and sets errno when neither works. */
 ck_kernel *ck_kernel_new(ck_backend_kind want);
+
+/* Options for ck_kernel_new_with (OR them into ck_kernel_options.flags). */
+enum {
+    /* Do not print the one-time fallback line on stderr; the caller reads
+     * ck_kernel_fallback_reason and logs it itself. */
+    CK_KERNEL_QUIET_FALLBACK = 1u << 0,
+    /* Do not read CURIO_DISABLE_IO_URING: the caller's configuration has
+     * already decided (it asks for CK_BACKEND_EPOLL to disable io_uring). */
+    CK_KERNEL_IGNORE_ENV = 1u << 1,
+    /* The loop may move to another thread while requests are in flight.
+     * Without it the io_uring ring is bound (IORING_SETUP_SINGLE_ISSUER,
+     * DEFER_TASKRUN) to the first thread that runs ck_poll and can move to
+     * another thread only when no request is in flight; with it the ring
+     * uses COOP_TASKRUN and any thread may drive it (one at a time). */
+    CK_KERNEL_ANY_THREAD = 1u << 2,
+};
+
+typedef struct ck_kernel_options {
+    ck_backend_kind want; /* the backend to try first */
+    uint32_t flags;       /* CK_KERNEL_* */
+} ck_kernel_options;
+
+/* ck_kernel_new with options; ck_kernel_new(want) is
+ * ck_kernel_new_with(&(ck_kernel_options){want, 0}). */
+ck_kernel *ck_kernel_new_with(const ck_kernel_options *options);
+
+/* Why this kernel runs epoll although io_uring was asked for (e.g.
+ * "disabled by CURIO_DISABLE_IO_URING", "io_uring_queue_init: Operation
+ * not permitted"), or NULL when it runs the backend it was asked for (or
+ * was built without io_uring, where epoll is simply the backend). The
+ * string lives as long as the kernel. */
+const char *ck_kernel_fallback_reason(const ck_kernel *k);
+
 void ck_kernel_free(ck_kernel *k);
 ck_backend_kind ck_kernel_backend(const ck_kernel *k);
+
+/* What the backend set up, for logs and metrics. */
+typedef struct ck_backend_info {
+    ck_backend_kind kind;
+    uint32_t uring_setup_flags; /* IORING_SETUP_* the ring was created with (0 on epoll) */
+    uint32_t uring_features;    /* IORING_FEAT_* the kernel reported (0 on epoll) */
+    uint32_t ring_entries;      /* SQ entries (0 on epoll) */
+} ck_backend_info;
+void ck_get_backend_info(const ck_kernel *k, ck_backend_info *out);
 /* True when io_uring support was compiled in. */
 bool ck_have_io_uring(void);
 
@@ -106,6 +148,9 @@ void ck_set_tls_resuming(void *task);
  * then reported once by ck_poll) or is cancelled; using it afterwards is a
  * caller bug that the generation check turns into a no-op. */
 
+/* Returns the timer's handle, or 0 with errno = ENOMEM when the heap cannot
+ * grow: the timer is NOT armed, and the caller must treat 0 as a failure
+ * (fail the wait with ENOMEM, or retry) rather than wait for it. */
 uint64_t ck_timer_add(ck_kernel *k, int64_t deadline_ns, void *token);
 /* Returns true when the timer was pending and is now removed. */
 bool ck_timer_cancel(ck_kernel *k, uint64_t handle);
@@ -126,6 +171,17 @@ typedef enum ck_op {
     CK_OP_POLL_OUT,    /* wait until writable; result is the revents mask */
     CK_OP_RECVMSG,     /* recvmsg(fd, buf=msghdr, flags) */
     CK_OP_SENDMSG,     /* sendmsg(fd, buf=msghdr, flags | MSG_NOSIGNAL) */
+    /* Multishot accept: accept4(fd, NULL, NULL, flags) for every incoming
+     * connection until cancelled. Each new descriptor comes as its own
+     * CK_EVENT_IO_MORE event (result: the descriptor) and the request stays
+     * pending; it ends with one CK_EVENT_IO: -ECANCELED after ck_cancel or
+     * ck_forget_fd on the listener, or -errno on an error (ECONNABORTED is
+     * skipped). buf and len are ignored (ask getpeername for the peer).
+     * Connections accepted after the cancel, or while the completion list
+     * has no memory, are closed (their peers see a reset), never leaked.
+     * io_uring: IORING_ACCEPT_MULTISHOT; epoll: accepts until EAGAIN on
+     * every readiness edge. */
+    CK_OP_ACCEPT_MULTI,
 } ck_op;
 
 typedef struct ck_request_args {
@@ -140,10 +196,19 @@ typedef struct ck_request_args {
 /* Result meaning "the request is in flight; a completion will follow". */
 #define CK_PENDING INT64_MIN
 
-/* Starts a request. Either completes at once (epoll's try-first path, or a
- * bad argument) and returns the result (>= 0, or -errno) with *handle = 0,
- * or returns CK_PENDING with a non-zero *handle whose completion ck_poll
- * will report with `token`. The buffer must stay valid until then. */
+/* Starts a request. Either completes at once (a try-first path, or a bad
+ * argument, or -ENOMEM when the request pool cannot grow) and returns the
+ * result (>= 0, or -errno) with *handle = 0, or returns CK_PENDING with a
+ * non-zero *handle whose completion ck_poll will report with `token`. The
+ * buffer must stay valid until then.
+ *
+ * Both backends give the same semantics: a request on a descriptor that
+ * would block (O_NONBLOCK pipes, files and sockets included) waits for
+ * readiness and is retried inside the kernel, so -EAGAIN never comes back;
+ * CK_OP_CONNECT completes with 0 or the connection's error, never with
+ * -EINPROGRESS, -EALREADY or -EAGAIN. No completion is ever dropped: when
+ * memory or the io_uring submission queue runs out, the work waits for the
+ * next loop turn. */
 int64_t ck_submit(ck_kernel *k, const ck_request_args *args, void *token,
                   uint64_t *handle);
 /* Asks for a pending request to be cancelled. The request still completes
@@ -175,6 +240,7 @@ typedef enum ck_event_kind {
     CK_EVENT_TIMER = 1,   /* result: the deadline that expired */
     CK_EVENT_IO = 2,      /* result: >= 0 or -errno */
     CK_EVENT_MESSAGE = 3, /* result: 0 */
+    CK_EVENT_IO_MORE = 4, /* a result of a multishot request, which stays pending */
 } ck_event_kind;
 
 typedef struct ck_event {
@@ -194,14 +260,35 @@ typedef struct ck_event {
 int ck_poll(ck_kernel *k, bool may_block, int64_t max_wait_ns, ck_event *out,
             int cap);
 
-/* Counters for tests and the monitor. */
+/* Counters for tests, the monitor and metrics. */
 typedef struct ck_stats {
     uint64_t polls;          /* ck_poll calls */
     uint64_t enters;         /* io_uring_enter / epoll_wait system calls */
     uint64_t wakeups_sent;   /* eventfd writes by other threads */
     uint64_t immediate;      /* requests completed by the try-first path */
+    uint64_t submitted;      /* SQEs handed to io_uring (submitted / enters: batching) */
+    uint64_t readiness_retries; /* io_uring: -EAGAIN / connect in progress turned into a poll */
+    uint64_t sqe_waits;      /* io_uring: SQEs that had to wait for a free slot */
+    uint64_t deferred_events; /* completions, timers and posts that waited a turn for memory */
+    uint64_t accepts_dropped; /* multishot accepts closed: no memory to report them */
 } ck_stats;
 void ck_get_stats(const ck_kernel *k, ck_stats *out);
+
+/* ---------------------------------------------------------------- fault injection
+ * For tests of the out-of-memory and full-ring paths. */
+typedef enum ck_fault {
+    CK_FAULT_REQUEST_ALLOC = 0, /* the request pool cannot grow (ck_submit: -ENOMEM) */
+    CK_FAULT_DONE_GROW = 1,     /* the completion list cannot grow */
+    CK_FAULT_READY_GROW = 2,    /* the ready queue cannot grow */
+    CK_FAULT_TIMER_GROW = 3,    /* the timer heap cannot grow (ck_timer_add: 0) */
+    CK_FAULT_SQE = 4,           /* io_uring: no submission queue entry is free */
+    CK_FAULT_KINDS = 5,
+} ck_fault;
+
+/* Makes the next `count` occurrences of `kind` fail, process-wide (0 turns
+ * it off). Only a kernel compiled with CK_FAULT_INJECTION (the C tests)
+ * has the hook; elsewhere it does nothing and returns false. */
+bool ck_fault_inject(ck_fault kind, uint32_t count);
 
 /* ---------------------------------------------------------------- monitoring
  * The kernel thread marks which task holds it; any thread may read the

@@ -1,11 +1,13 @@
 /* The ready queue's slow path: growing the ring. */
-#include "internal.h"
+#include "kernel.h"
+#include "fault.h"
 #include <stdlib.h>
 #include <string.h>
 
 bool ck_ready_grow(ck_ready *q) {
     uint32_t old_cap = q->buf ? q->mask + 1 : 0;
     uint32_t cap = old_cap ? old_cap * 2 : 256;
+    if (ck_fault_hit(CK_FAULT_READY_GROW)) return false;
     ck_ready_entry *buf = malloc((size_t)cap * sizeof *buf);
     if (!buf) return false;
     uint32_t n = q->tail - q->head;

@@ -1,19 +1,20 @@
 /* The timer heap: a binary min-heap of slot indices keyed on deadline.
  * Slots carry their heap position so cancellation is O(log n) and removes
  * the entry at once (no lazy tombstones to skip later). */
-#include "internal.h"
+#include "kernel.h"
+#include "fault.h"
+#include <errno.h>
 #include <stdlib.h>
 
 #define NONE UINT32_MAX
 
-bool ck_timers_init(ck_timers *t) {
+void ck_timers_init(ck_timers *t) {
     t->slots = NULL;
     t->nslots = 0;
     t->free_head = NONE;
     t->heap = NULL;
     t->count = 0;
     t->cap = 0;
-    return true;
 }
 
 void ck_timers_free(ck_timers *t) {
@@ -25,6 +26,7 @@ void ck_timers_free(ck_timers *t) {
 
 static bool grow(ck_timers *t) {
     uint32_t n = t->nslots ? t->nslots * 2 : 64;
+    if (ck_fault_hit(CK_FAULT_TIMER_GROW)) return false;
     ck_timer_slot *s = realloc(t->slots, (size_t)n * sizeof *s);
     if (!s) return false;
     t->slots = s;
@@ -98,7 +100,10 @@ static void remove_at(ck_timers *t, uint32_t pos) {
 
 uint64_t ck_timer_add(ck_kernel *k, int64_t deadline_ns, void *token) {
     ck_timers *t = &k->timers;
-    if (t->free_head == NONE && !grow(t)) return 0;
+    if (t->free_head == NONE && !grow(t)) {
+        errno = ENOMEM;
+        return 0;
+    }
     uint32_t slot = t->free_head;
     ck_timer_slot *s = &t->slots[slot];
     t->free_head = s->next_free;
@@ -133,9 +138,12 @@ void ck_timers_expire(ck_kernel *k, int64_t now) {
     while (t->count && dl(t, 0) <= now) {
         uint32_t slot = t->heap[0];
         ck_timer_slot *s = &t->slots[slot];
-        void *token = s->token;
-        int64_t deadline = s->deadline;
+        /* Report first, remove after: a timer the done list has no room
+         * for stays due in the heap and fires on the next turn. */
+        if (!ck_done_push(&k->done, s->token, s->deadline, CK_EVENT_TIMER)) {
+            k->stats.deferred_events++;
+            break;
+        }
         remove_at(t, 0);
-        ck_done_push(&k->done, token, deadline, CK_EVENT_TIMER);
     }
 }

@@ -7,7 +7,7 @@
  * whichever thread the signal lands on. It only writes one byte, which is
  * async-signal-safe; no Swift code ever runs in a handler. */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "../core/kernel.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>

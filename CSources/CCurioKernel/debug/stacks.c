@@ -5,7 +5,7 @@
  * first call, which is not safe in a handler, so ck_stacks_init() makes
  * that first call ahead of time. */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "../core/kernel.h"
 #include <errno.h>
 #include <execinfo.h>
 #include <signal.h>

@@ -3,7 +3,7 @@
  * rest we read the ELF symbol table of the file the address belongs to.
  * One file is cached at a time (usually the executable itself). */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "../core/kernel.h"
 #include <dlfcn.h>
 #include <elf.h>
 #include <fcntl.h>

@@ -1,6 +1,8 @@
-/* Thin wrappers for system calls the Swift side cannot reach directly. */
+/* Thin wrappers for system calls and process settings Swift's Glibc
+ * module does not expose (not the kernel's request system calls: those
+ * are backend/try_request.c). */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "ck.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/syscall.h>
@@ -18,11 +20,6 @@ void ck_ignore_sigpipe(void) {
         sigemptyset(&ign.sa_mask);
         sigaction(SIGPIPE, &ign, NULL);
     }
-}
-
-uint64_t ck_next_serial(void) {
-    static _Atomic uint64_t next = 1;
-    return atomic_fetch_add(&next, 1);
 }
 
 int ck_pipe2(int fds[2], int flags) {

@@ -1,15 +1,20 @@
-/* The system call behind each request, as the epoll backend's try-first
- * path runs it. */
-#define _GNU_SOURCE
-#include "internal.h"
+/* The system call behind each request, run without blocking: epoll's
+ * try-first path and io_uring's retry after a readiness poll. */
+#include "backend.h"
 #include <errno.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-int64_t ck_try_syscall(ck_req *q, bool nonblocking) {
+void ck_deliver_accepted(ck_kernel *k, ck_req *q, int fd) {
+    if (q->state == CK_REQ_PENDING && ck_report_more(k, q, fd)) return;
+    if (q->state == CK_REQ_PENDING) k->stats.accepts_dropped++;
+    close(fd);
+}
+
+int64_t ck_try_request(ck_req *q) {
     const ck_request_args *a = &q->args;
-    int dontwait = nonblocking ? MSG_DONTWAIT : 0;
+    const int dontwait = MSG_DONTWAIT;
     ssize_t r;
     switch (a->op) {
     case CK_OP_READ:

@@ -1,0 +1,186 @@
+/* The kernel proper: the structures the core files share and the interface
+ * the backends see. A backend's own state is private to its file (it hangs
+ * off ck_kernel.backend_state); nothing here knows io_uring or epoll. */
+#ifndef CK_CORE_KERNEL_H
+#define CK_CORE_KERNEL_H
+
+/* liburing.h (in backend/uring.c) needs sigset_t and AT_FDCWD; every file
+ * includes this header first, so the kernel builds under a strict -std=c11. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include "ck.h"
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
+
+/* ------------------------------------------------------------ timers */
+
+typedef struct ck_timer_slot {
+    int64_t deadline;
+    void *token;
+    uint32_t heap_pos;  /* index in heap, or UINT32_MAX when free */
+    uint32_t gen;       /* bumped on every reuse; part of the handle */
+    uint32_t next_free; /* free-list link */
+} ck_timer_slot;
+
+typedef struct ck_timers {
+    ck_timer_slot *slots;
+    uint32_t nslots;
+    uint32_t free_head;  /* UINT32_MAX when empty */
+    uint32_t *heap;      /* slot indices, min-heap on deadline */
+    uint32_t count;
+    uint32_t cap;
+} ck_timers;
+
+void ck_timers_init(ck_timers *t);
+void ck_timers_free(ck_timers *t);
+/* Reports every timer whose deadline is <= now. A timer the done list has
+ * no room for stays in the heap, already due, and is reported next turn. */
+void ck_timers_expire(ck_kernel *k, int64_t now);
+
+/* ------------------------------------------------------------ requests */
+
+enum {
+    CK_REQ_FREE = 0,
+    CK_REQ_PENDING = 1,    /* in the backend */
+    CK_REQ_CANCELLING = 2, /* in the backend, asked to stop */
+    CK_REQ_DONE = 3,       /* finished; the result waits on the done overflow list */
+};
+
+typedef struct ck_req {
+    ck_request_args args;
+    void *token;
+    /* One list at a time: the pool's free list, epoll's per-descriptor
+     * wait list, io_uring's SQE backlog, or the done overflow list. */
+    struct ck_req *prev, *next;
+    int64_t result;    /* CK_REQ_DONE: the result still to be reported */
+    uint32_t index;
+    uint32_t gen;
+    uint8_t state;
+    uint8_t phase;     /* the backend's own progress marker (free for its use) */
+    uint8_t flags;     /* the backend's own bits (free for its use) */
+    bool started;      /* connect: the call was issued, await SO_ERROR */
+    socklen_t addrlen; /* accept's in/out length, stable while in flight */
+} ck_req;
+
+/* Requests live in fixed chunks so their addresses never move (io_uring
+ * keeps a pointer to them as user_data). */
+#define CK_REQ_CHUNK 256
+typedef struct ck_reqs {
+    ck_req **chunks;
+    uint32_t nchunks;
+    ck_req *free_list;
+    uint32_t pending; /* allocated: in a backend or waiting to be reported */
+} ck_reqs;
+
+ck_req *ck_req_alloc(ck_reqs *r);
+void ck_req_release(ck_reqs *r, ck_req *q);
+ck_req *ck_req_lookup(ck_reqs *r, uint64_t handle);
+void ck_reqs_free(ck_reqs *r);
+/* Calls fn for every request in `state` on descriptor fd (the slow path of
+ * ck_forget_fd for a backend that keeps no per-descriptor list). */
+void ck_reqs_each_on_fd(ck_reqs *r, int fd, int state, void (*fn)(ck_kernel *, ck_req *),
+                        ck_kernel *k);
+static inline uint64_t ck_req_handle(const ck_req *q) {
+    return ((uint64_t)q->gen << 32) | ((uint64_t)q->index + 1);
+}
+
+/* ------------------------------------------------------------ done list
+ * Completions waiting to be handed to the caller of ck_poll: a ring that
+ * grows, and, for a request completion the ring had no memory for, an
+ * intrusive list through the request itself (which cannot fail), so no
+ * completion is ever dropped. */
+typedef struct ck_done {
+    ck_event *buf;
+    uint32_t head, count, cap;
+    ck_req *overflow_head, *overflow_tail;
+    uint32_t overflow_count;
+} ck_done;
+
+/* False when the ring is full and cannot grow (the caller keeps the event
+ * and tries again next turn). */
+bool ck_done_push(ck_done *d, void *token, int64_t result, int32_t kind);
+/* The overflow half of ck_done_take (rare: only after a failed push). */
+int ck_done_take_overflow(ck_kernel *k, ck_event *out, int cap);
+void ck_done_free(ck_done *d);
+
+/* ------------------------------------------------------------ posts */
+
+typedef struct ck_post_item {
+    void *job, *task, *token;
+} ck_post_item;
+
+typedef struct ck_posts {
+    pthread_mutex_t lock;
+    ck_post_item *items;
+    uint32_t count, cap;
+    ck_post_item *spare; /* swapped in on drain so posters never wait long */
+    uint32_t spare_cap;
+    /* Items of the last drain (in `spare`) that found no room in the ready
+     * queue or the done list: delivered, in order, before any newer post. */
+    uint32_t carry_next, carry_end;
+    atomic_uint approx_count;
+} ck_posts;
+
+/* Moves posted jobs to the ready queue and posted messages to the done
+ * list (kernel thread only); ck_posts_poll is its inline fast path. */
+void ck_posts_drain(ck_kernel *k);
+void ck_posts_free(ck_posts *p);
+static inline bool ck_posts_carried(const ck_posts *p) { return p->carry_next != p->carry_end; }
+static inline bool ck_posts_waiting(ck_posts *p) {
+    return ck_posts_carried(p) || atomic_load_explicit(&p->approx_count, memory_order_acquire);
+}
+
+/* ------------------------------------------------------------ backends */
+
+typedef struct ck_backend_ops ck_backend_ops;
+
+/* ------------------------------------------------------------ the kernel */
+
+struct ck_kernel {
+    ck_ready ready;
+    ck_timers timers;
+    ck_reqs reqs;
+    ck_done done;
+    ck_posts posts;
+    ck_stats stats;
+    const ck_backend_ops *ops; /* chosen once, in ck_kernel_new */
+    void *backend_state;       /* the backend's own, private to its file */
+    uint32_t options;          /* CK_KERNEL_* flags it was created with */
+    int wakefd;                /* eventfd other threads write to wake the loop */
+    atomic_int wake_pending;   /* an eventfd write is outstanding */
+    atomic_int sleeping;       /* the loop is (about to be) blocked in the backend */
+    void *owner;
+    pthread_t thread;      /* the thread running the loop (ck_note_thread) */
+    bool has_thread;
+    _Atomic int64_t running_task;  /* id of the task holding the kernel, or 0 */
+    _Atomic int64_t running_since; /* when it started, CLOCK_MONOTONIC ns */
+    char fallback_reason[128];     /* why io_uring was not used; "" when it was or was not asked */
+};
+
+/* Moves up to cap completions into out; returns how many. Inline: every
+ * ck_poll ends with it. */
+static inline int ck_done_take(ck_kernel *k, ck_event *out, int cap) {
+    ck_done *d = &k->done;
+    int n = 0;
+    while (n < cap && d->count) {
+        out[n++] = d->buf[d->head];
+        d->head = (d->head + 1) & (d->cap - 1); /* cap is a power of two */
+        d->count--;
+    }
+    if (__builtin_expect(d->overflow_head != NULL, 0) && n < cap)
+        n += ck_done_take_overflow(k, out + n, cap - n);
+    return n;
+}
+
+/* Completes a request: reports its result through ck_poll (never lost: see
+ * ck_done) and returns its slot to the pool once reported. */
+void ck_complete(ck_kernel *k, ck_req *q, int64_t result);
+/* Reports one result of a multishot request, which stays pending. False
+ * when the done list has no room (the caller undoes what the result
+ * stands for, e.g. closes an accepted descriptor). */
+bool ck_report_more(ck_kernel *k, ck_req *q, int64_t result);
+
+#endif
