@@ -1,11 +1,13 @@
 // The remote monitor against running programs: `hello-monitor` (and
-// `hello-signal`) run as child processes with CURIOMONITOR=127.0.0.1:0 and
-// say on stderr where the monitor listens; the tests connect with plain
-// sockets and with the package's `curio-monitor` client. ps/where/cancel/
-// signal work as on the console; bad clients (binary garbage, lines over
-// 4096 bytes, unknown commands, clients that leave mid-command or mid-answer)
-// get an error line or are dropped and never harm the program; clients are
-// served one after another; the listener is on loopback only.
+// `hello-signal`) run as child processes with their monitor on its standard
+// Unix socket (in the tests' own XDG_RUNTIME_DIR, named for the pid) or, where
+// a test says so, on TCP with CURIOMONITOR=127.0.0.1:0 and the run's token;
+// the tests connect with plain sockets and with the package's `curio-monitor`
+// client. ps/where/cancel/signal work as on the console; bad clients (binary
+// garbage, lines over 4096 bytes, unknown commands, clients that leave
+// mid-command or mid-answer, clients that stop reading) get an error line or
+// are dropped and never harm the program; a few clients are served at once
+// and one more is told the monitor is busy; TCP is on loopback only.
 import Glibc
 import Testing
 
@@ -18,6 +20,34 @@ extension MonitorHarness {
         private var bytes: [UInt8] = []
         private var cursor = 0
         private(set) var eof = false
+
+        /// Connects to a Unix socket (bounded).
+        init(unixPath: String, receiveBuffer: Int32? = nil) throws {
+            fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            guard fd >= 0 else { throw Failure("socket: \(String(cString: strerror(errno)))") }
+            if var size = receiveBuffer {
+                setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+            }
+            var a = sockaddr_un()
+            a.sun_family = sa_family_t(AF_UNIX)
+            let bytes = Array(unixPath.utf8)
+            withUnsafeMutableBytes(of: &a.sun_path) { dst in
+                dst.copyBytes(from: bytes.prefix(dst.count - 1))
+                dst[min(bytes.count, dst.count - 1)] = 0
+            }
+            let rc = withUnsafePointer(to: &a) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+                }
+            }
+            let e = errno
+            guard rc == 0 else {
+                Glibc.close(fd)
+                fd = -1
+                throw Failure("connect \(unixPath): \(String(cString: strerror(e)))")
+            }
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        }
 
         init(port: Int, host: String = "127.0.0.1", receiveBuffer: Int32? = nil) throws {
             fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
@@ -149,22 +179,52 @@ extension MonitorHarness {
         }
     }
 
-    /// hello-monitor (or another example) with the remote monitor on port
-    /// 0 and its stdout on a pty; returns the child and the port from its
-    /// "curio: monitor listening on 127.0.0.1:PORT" line.
-    static func startWithRemoteMonitor(_ name: String, environment: [String: String?] = [:]) throws -> (Child, Int, String) {
+    /// Where a started program's remote monitor listens.
+    struct Endpoint {
+        /// The Unix socket, or nil for TCP.
+        let unixPath: String?
+        let host: String
+        let port: Int
+        /// The TCP token, from the program's stderr.
+        let token: String?
+
+        /// A connected client; on TCP it has sent the token already.
+        func client(receiveBuffer: Int32? = nil) throws -> MonitorClient {
+            if let unixPath { return try MonitorClient(unixPath: unixPath, receiveBuffer: receiveBuffer) }
+            let c = try MonitorClient(port: port, host: host, receiveBuffer: receiveBuffer)
+            c.send("token \(token ?? "")\n")
+            return c
+        }
+    }
+
+    /// hello-monitor (or another example) with its stdout on a pty and its
+    /// remote monitor on the standard Unix socket (announced on stderr:
+    /// "curio: monitor listening on PATH", which must be the socket named for
+    /// its pid) or, with `tcp`, on a free loopback port with a token
+    /// ("curio: monitor listening on 127.0.0.1:PORT", then the token line).
+    static func startWithRemoteMonitor(_ name: String, environment: [String: String?] = [:],
+                                       tcp: Bool = false) throws -> (Child, Endpoint) {
         var env = environment
-        env["CURIOMONITOR"] = "127.0.0.1:0"
+        env["CURIOMONITOR"] = tcp ? "127.0.0.1:0" : ""
         let child = try Child(try executable(name), environment: env, layout: .terminalOutput)
         do {
             try child.expect("curio: monitor listening on ", on: .err, within: 20)
-            let rest = try child.expect("\n", on: .err)
-            let address = String(rest.dropLast())
+            let address = String(try child.expect("\n", on: .err).dropLast())
+            guard tcp else {
+                let dir = (env["XDG_RUNTIME_DIR"] ?? nil) ?? runtimeDirectory
+                let expected = socketPath(pid: child.pid, runtimeDirectory: dir)
+                guard address == expected else {
+                    throw Failure("the monitor listens on \(address.debugDescription), not \(expected.debugDescription)")
+                }
+                return (child, Endpoint(unixPath: address, host: "", port: 0, token: nil))
+            }
             guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]),
                   port > 0 && port < 65536 else {
                 throw Failure("cannot read the monitor's port from \(address.debugDescription)")
             }
-            return (child, port, String(address[..<colon]))
+            try child.expect("curio: monitor token ", on: .err)
+            let token = String(try child.expect(" ", on: .err).dropLast())
+            return (child, Endpoint(unixPath: nil, host: String(address[..<colon]), port: port, token: token))
         } catch {
             child.terminate()
             throw error
@@ -196,12 +256,12 @@ struct RemoteMonitorTests {
 
     @Test(.timeLimit(.minutes(1)))
     func psWhereCancelOverTheNetwork() throws {
-        let (child, port, host) = try H.startWithRemoteMonitor("hello-monitor", environment: ["CURIO_TIME_SCALE": "0.05"])
+        let (child, ep) = try H.startWithRemoteMonitor("hello-monitor", environment: ["CURIO_TIME_SCALE": "0.05"])
         defer { child.terminate() }
-        #expect(host == "127.0.0.1")
+        #expect(ep.unixPath == H.socketPath(pid: child.pid))
         try child.expect("We're leaving!\n", within: 20)
 
-        let client = try H.MonitorClient(port: port)
+        let client = try ep.client()
         let greeting = try client.greeting()
         #expect(greeting == "\nCurio Monitor:  2 tasks running\nType help for commands\ncurio > ", "\(greeting.debugDescription)")
 
@@ -225,18 +285,23 @@ struct RemoteMonitorTests {
         #expect(try client.expect("\n") == "Cancelling task \(kid.id)\n")
         try child.expect("Leaving!\n")
         #expect(H.describe(child.waitForExit(within: 20)) == "exit 0")
-        // The program is gone and so is the connection.
+        // The program is gone and so is the connection, and its socket file.
         #expect(client.readToEOF(within: 10) != nil)
+        #expect(access(H.socketPath(pid: child.pid), F_OK) != 0, "the socket file outlived the program")
     }
 
     @Test(.timeLimit(.minutes(1)))
     func theCurioMonitorClient() throws {
-        let (program, port, _) = try H.startWithRemoteMonitor("hello-monitor", environment: ["CURIO_TIME_SCALE": "0.05"])
+        // A directory of its own: `curio-monitor` without a pid picks the
+        // most recent monitor there, which must be this program's.
+        let dir = H.privateDirectory("client")
+        let env: [String: String?] = ["CURIO_TIME_SCALE": "0.05", "XDG_RUNTIME_DIR": dir]
+        let (program, _) = try H.startWithRemoteMonitor("hello-monitor", environment: env)
         defer { program.terminate() }
         try program.expect("We're leaving!\n", within: 20)
 
-        let client = try H.Child(try H.executable("curio-monitor"), arguments: ["-H", "127.0.0.1", "-p", String(port)],
-                                 layout: .pipes)
+        let client = try H.Child(try H.executable("curio-monitor"), arguments: [String(program.pid)],
+                                 environment: ["XDG_RUNTIME_DIR": dir], layout: .pipes)
         defer { client.terminate() }
         try client.expect("Curio Monitor:  2 tasks running\nType help for commands\ncurio > ")
         try client.send("ps\n")
@@ -254,8 +319,16 @@ struct RemoteMonitorTests {
         #expect(H.describe(client.waitForExit(within: 10)) == "exit 0", "client stderr: \(client.text(.err))")
         #expect(program.isRunning)
 
-        // A second client session; ending its input also ends it.
-        let second = try H.Child(try H.executable("curio-monitor"), arguments: ["-p", String(port)], layout: .pipes)
+        // --list names it.
+        let list = try H.Child(try H.executable("curio-monitor"), arguments: ["--list"],
+                               environment: ["XDG_RUNTIME_DIR": dir], layout: .pipes)
+        defer { list.terminate() }
+        #expect(H.describe(list.waitForExit(within: 10)) == "exit 0")
+        #expect(list.text() == "\(program.pid)\t\(H.socketPath(pid: program.pid, runtimeDirectory: dir))\n", "\(list.text())")
+
+        // A second client session, found without a pid; ending its input
+        // also ends it.
+        let second = try H.Child(try H.executable("curio-monitor"), environment: ["XDG_RUNTIME_DIR": dir], layout: .pipes)
         defer { second.terminate() }
         try second.expect("curio > ")
         try second.send("cancel \(kid.id)\n")
@@ -264,16 +337,59 @@ struct RemoteMonitorTests {
         #expect(H.describe(program.waitForExit(within: 20)) == "exit 0")
         #expect(H.describe(second.waitForExit(within: 10)) == "exit 0")
 
-        // Nothing listens there now: the client says so and fails.
-        let third = try H.Child(try H.executable("curio-monitor"), arguments: ["-p", String(port)], layout: .pipes)
+        // Nothing listens now and the socket is gone: the client says so and fails.
+        let third = try H.Child(try H.executable("curio-monitor"), arguments: [String(program.pid)],
+                                environment: ["XDG_RUNTIME_DIR": dir], layout: .pipes)
         defer { third.terminate() }
         #expect(H.describe(third.waitForExit(within: 10)) == "exit 1")
-        #expect(third.text(.err).contains("curio-monitor: cannot connect to 127.0.0.1:\(port)"), "\(third.text(.err))")
+        #expect(third.text(.err).contains("curio-monitor: no monitor for pid \(program.pid)"), "\(third.text(.err))")
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func theCurioMonitorClientOverTCP() throws {
+        let dir = H.privateDirectory("client-tcp")
+        let (program, ep) = try H.startWithRemoteMonitor("hello-monitor", environment: ["CURIO_TIME_SCALE": "0.05", "XDG_RUNTIME_DIR": dir],
+                                                         tcp: true)
+        defer { program.terminate() }
+        try program.expect("We're leaving!\n", within: 20)
+
+        // The token comes from the program's token file.
+        let client = try H.Child(try H.executable("curio-monitor"), arguments: ["-p", String(ep.port)],
+                                 environment: ["XDG_RUNTIME_DIR": dir], layout: .pipes)
+        defer { client.terminate() }
+        try client.expect("Curio Monitor:  2 tasks running\nType help for commands\ncurio > ")
+        try client.send("ps\n")
+        #expect(Self.seedState(try H.parsePS(try client.expect("curio > ")).rows))
+        client.closeInput()
+        #expect(H.describe(client.waitForExit(within: 10)) == "exit 0")
+
+        // By pid, through the token file's address.
+        let byPID = try H.Child(try H.executable("curio-monitor"), arguments: [String(program.pid)],
+                                environment: ["XDG_RUNTIME_DIR": dir], layout: .pipes)
+        defer { byPID.terminate() }
+        try byPID.expect("curio > ")
+        byPID.closeInput()
+        #expect(H.describe(byPID.waitForExit(within: 10)) == "exit 0")
+
+        // A wrong token is refused: the line goes to stderr, status 1.
+        let wrong = try H.Child(try H.executable("curio-monitor"), arguments: ["-p", String(ep.port), "--token", "0123"],
+                                environment: ["XDG_RUNTIME_DIR": dir], layout: .pipes)
+        defer { wrong.terminate() }
+        #expect(H.describe(wrong.waitForExit(within: 10)) == "exit 1")
+        #expect(wrong.text(.err) == "Refused: wrong token.\n", "\(wrong.text(.err).debugDescription)")
+        #expect(program.isRunning)
+
+        program.terminate()
+        let gone = try H.Child(try H.executable("curio-monitor"), arguments: ["-p", String(ep.port)],
+                               environment: ["XDG_RUNTIME_DIR": dir], layout: .pipes)
+        defer { gone.terminate() }
+        #expect(H.describe(gone.waitForExit(within: 10)) == "exit 1")
+        #expect(gone.text(.err).contains("curio-monitor: cannot connect to 127.0.0.1:\(ep.port)"), "\(gone.text(.err))")
     }
 
     @Test(.timeLimit(.minutes(1)))
     func badClientsNeverHarmTheProgram() throws {
-        let (child, port, _) = try H.startWithRemoteMonitor("hello-monitor", environment: ["CURIO_TIME_SCALE": "0.05"])
+        let (child, ep) = try H.startWithRemoteMonitor("hello-monitor", environment: ["CURIO_TIME_SCALE": "0.05"])
         defer { child.terminate() }
         try child.expect("We're leaving!\n", within: 20)
 
@@ -281,7 +397,7 @@ struct RemoteMonitorTests {
         /// its monitor are fine.
         func checkHealthy(_ what: String) throws {
             #expect(child.isRunning, "the program died after \(what): \(H.describe(child.status))")
-            let c = try H.MonitorClient(port: port)
+            let c = try ep.client()
             _ = try c.greeting()
             let rows = try H.parsePS(try c.command("ps")).rows
             #expect(Self.seedState(rows), "after \(what): \(rows)")
@@ -292,7 +408,7 @@ struct RemoteMonitorTests {
 
         // Binary garbage: an error line, and the session goes on.
         do {
-            let c = try H.MonitorClient(port: port)
+            let c = try ep.client()
             _ = try c.greeting()
             #expect(try c.command("\u{1}\u{2}garbage\u{7f}") == "Bad command: not printable text.\n")
             c.send([0x00, 0xff, 0xfe, 0x80, 0x1b, 0x5b, 0x41, 0x0a])
@@ -318,7 +434,7 @@ struct RemoteMonitorTests {
 
         // A line over 4096 bytes without a newline: dropped with a message.
         do {
-            let c = try H.MonitorClient(port: port)
+            let c = try ep.client()
             _ = try c.greeting()
             c.send(Array(repeating: UInt8(ascii: "a"), count: 5000))
             let rest = c.readToEOF()
@@ -329,7 +445,7 @@ struct RemoteMonitorTests {
         // The same with a newline at its end, and with a command in front:
         // a line that long is never run.
         do {
-            let c = try H.MonitorClient(port: port)
+            let c = try ep.client()
             _ = try c.greeting()
             c.send("cancel 2" + String(repeating: " ", count: 6000) + "\n")
             let rest = c.readToEOF()
@@ -339,7 +455,7 @@ struct RemoteMonitorTests {
 
         // Just under the limit is still a line.
         do {
-            let c = try H.MonitorClient(port: port)
+            let c = try ep.client()
             _ = try c.greeting()
             let answer = try c.command(String(repeating: "q", count: 4000))
             #expect(answer == "Unknown command '\(String(repeating: "q", count: 40))'. Type help for commands.\n")
@@ -348,7 +464,7 @@ struct RemoteMonitorTests {
 
         // Garbage without a newline, then gone.
         do {
-            let c = try H.MonitorClient(port: port)
+            let c = try ep.client()
             c.send([0, 1, 2, 3, 255, 254])
             c.close()
         }
@@ -357,30 +473,31 @@ struct RemoteMonitorTests {
 
     @Test(.timeLimit(.minutes(1)))
     func clientsThatLeaveMidCommandOrMidAnswer() throws {
-        let (child, port, _) = try H.startWithRemoteMonitor("hello-monitor", environment: ["CURIO_TIME_SCALE": "0.05"])
+        let (child, ep) = try H.startWithRemoteMonitor("hello-monitor", environment: ["CURIO_TIME_SCALE": "0.05"])
         defer { child.terminate() }
         try child.expect("We're leaving!\n", within: 20)
 
         // Half a command, then gone.
         for partial in ["whe", "cancel", "ps"] {
-            let c = try H.MonitorClient(port: port)
+            let c = try ep.client()
             _ = try c.greeting()
             c.send(partial)
             c.close()
         }
         // Gone before the greeting.
         for _ in 0..<3 {
-            let c = try H.MonitorClient(port: port)
+            let c = try ep.client()
             c.close()
         }
         // Many commands, then gone while the monitor answers: its writes
         // fail (EPIPE) and must not kill the program with SIGPIPE.
         for round in 0..<5 {
-            let c = try H.MonitorClient(port: port)
+            let c = try ep.client()
             c.send(String(repeating: "help\n", count: 50))
             c.close()
-            // Ends its input half only: the monitor answers into the void.
-            let d = try H.MonitorClient(port: port)
+            // Ends its input half only: the monitor answers what came and
+            // closes.
+            let d = try ep.client()
             _ = try d.greeting()
             _ = shutdown(d.fd, Int32(SHUT_WR))
             #expect(d.readToEOF() != nil, "round \(round): the monitor kept a half-closed client")
@@ -388,7 +505,7 @@ struct RemoteMonitorTests {
         }
         // A client that does not read a huge answer and then resets.
         do {
-            let c = try H.MonitorClient(port: port)
+            let c = try ep.client()
             c.send(String(repeating: "help\n", count: 3000))
             try c.expect("Commands:")
             var lingerOff = linger(l_onoff: 1, l_linger: 0)
@@ -397,7 +514,7 @@ struct RemoteMonitorTests {
         }
 
         #expect(child.isRunning, "the program died: \(H.describe(child.status)); stderr: \(child.text(.err))")
-        let c = try H.MonitorClient(port: port)
+        let c = try ep.client()
         _ = try c.greeting()
         let rows = try H.parsePS(try c.command("ps")).rows
         #expect(Self.seedState(rows), "\(rows)")
@@ -410,14 +527,16 @@ struct RemoteMonitorTests {
 
     @Test(.timeLimit(.minutes(1)))
     func aClientThatStopsReadingIsDroppedAndTheNextIsServed() throws {
-        let (child, port, _) = try H.startWithRemoteMonitor("hello-monitor", environment: ["CURIO_TIME_SCALE": "0.05"])
+        // A stalled client is dropped after the idle timeout (2 s here).
+        let (child, ep) = try H.startWithRemoteMonitor("hello-monitor", environment: ["CURIO_TIME_SCALE": "0.05",
+                                                                                     "CURIO_MONITOR_IDLE": "2"])
         defer { child.terminate() }
         try child.expect("We're leaving!\n", within: 20)
 
         // A tiny receive window and a flood of commands whose answers it
         // never reads (about 8 MB of help, more than any socket buffer
         // holds): the monitor's writes stall.
-        let stuck = try H.MonitorClient(port: port, receiveBuffer: 4096)
+        let stuck = try ep.client(receiveBuffer: 4096)
         defer { stuck.close() }
         let flood = Array(String(repeating: "help\n", count: 20000).utf8)
         var sent = 0
@@ -427,55 +546,79 @@ struct RemoteMonitorTests {
             if n > 0 { sent += n } else { usleep(1000) }
         }
         #expect(sent == flood.count)
-        // The monitor gives up on the stuck client after its send timeout
-        // and greets the next one.
-        let waiting = try H.MonitorClient(port: port)
+        // The next client is served at once, while the stuck one is still
+        // connected.
+        let waiting = try ep.client()
         _ = try waiting.expect("curio > ", within: 40)
+        #expect(Self.seedState(try H.parsePS(try waiting.command("ps")).rows))
+        // The stuck one is dropped: reading now, it gets what was sent
+        // before the drop and then the end of the connection.
+        #expect(stuck.readToEOF(within: 40) != nil, "the stalled client was never dropped")
         #expect(Self.seedState(try H.parsePS(try waiting.command("ps")).rows))
         #expect(child.isRunning)
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func clientsAreServedOneAfterAnother() throws {
-        let (child, port, _) = try H.startWithRemoteMonitor("hello-monitor", environment: ["CURIO_TIME_SCALE": "0.05"])
+    func aFewClientsAreServedAtOnceAndOneMoreIsToldBusy() throws {
+        let (child, ep) = try H.startWithRemoteMonitor("hello-monitor", environment: ["CURIO_TIME_SCALE": "0.05"])
         defer { child.terminate() }
         try child.expect("We're leaving!\n", within: 20)
 
-        let first = try H.MonitorClient(port: port)
+        // The first stays connected and silent; the second is served meanwhile.
+        let first = try ep.client()
         _ = try first.greeting()
-        // The second connects (the backlog takes it) but waits its turn.
-        let second = try H.MonitorClient(port: port)
-        second.send("ps\n")
-        second.pump(0.3)
-        #expect(second.pending == "", "served while the first client is on: \(second.pending.debugDescription)")
+        let second = try ep.client()
+        _ = try second.greeting()
+        #expect(Self.seedState(try H.parsePS(try second.command("ps")).rows))
         #expect(Self.seedState(try H.parsePS(try first.command("ps")).rows))
+
+        // Up to the limit, all at once; one more is told and closed.
+        var others: [H.MonitorClient] = []
+        for _ in 2..<Monitor.maxClients {
+            let c = try ep.client()
+            _ = try c.greeting()
+            others.append(c)
+        }
+        let extra = try ep.client()
+        let busy = extra.readToEOF()
+        #expect(busy == "Busy: the monitor already serves \(Monitor.maxClients) clients; try again later.\n", "\(busy.debugDescription)")
+        for c in others { #expect(Self.seedState(try H.parsePS(try c.command("ps")).rows)) }
+
+        // One leaves; the next is served.
         first.send("quit\n")
         #expect(first.readToEOF() == "")
-
-        // Now the second is greeted and its queued command answered.
-        _ = try second.greeting()
-        #expect(Self.seedState(try H.parsePS(try second.expect("curio > ")).rows))
-        second.close()
-
-        // And a few more, one after another.
-        for i in 0..<4 {
-            let c = try H.MonitorClient(port: port)
-            _ = try c.greeting()
-            #expect(Self.seedState(try H.parsePS(try c.command("ps")).rows), "client \(i)")
-            if i % 2 == 0 {
-                c.send("quit\n")
-                #expect(c.readToEOF() == "")
-            }
-            c.close()
-        }
+        let next = try ep.client()
+        _ = try next.greeting()
+        #expect(Self.seedState(try H.parsePS(try next.command("ps")).rows))
         #expect(child.isRunning)
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func theListenerIsOnLoopbackOnly() throws {
-        let (child, port, host) = try H.startWithRemoteMonitor("hello-monitor", environment: ["CURIO_TIME_SCALE": "0.05"])
+    func theDefaultSocketIsPrivate() throws {
+        let (child, ep) = try H.startWithRemoteMonitor("hello-monitor", environment: ["CURIO_TIME_SCALE": "0.05"])
         defer { child.terminate() }
-        #expect(host == "127.0.0.1")
+        let path = try #require(ep.unixPath)
+        var st = stat()
+        #expect(lstat(path, &st) == 0)
+        #expect(st.st_mode & S_IFMT == S_IFSOCK)
+        #expect(st.st_mode & 0o777 == 0o600, "socket mode \(String(st.st_mode & 0o777, radix: 8))")
+        #expect(st.st_uid == geteuid())
+        let dir = String(path[..<path.lastIndex(of: "/")!])
+        #expect(lstat(dir, &st) == 0)
+        #expect(st.st_mode & 0o777 == 0o700, "directory mode \(String(st.st_mode & 0o777, radix: 8))")
+        // No TCP listener at all.
+        let table = try Self.readFile("/proc/\(child.pid)/net/tcp") + ((try? Self.readFile("/proc/\(child.pid)/net/tcp6")) ?? "")
+        let inode = Self.listeningInodes(table)
+        let mine = Self.socketInodes(of: child.pid)
+        #expect(inode.isDisjoint(with: mine), "the program listens on TCP")
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func theTCPListenerIsOnLoopbackOnly() throws {
+        let (child, ep) = try H.startWithRemoteMonitor("hello-monitor", environment: ["CURIO_TIME_SCALE": "0.05"], tcp: true)
+        defer { child.terminate() }
+        #expect(ep.host == "127.0.0.1")
+        let port = ep.port
 
         // The kernel's own table of listening TCP sockets: bound to
         // 127.0.0.1 (0100007F), not to every address.
@@ -495,8 +638,8 @@ struct RemoteMonitorTests {
                 _ = try H.MonitorClient(port: port, host: address)
             }
         }
-        // Loopback does.
-        let c = try H.MonitorClient(port: port)
+        // Loopback does, with the token.
+        let c = try ep.client()
         _ = try c.greeting()
     }
 
@@ -504,10 +647,10 @@ struct RemoteMonitorTests {
     func signalCommandWakesTheSeedsSignalProgram() throws {
         // The seed's "Signals" program: the parent waits for SIGHUP; the
         // monitor's `signal SIGHUP` sends it.
-        let (child, port, _) = try H.startWithRemoteMonitor("hello-signal", environment: ["CURIO_TIME_SCALE": "0.05"])
+        let (child, ep) = try H.startWithRemoteMonitor("hello-signal", environment: ["CURIO_TIME_SCALE": "0.05"])
         defer { child.terminate() }
         try child.expect("Building the Millenium Falcon in Minecraft\n", within: 20)
-        let c = try H.MonitorClient(port: port)
+        let c = try ep.client()
         _ = try c.greeting()
         let rows = try H.psUntil(c) { rows in
             rows.contains { $0.name == "parent" && $0.state == "SIGNAL_WAIT" }
@@ -517,11 +660,45 @@ struct RemoteMonitorTests {
         let whereParent = try c.command("where \(parent.id)")
         #expect(H.sourceTextAfterFileLine(whereParent) == "try await SignalSet(SIGHUP).wait()", "\(whereParent.debugDescription)")
 
+        // Signals that are not requests are refused, by name or number.
+        for sig in ["KILL", "SIGSTOP", "SEGV", "9", "ABRT", "QUIT"] {
+            let answer = try c.command("signal \(sig)")
+            #expect(answer.hasPrefix("Refused: the monitor sends only signals a program handles as requests (SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2 or SIGWINCH); not SIG"),
+                    "signal \(sig): \(answer.debugDescription)")
+        }
+        #expect(child.isRunning)
+        #expect(try c.command("help").contains("SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2 or SIGWINCH"))
+
         #expect(try c.command("signal HUP") == "Sending SIGHUP\n")
         for line in ["Let's go", "T-minus 10", "T-minus 1", "We're leaving!", "I warned you!", "Fine. Saving my work.", "Leaving!"] {
             try child.expect(line + "\n")
         }
         #expect(H.describe(child.waitForExit(within: 20)) == "exit 0")
+    }
+
+    /// Inodes of the listening sockets in a /proc/PID/net/tcp table.
+    static func listeningInodes(_ table: String) -> Set<String> {
+        Set(table.split(separator: "\n").compactMap { line -> String? in
+            let f = line.split(separator: " ")
+            guard f.count > 9, f[3] == "0A" else { return nil }
+            return String(f[9])
+        })
+    }
+
+    /// Inodes of the sockets process `pid` holds.
+    static func socketInodes(of pid: pid_t) -> Set<String> {
+        guard let d = opendir("/proc/\(pid)/fd") else { return [] }
+        defer { closedir(d) }
+        var out = Set<String>()
+        while let e = readdir(d) {
+            let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            var buf = [CChar](repeating: 0, count: 256)
+            let n = readlink("/proc/\(pid)/fd/\(name)", &buf, buf.count - 1)
+            guard n > 0 else { continue }
+            let target = String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            if target.hasPrefix("socket:[") { out.insert(String(target.dropFirst(8).dropLast())) }
+        }
+        return out
     }
 
     static func readFile(_ path: String) throws -> String {

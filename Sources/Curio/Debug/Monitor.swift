@@ -187,10 +187,11 @@ final class MonitorServer {
                 if n > 0 && b[0..<n].contains(2) { return }
                 if n > 0 && b[0..<n].contains(1) { openConsole(kernel) }
             }
+            // The clients polled, before any accepted below joins them.
+            let polled = Array(clients[..<(fds.count - firstClient)])
             for p in fds[1..<firstClient] where p.revents != 0 {
                 if p.fd == 0 && consoleOpen { readConsole(kernel) } else if p.fd == listener?.fd { acceptClients(kernel) }
             }
-            let polled = Array(clients)
             for (i, c) in polled.enumerated() where !c.closed {
                 let rev = Int32(fds[firstClient + i].revents)
                 if rev & Int32(POLLOUT) != 0 {

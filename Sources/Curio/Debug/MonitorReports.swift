@@ -15,14 +15,21 @@ struct MonitorView {
     /// False when the kernel was too busy to make a fresh copy.
     let fresh: Bool
 
+    /// True when the running task's row comes from the kernel's note, not
+    /// from a copy of the table (it has run since before any copy).
+    let runningUnseen: Bool
+
     init(link: MonitorLink, kernel: Kernel, patience: Double = 0.25) {
         var (rows, fresh) = link.snapshot(from: kernel, patience: patience)
         var id: Int64 = 0, since: Int64 = 0
         ck_read_running(kernel.ck, &id, &since)
-        if id != 0, !rows.contains(where: { $0.id == Int(id) }), let unseen = link.unseenRunning(id: Int(id)) {
-            rows.append(unseen.row)
+        var unseen = false
+        if id != 0, !rows.contains(where: { $0.id == Int(id) }), let note = link.unseenRunning(id: Int(id)) {
+            rows.append(note.row)
             rows.sort { $0.id < $1.id }
+            unseen = true
         }
+        runningUnseen = unseen
         self.rows = rows
         self.fresh = fresh
         runningID = Int(id)
@@ -44,7 +51,8 @@ struct MonitorView {
             out += pad(String(r.id), 6) + " " + pad(state(of: r), 12) + " " + pad(String(r.cycles), 10) + " "
                 + pad(timeout, 7) + " " + pad(r.name, 50) + "\n"
         }
-        if runningID != 0 && heldFor >= 0.5 {
+        // Always for a task no copy has shown: its row is all there is.
+        if runningID != 0 && (heldFor >= 0.5 || runningUnseen) {
             out += "Task \(runningID) has held the kernel for \(formatFixed(heldFor, 3)) s without blocking"
                 + (fresh ? "" : " (the kernel is busy: this table is from before it started)") + ".\n"
         }
