@@ -170,7 +170,10 @@ struct MonitorFuzzTests {
                 c.close()
             } else {
                 _ = shutdown(c.fd, Int32(SHUT_WR))
-                guard c.readToEOF(within: 30) != nil else { throw H.Failure("the monitor kept a half-closed fuzz client") }
+                guard c.readToEOF(within: 30) != nil else {
+                    let tail = MonitorFuzz.harmless(stream).suffix(200)
+                    throw H.Failure("the monitor kept a half-closed fuzz client; \(stream.count) bytes ending \(String(decoding: tail, as: UTF8.self).debugDescription); got \(c.pending.suffix(300).debugDescription)")
+                }
             }
         }
     }

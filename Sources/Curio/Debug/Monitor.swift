@@ -416,12 +416,24 @@ final class MonitorServer {
         runLines(c, kernel)
     }
 
-    /// Runs the client's complete lines while its output keeps up.
+    /// Runs the client's complete lines while its output keeps up. Returns
+    /// with every line run, or with output waiting (POLLOUT brings it back).
     private func runLines(_ c: MonitorConnection, _ kernel: Kernel) {
-        while !c.closed && !c.closing && c.backlog < MonitorServer.highWater {
+        while !c.closed {
+            let waiting = runSomeLines(c, kernel)
+            c.flush()
+            // More lines wait and the client has taken the output: go on.
+            if !waiting || c.closed || c.closing || c.backlog >= MonitorServer.highWater { return }
+        }
+    }
+
+    /// Runs lines until none is complete (false) or the output backs up (true).
+    private func runSomeLines(_ c: MonitorConnection, _ kernel: Kernel) -> Bool {
+        while !c.closed && !c.closing {
+            if c.backlog >= MonitorServer.highWater { return true }
             guard let next = c.reader.next() else {
                 if c.inputEnded { c.closing = true }
-                break
+                return false
             }
             switch next {
             case .tooLong:
@@ -445,7 +457,7 @@ final class MonitorServer {
                 }
             }
         }
-        c.flush()
+        return false
     }
 
     private func checkToken(_ raw: [UInt8], _ c: MonitorConnection, _ kernel: Kernel) {
