@@ -73,132 +73,140 @@ struct MonitorSecurityTests {
     @Test(.enabled(if: MonitorPeerScenario.otherUIDAvailable,
                    "needs a process that can switch to uid 65534 (run the tests as root)"),
           .timeLimit(.minutes(1)))
-    func anotherLocalUserIsRefused() throws {
-        // The default socket: its directory is 0700, so the other user
-        // cannot even connect.
-        let (child, ep) = try H.startWithRemoteMonitor("hello-monitor", environment: ["CURIO_TIME_SCALE": "0.2"])
-        defer { child.terminate() }
-        let path = try #require(ep.unixPath)
-        let lines = try MonitorPeerScenario.run(path)
-        #expect(lines == ["connect-error EACCES"], "\(lines)")
+    func anotherLocalUserIsRefused() async throws {
+        try await H.offPool { f in
+            // The default socket: its directory is 0700, so the other user
+            // cannot even connect.
+            let (child, ep) = try H.startWithRemoteMonitor("hello-monitor", environment: ["CURIO_TIME_SCALE": "0.2"])
+            defer { child.terminate() }
+            let path = try ep.unixPath ?? { throw H.Failure("no Unix socket") }()
+            let lines = try MonitorPeerScenario.run(path)
+            f.expect(lines == ["connect-error EACCES"], "\(lines)")
 
-        // A socket whose permissions are opened on purpose: the uid check
-        // still refuses the peer, with a line that says why.
-        let dir = H.privateDirectory("peer")
-        #expect(chmod(dir, 0o755) == 0)
-        let open = dir + "/monitor.sock"
-        let program = try H.Child(try H.executable("hello-monitor"),
-                                  environment: ["CURIO_TIME_SCALE": "0.2", "CURIOMONITOR": open], layout: .terminalOutput)
-        defer { program.terminate() }
-        try program.expect("curio: monitor listening on \(open)\n", on: .err, within: 20)
-        var st = stat()
-        #expect(lstat(open, &st) == 0 && st.st_mode & 0o777 == 0o600, "explicit socket mode \(String(st.st_mode & 0o777, radix: 8))")
-        #expect(chmod(open, 0o666) == 0)
-        let refused = try MonitorPeerScenario.run(open)
-        #expect(refused == ["got " + "Refused: this monitor serves only its owner (uid \(geteuid())); you are uid 65534.\n".debugDescription],
-                "\(refused)")
-        // The owner is still served, and the program runs on.
-        let c = try H.MonitorClient(unixPath: open)
-        _ = try c.greeting()
-        #expect(try H.parsePS(try c.command("ps")).rows.count == 2)
-        #expect(program.isRunning && child.isRunning)
-    }
-
-    @Test(.timeLimit(.minutes(1)))
-    func tcpNeedsTheRunsToken() throws {
-        let dir = H.privateDirectory("token")
-        let (child, ep) = try H.startWithRemoteMonitor("hello-monitor", environment: ["CURIO_TIME_SCALE": "0.2", "XDG_RUNTIME_DIR": dir,
-                                                                                     "CURIO_MONITOR_IDLE": "1"], tcp: true)
-        defer { child.terminate() }
-        let token = try #require(ep.token)
-        #expect(token.count == 32 && token.allSatisfy(\.isHexDigit), "\(token)")
-        // The token file: private, with the token and the address.
-        let file = "\(dir)/curio/\(child.pid).token"
-        var st = stat()
-        #expect(lstat(file, &st) == 0 && st.st_mode & 0o777 == 0o600, "token file mode \(String(st.st_mode & 0o777, radix: 8))")
-        #expect(try RemoteMonitorTests.readFile(file) == "\(token)\n127.0.0.1:\(ep.port)\n")
-        try child.expect("We're leaving!\n", within: 20)
-
-        // No token: a command instead is refused; nothing about the program is said.
-        let none = try H.MonitorClient(port: ep.port)
-        none.send("ps\n")
-        let noneSaid = none.readToEOF()
-        #expect(noneSaid == "Refused: this monitor needs the run's token first: send a line `token <hex>` (the token is on the program's stderr and in \(file)).\n",
-                "\(noneSaid.debugDescription)")
-        // A wrong token, one of the right length, and the right one with a
-        // character changed.
-        var flipped = Array(token)
-        flipped[0] = flipped[0] == "0" ? "1" : "0"
-        for guess in ["deadbeef", String(repeating: "0", count: 32), String(flipped)] {
-            let c = try H.MonitorClient(port: ep.port)
-            c.send("token \(guess)\nps\n")
-            #expect(c.readToEOF() == "Refused: wrong token.\n", "guess \(guess)")
-        }
-        // Silent: dropped once the wait for the token is over (1 s here).
-        let silent = try H.MonitorClient(port: ep.port)
-        #expect(silent.readToEOF(within: 30) == "Refused: no token within 1 s.\n")
-        // The right token: the seed's session.
-        let good = try ep.client()
-        #expect(try good.greeting() == "\nCurio Monitor:  2 tasks running\nType help for commands\ncurio > ")
-        #expect(try H.parsePS(try good.command("ps")).rows.count == 2)
-        #expect(child.isRunning)
-    }
-
-    @Test(.timeLimit(.minutes(1)))
-    func anIdleClientIsDroppedWhileAnotherIsServed() throws {
-        let (child, ep) = try H.startWithRemoteMonitor("hello-monitor", environment: ["CURIO_TIME_SCALE": "0.2",
-                                                                                     "CURIO_MONITOR_IDLE": "1"])
-        defer { child.terminate() }
-        try child.expect("We're leaving!\n", within: 20)
-        let idle = try ep.client()
-        _ = try idle.greeting()
-        // Half a line does not count as activity.
-        idle.send("p")
-        let busy = try ep.client()
-        _ = try busy.greeting()
-        // The busy client keeps talking until the idle one has been dropped.
-        var answered = 0
-        while !idle.eof {
-            #expect(try H.parsePS(try busy.command("ps")).rows.count == 2)
-            answered += 1
-            idle.pump(0.1)
-        }
-        #expect(idle.pending == "Idle for 1 s; closing.\n", "\(idle.pending.debugDescription)")
-        #expect(answered > 0)
-        #expect(try H.parsePS(try busy.command("ps")).rows.count == 2)
-        #expect(child.isRunning)
-    }
-
-    @Test(.timeLimit(.minutes(1)))
-    func theSocketFileGoesWithTheKernel() throws {
-        let dir = H.privateDirectory("kernel")
-        let path = dir + "/k.sock"
-        let outcome = H.Shared<[String]>([])
-        let thread = H.Thread {
-            var config = Kernel.Configuration.builtIn
-            config.monitor = .unix(path: path)
-            config.monitorConsole = false
-            var kernel: Kernel? = Kernel(configuration: config)
+            // A socket whose permissions are opened on purpose: the uid check
+            // still refuses the peer, with a line that says why.
+            let dir = H.privateDirectory("peer")
+            f.expect(chmod(dir, 0o755) == 0)
+            let open = dir + "/monitor.sock"
+            let program = try H.Child(try H.executable("hello-monitor"),
+                                      environment: ["CURIO_TIME_SCALE": "0.2", "CURIOMONITOR": open], layout: .terminalOutput)
+            defer { program.terminate() }
+            try program.expect("curio: monitor listening on \(open)\n", on: .err, within: 20)
             var st = stat()
-            let made = lstat(path, &st) == 0
-            outcome.with { $0.append("made \(made) mode \(String(st.st_mode & 0o777, radix: 8)) address \(kernel?.monitorAddress?.host ?? "none")") }
-            try kernel!.run { try await Curio.sleep(0) }
-            outcome.with { $0.append("after run \(access(path, F_OK) == 0)") }
-            kernel = nil
-            outcome.with { $0.append("after drop \(access(path, F_OK) == 0)") }
+            f.expect(lstat(open, &st) == 0 && st.st_mode & 0o777 == 0o600, "explicit socket mode \(String(st.st_mode & 0o777, radix: 8))")
+            f.expect(chmod(open, 0o666) == 0)
+            let refused = try MonitorPeerScenario.run(open)
+            f.expect(refused == ["got " + "Refused: this monitor serves only its owner (uid \(geteuid())); you are uid 65534.\n".debugDescription],
+                    "\(refused)")
+            // The owner is still served, and the program runs on.
+            let c = try H.MonitorClient(unixPath: open)
+            _ = try c.greeting()
+            f.expect(try H.parsePS(try c.command("ps")).rows.count == 2)
+            f.expect(program.isRunning && child.isRunning)
         }
-        #expect(thread.join(within: 30) == "ok")
-        #expect(outcome.get == ["made true mode 600 address \(path)", "after run true", "after drop false"], "\(outcome.get)")
-        // The path can be used again by a new kernel.
-        let again = H.Thread {
-            var config = Kernel.Configuration.builtIn
-            config.monitor = .unix(path: path)
-            config.monitorConsole = false
-            let k = Kernel(configuration: config)
-            outcome.with { $0.append("again \(k.monitorAddress?.host ?? "none")") }
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func tcpNeedsTheRunsToken() async throws {
+        try await H.offPool { f in
+            let dir = H.privateDirectory("token")
+            let (child, ep) = try H.startWithRemoteMonitor("hello-monitor", environment: ["CURIO_TIME_SCALE": "0.2", "XDG_RUNTIME_DIR": dir,
+                                                                                         "CURIO_MONITOR_IDLE": "1"], tcp: true)
+            defer { child.terminate() }
+            let token = try ep.token ?? { throw H.Failure("no token") }()
+            f.expect(token.count == 32 && token.allSatisfy(\.isHexDigit), "\(token)")
+            // The token file: private, with the token and the address.
+            let file = "\(dir)/curio/\(child.pid).token"
+            var st = stat()
+            f.expect(lstat(file, &st) == 0 && st.st_mode & 0o777 == 0o600, "token file mode \(String(st.st_mode & 0o777, radix: 8))")
+            f.expect(try RemoteMonitorTests.readFile(file) == "\(token)\n127.0.0.1:\(ep.port)\n")
+            try child.expect("We're leaving!\n", within: 20)
+
+            // No token: a command instead is refused; nothing about the program is said.
+            let none = try H.MonitorClient(port: ep.port)
+            none.send("ps\n")
+            let noneSaid = none.readToEOF()
+            f.expect(noneSaid == "Refused: this monitor needs the run's token first: send a line `token <hex>` (the token is on the program's stderr and in \(file)).\n",
+                    "\(noneSaid.debugDescription)")
+            // A wrong token, one of the right length, and the right one with a
+            // character changed.
+            var flipped = Array(token)
+            flipped[0] = flipped[0] == "0" ? "1" : "0"
+            for guess in ["deadbeef", String(repeating: "0", count: 32), String(flipped)] {
+                let c = try H.MonitorClient(port: ep.port)
+                c.send("token \(guess)\nps\n")
+                f.expect(c.readToEOF() == "Refused: wrong token.\n", "guess \(guess)")
+            }
+            // Silent: dropped once the wait for the token is over (1 s here).
+            let silent = try H.MonitorClient(port: ep.port)
+            f.expect(silent.readToEOF(within: 30) == "Refused: no token within 1 s.\n")
+            // The right token: the seed's session.
+            let good = try ep.client()
+            f.expect(try good.greeting() == "\nCurio Monitor:  2 tasks running\nType help for commands\ncurio > ")
+            f.expect(try H.parsePS(try good.command("ps")).rows.count == 2)
+            f.expect(child.isRunning)
         }
-        #expect(again.join(within: 30) == "ok")
-        #expect(outcome.get.last == "again \(path)")
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func anIdleClientIsDroppedWhileAnotherIsServed() async throws {
+        try await H.offPool { f in
+            let (child, ep) = try H.startWithRemoteMonitor("hello-monitor", environment: ["CURIO_TIME_SCALE": "0.2",
+                                                                                         "CURIO_MONITOR_IDLE": "1"])
+            defer { child.terminate() }
+            try child.expect("We're leaving!\n", within: 20)
+            let idle = try ep.client()
+            _ = try idle.greeting()
+            // Half a line does not count as activity.
+            idle.send("p")
+            let busy = try ep.client()
+            _ = try busy.greeting()
+            // The busy client keeps talking until the idle one has been dropped.
+            var answered = 0
+            while !idle.eof {
+                f.expect(try H.parsePS(try busy.command("ps")).rows.count == 2)
+                answered += 1
+                idle.pump(0.1)
+            }
+            f.expect(idle.pending == "Idle for 1 s; closing.\n", "\(idle.pending.debugDescription)")
+            f.expect(answered > 0)
+            f.expect(try H.parsePS(try busy.command("ps")).rows.count == 2)
+            f.expect(child.isRunning)
+        }
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func theSocketFileGoesWithTheKernel() async throws {
+        try await H.offPool { f in
+            let dir = H.privateDirectory("kernel")
+            let path = dir + "/k.sock"
+            let outcome = H.Shared<[String]>([])
+            let thread = H.Thread {
+                var config = Kernel.Configuration.builtIn
+                config.monitor = .unix(path: path)
+                config.monitorConsole = false
+                var kernel: Kernel? = Kernel(configuration: config)
+                var st = stat()
+                let made = lstat(path, &st) == 0
+                outcome.with { $0.append("made \(made) mode \(String(st.st_mode & 0o777, radix: 8)) address \(kernel?.monitorAddress?.host ?? "none")") }
+                try kernel!.run { try await Curio.sleep(0) }
+                outcome.with { $0.append("after run \(access(path, F_OK) == 0)") }
+                kernel = nil
+                outcome.with { $0.append("after drop \(access(path, F_OK) == 0)") }
+            }
+            f.expect(thread.join(within: 30) == "ok")
+            f.expect(outcome.get == ["made true mode 600 address \(path)", "after run true", "after drop false"], "\(outcome.get)")
+            // The path can be used again by a new kernel.
+            let again = H.Thread {
+                var config = Kernel.Configuration.builtIn
+                config.monitor = .unix(path: path)
+                config.monitorConsole = false
+                let k = Kernel(configuration: config)
+                outcome.with { $0.append("again \(k.monitorAddress?.host ?? "none")") }
+            }
+            f.expect(again.join(within: 30) == "ok")
+            f.expect(outcome.get.last == "again \(path)")
+        }
     }
 
     @Test(.timeLimit(.minutes(1)))
