@@ -109,12 +109,6 @@ struct MonitorLineReader {
     /// Bytes held and not yet returned as lines.
     var pending: Int { buffer.count - head }
 
-    /// Bytes held for an unfinished line (after the last newline).
-    var unfinished: Int {
-        guard let nl = buffer[head...].lastIndex(of: UInt8(ascii: "\n")) else { return pending }
-        return buffer.count - nl - 1
-    }
-
     mutating func append(_ bytes: some Collection<UInt8>) {
         if head > 0 && head >= buffer.count / 2 {
             buffer.removeSubrange(..<head)
