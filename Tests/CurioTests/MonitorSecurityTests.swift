@@ -210,6 +210,24 @@ struct MonitorSecurityTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
+    func theEnvironmentChoosesTheEndpointAndTimeout() {
+        let parse = Kernel.Configuration.parseMonitorEndpoint
+        #expect(parse("") == .standard)
+        #expect(parse("1") == .standard)
+        #expect(parse("/tmp/x/m.sock") == .unix(path: "/tmp/x/m.sock"))
+        #expect(parse("unix:rel.sock") == .unix(path: "rel.sock"))
+        #expect(parse("127.0.0.1:0") == .tcp(host: "127.0.0.1", port: 0))
+        #expect(parse("4000") == .tcp(host: "127.0.0.1", port: 4000))
+        let c = Kernel.Configuration.builtIn.applyingEnvironment(["CURIOMONITOR": "", "CURIO_MONITOR_IDLE": "2.5",
+                                                                  "XDG_RUNTIME_DIR": "/run/user/7"])
+        #expect(c.monitor == .standard)
+        #expect(c.monitorIdleTimeout == .milliseconds(2500))
+        #expect(c.monitorRuntimeDirectory == "/run/user/7")
+        #expect(Kernel.Configuration.builtIn.monitorIdleTimeout == .seconds(300))
+        #expect(Kernel.Configuration.builtIn.applyingEnvironment(["CURIO_MONITOR_IDLE": "-1"]).monitorIdleTimeout == .seconds(300))
+    }
+
+    @Test(.timeLimit(.minutes(1)))
     func theSignalCommandSendsOnlyRequests() {
         for name in ["HUP", "SIGINT", "term", "USR1", "SIGUSR2", "WINCH", "1", "15"] {
             guard case .signal(let s) = MonitorCommand.parse("signal \(name)") else {
