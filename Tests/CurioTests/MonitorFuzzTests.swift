@@ -255,7 +255,7 @@ extension MonitorHarness {
     /// What a test body running off Swift's pool found wrong.
     final class Findings: Sendable {
         private let items = Mutex<[(String, SourceLocation)]>([])
-        func expect(_ ok: Bool, _ what: @autoclosure () -> String = "", sourceLocation: SourceLocation = #_sourceLocation) {
+        func expect(_ ok: Bool, _ what: @autoclosure () -> String = "expectation failed", sourceLocation: SourceLocation = #_sourceLocation) {
             if !ok { items.withLock { $0.append((what(), sourceLocation)) } }
         }
         var all: [(String, SourceLocation)] { items.withLock { $0 } }

@@ -101,7 +101,8 @@ struct MonitorSecurityTests {
             // The owner is still served, and the program runs on.
             let c = try H.MonitorClient(unixPath: open)
             _ = try c.greeting()
-            f.expect(try H.parsePS(try c.command("ps")).rows.count == 2)
+            // (It may not have spawned its kid yet.)
+            _ = try H.psUntil(c) { $0.count == 2 }
             f.expect(program.isRunning && child.isRunning)
         }
     }
