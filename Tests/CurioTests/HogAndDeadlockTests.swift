@@ -207,7 +207,7 @@ struct HogAndDeadlockTests {
 
     @Test(.timeLimit(.minutes(1)))
     func cpuHogIsNamedWhileItRuns() throws {
-        let (child, port, _) = try H.startWithRemoteMonitor(
+        let (child, ep) = try H.startWithRemoteMonitor(
             "hello-hog", environment: ["CURIO_TIME_SCALE": "0.1", "CURIO_LONG_BLOCK": "0.3"])
         defer { child.terminate() }
         try child.expect("Building the Millenium Falcon in Minecraft\n", within: 20)
@@ -227,7 +227,7 @@ struct HogAndDeadlockTests {
         #expect(frame.hasPrefix("    ") && frame.contains("fib"), "innermost frame: \(frame.debugDescription)")
 
         // The remote monitor answers while the kid hogs the kernel.
-        let c = try H.MonitorClient(port: port)
+        let c = try ep.client()
         _ = try c.greeting()
         let ps = try H.parsePS(try c.command("ps"))
         let kid = try #require(ps.rows.first { $0.name == "kid" }, "\(ps.rows)")
@@ -400,7 +400,9 @@ struct HogAndDeadlockTests {
         let thread = H.Thread { try kernel.run() }
         var out = ["ids \(a.id) \(b.id)"]
         out.append("reported \(err.waitFor("curio: deadlock", within: 20))")
+        // TCP (CURIOMONITOR=127.0.0.1:0): the client sends the run's token first.
         let c = try H.MonitorClient(port: Int(address.port), host: address.host)
+        c.send("token \(kernel.monitorToken ?? "none")\n")
         _ = try c.greeting()
         for row in try H.parsePS(try c.command("ps")).rows { out.append("ps \(row.id) \(row.state) \(row.name)") }
         let whereA = try c.command("where \(a.id)")

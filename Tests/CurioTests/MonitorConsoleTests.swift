@@ -52,7 +52,10 @@ enum MonitorHarness {
     /// Curio programs and this test binary behave, plus `changes`.
     static func environment(_ changes: [String: String?]) -> [String] {
         let scrub: Set<String> = ["CURIOMONITOR", "CURIO_TIME_SCALE", "CURIO_LONG_BLOCK", "CURIO_TEST_SCENARIO",
-                                  "CURIO_IO_SCENARIO", MonitorDebugScenario.variable]
+                                  "CURIO_IO_SCENARIO", MonitorDebugScenario.variable, "CURIO_MONITOR_IDLE",
+                                  "XDG_RUNTIME_DIR", MonitorPeerScenario.variable]
+        var changes = changes
+        if changes["XDG_RUNTIME_DIR"] == nil { changes["XDG_RUNTIME_DIR"] = runtimeDirectory }
         var env: [(String, String)] = []
         var p = environ
         while let entry = p.pointee {
@@ -65,6 +68,23 @@ enum MonitorHarness {
         }
         for (k, v) in changes { if let v { env.append((k, v)) } }
         return env.map { "\($0.0)=\($0.1)" }
+    }
+
+    /// The XDG_RUNTIME_DIR of every program these tests start: their
+    /// monitor sockets go to `<it>/curio/<pid>.sock`, away from a
+    /// developer's own programs.
+    static let runtimeDirectory: String = privateDirectory("runtime")
+
+    /// A new 0700 directory under /tmp.
+    static func privateDirectory(_ what: String) -> String {
+        var template = Array("/tmp/curio-monitor-\(what)-XXXXXX".utf8CString)
+        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
+        return made.map { String(cString: $0) } ?? "/tmp"
+    }
+
+    /// Where program `pid` started by these tests has its monitor socket.
+    static func socketPath(pid: pid_t, runtimeDirectory: String = runtimeDirectory) -> String {
+        runtimeDirectory + "/curio/\(pid).sock"
     }
 
     /// glibc's pty functions. The Glibc module hides them (they need
@@ -468,12 +488,12 @@ struct MonitorConsoleTests {
     typealias H = MonitorHarness
 
     /// Starts hello-monitor on a pty and runs it to "We're leaving!". Its
-    /// remote monitor listens on a free port (CURIOMONITOR=127.0.0.1:0)
-    /// rather than the default 48802, which tests running at the same time
-    /// (or a developer's program) may hold; it says so on the terminal first.
+    /// remote monitor listens on its standard Unix socket, in the tests'
+    /// own XDG_RUNTIME_DIR; CURIOMONITOR (empty) makes it say so on the
+    /// terminal first.
     static func startHelloMonitor(scale: String = "0.01") throws -> H.Child {
         let child = try H.Child(try H.executable("hello-monitor"),
-                                environment: ["CURIO_TIME_SCALE": scale, "CURIOMONITOR": "127.0.0.1:0"],
+                                environment: ["CURIO_TIME_SCALE": scale, "CURIOMONITOR": ""],
                                 layout: .console)
         do {
             try child.expect("We're leaving!\n", within: 20)
@@ -508,7 +528,7 @@ struct MonitorConsoleTests {
         defer { child.terminate() }
         let countdown = (1...10).reversed().map { "T-minus \($0)\n" }.joined()
         let transcript = "Building the Millenium Falcon in Minecraft\nLet's go\n" + countdown + "We're leaving!\n"
-        #expect(child.text().hasPrefix("curio: monitor listening on 127.0.0.1:"), "\(child.text().debugDescription)")
+        #expect(child.text().hasPrefix("curio: monitor listening on \(H.socketPath(pid: child.pid))\n"), "\(child.text().debugDescription)")
         #expect(child.text().hasSuffix("\n" + transcript), "\(child.text().debugDescription)")
 
         let greeting = try Self.enterConsole(child)

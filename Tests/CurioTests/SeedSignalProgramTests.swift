@@ -2,8 +2,8 @@
 // example executables (built beside this test binary) run with
 // CURIO_TIME_SCALE=0.01, stdout on a pty (line-buffered, as in the seed's
 // transcript), stdin /dev/null (not a terminal: the monitor does not take
-// Ctrl-C) and CURIOMONITOR=127.0.0.1:0 (the remote monitor on a free port,
-// not 48802). Once the kid is building the Millenium Falcon and the program
+// Ctrl-C) and CURIOMONITOR empty (the remote monitor on its standard Unix
+// socket, in the tests' own XDG_RUNTIME_DIR). Once the kid is building the Millenium Falcon and the program
 // catches SIGHUP, the test sends it and compares the whole output with the
 // seed's.
 //
@@ -81,7 +81,8 @@ struct SeedSignalProgramTests {
     static func runWithSIGHUP(_ name: String) async throws -> Run {
         var env = KernelHarness.currentEnvironment().mapValues { Optional($0) }
         env["CURIO_TIME_SCALE"] = "0.01"
-        env["CURIOMONITOR"] = "127.0.0.1:0"
+        env["CURIOMONITOR"] = ""
+        env["XDG_RUNTIME_DIR"] = MonitorHarness.runtimeDirectory
         env["CURIO_TEST_SCENARIO"] = nil
         env["CURIO_TASK_DUMP"] = nil
         let p = try KernelHarness.ChildProcess(path: try SeedProgramTests.example(name), arguments: [],
@@ -141,7 +142,7 @@ struct SeedSignalProgramTests {
         #expect(r.status.flatMap(KernelHarness.exitCode) == 0,
                 "status \(String(describing: r.status)); stderr: \(r.stderr)", sourceLocation: sourceLocation)
         let unexpected = r.stderr.split(separator: "\n").filter {
-            !$0.hasPrefix("curio: io_uring is unavailable") && !$0.hasPrefix("curio: monitor listening on 127.0.0.1:")
+            !$0.hasPrefix("curio: io_uring is unavailable") && !$0.hasPrefix("curio: monitor listening on \(MonitorHarness.runtimeDirectory)/curio/")
         }
         #expect(unexpected.isEmpty, "stderr: \(r.stderr)", sourceLocation: sourceLocation)
     }

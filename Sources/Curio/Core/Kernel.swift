@@ -76,11 +76,11 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
     /// the kernel thread's live stack. 0 turns the watchdog off. Starts at
     /// the configuration's ``Configuration/longBlockThreshold``.
     public var longBlockThreshold: Double
-    private var monitor: Monitor?
+    var monitor: Monitor?
     private var lastPublish: Int64 = 0
     private var snapshotDirty = true
 
-    /// Where the remote monitor listens (`nc 127.0.0.1 48802`), if it does.
+    /// Where the remote monitor listens (its Unix socket by default), if it does.
     public var monitorAddress: SocketAddress? { monitor?.address }
 
     /// Creates a kernel with the default configuration (the environment's
@@ -129,30 +129,6 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
         for sig in configuration.taskDumpSignals {
             // Opt-in from outside the program: `kill -USR1 <pid>` dumps the tasks.
             try? enableTaskDump(on: sig)
-        }
-    }
-
-    /// The remote monitor listens on `endpoint` and, on a terminal and when
-    /// `console` allows, takes over Ctrl-C. With `announce` it says on
-    /// stderr where it listens.
-    private func startMonitor(_ endpoint: Configuration.MonitorEndpoint, announce: Bool, console: Bool) {
-        var host = "127.0.0.1", port = 48802
-        if case .tcp(let h, let p) = endpoint {
-            if !h.isEmpty { host = h }
-            port = p
-        }
-        // The monitor can cancel tasks and send signals: never off the machine.
-        if !(host.hasPrefix("127.") || host == "::1" || host == "localhost") {
-            writeStderr("curio: the monitor listens on loopback only; ignoring host '\(host)' and using 127.0.0.1\n")
-            host = "127.0.0.1"
-        }
-        let link = MonitorLink()
-        monitorLink = link
-        let m = Monitor(kernel: self, link: link, host: host, port: port,
-                        console: console && isatty(0) == 1)
-        monitor = m
-        if announce, let a = m.address {
-            writeStderr("curio: monitor listening on \(a.host):\(a.port)\n")
         }
     }
 

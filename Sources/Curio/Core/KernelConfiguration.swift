@@ -40,17 +40,30 @@ extension Kernel {
 
         /// Where the remote monitor listens, when it is on.
         public enum MonitorEndpoint: Sendable, Equatable {
-            /// The default place (see the monitor guide).
+            /// A Unix socket `<pid>.sock` in `$XDG_RUNTIME_DIR/curio/`, or else in
+            /// `/tmp/curio-<uid>/` (a 0700 directory; the socket 0600); only the
+            /// program's own user is served (peer uid checked). `curio-monitor <pid>`
+            /// finds it.
             case standard
-            /// TCP on a loopback address; port 0 picks a free port.
+            /// A Unix socket at `path` (0600; peers checked by uid as for `.standard`).
+            case unix(path: String)
+            /// TCP on a loopback address; port 0 picks a free port. Opt-in: a client
+            /// must first send the run's random token (``Kernel/monitorToken``,
+            /// printed on stderr and written to a 0600 file beside the Unix socket).
             case tcp(host: String, port: Int)
         }
 
         /// The backend to ask for. Environment override: `CURIO_DISABLE_IO_URING=1` → `.epoll`.
         public var backend: BackendPreference = .automatic
         /// The monitor: Ctrl-C console on a terminal plus the remote endpoint. `nil`: off.
-        /// Environment override: `CURIOMONITOR` (`host:port`, `port`, or empty) turns it on.
+        /// Environment override: `CURIOMONITOR` (`host:port` or `port` for TCP, a path or
+        /// `unix:path`, or empty for `.standard`) turns it on.
         public var monitor: MonitorEndpoint? = nil
+        /// A remote monitor client that sends no complete line for this long is
+        /// dropped (one that does not read its answers, or a TCP client that has not
+        /// sent its token, after at most 10 s). Environment override:
+        /// `CURIO_MONITOR_IDLE` (seconds).
+        public var monitorIdleTimeout: Duration = .seconds(300)
         /// Whether the Ctrl-C console may take over the terminal when the monitor is on.
         public var monitorConsole = true
         /// Signals that dump the task tree on stderr. Environment override:
@@ -91,6 +104,10 @@ extension Kernel {
                 c.monitor = Configuration.parseMonitorEndpoint(m)
                 c.monitorAnnounced = true
             }
+            if let s = env["CURIO_MONITOR_IDLE"], let v = Double(s), v.isFinite, v > 0 {
+                c.monitorIdleTimeout = .milliseconds(Int64(v * 1000))
+            }
+            if let d = env["XDG_RUNTIME_DIR"], !d.isEmpty { c.monitorRuntimeDirectory = d }
             if env["CURIO_TASK_DUMP"] != nil, !c.taskDumpSignals.contains(SIGUSR1) {
                 c.taskDumpSignals.append(SIGUSR1)
             }
@@ -104,10 +121,14 @@ extension Kernel {
         var backendForcedByEnvironment = false
         /// True when CURIOMONITOR asked for the monitor: it then says on stderr where it listens.
         var monitorAnnounced = false
+        /// `$XDG_RUNTIME_DIR`, where `.standard` puts the monitor's socket.
+        var monitorRuntimeDirectory: String?
 
-        /// `host:port`, `port`, or empty / "1" for the standard endpoint.
+        /// `host:port`, `port`, a path / `unix:path`, or empty / "1" for the standard endpoint.
         static func parseMonitorEndpoint(_ text: String) -> MonitorEndpoint {
             if text.isEmpty || text == "1" { return .standard }
+            if text.hasPrefix("unix:") { return .unix(path: String(text.dropFirst(5))) }
+            if text.hasPrefix("/") { return .unix(path: text) }
             let parts = text.split(separator: ":", omittingEmptySubsequences: false)
             if parts.count >= 2, let port = Int(parts.last!) {
                 return .tcp(host: parts.dropLast().joined(separator: ":"), port: port)

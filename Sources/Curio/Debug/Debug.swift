@@ -104,9 +104,8 @@ extension Kernel {
 
     /// The tree of tasks with states and locations, from any thread.
     func taskDump(_ link: MonitorLink) -> String {
-        let (rows, fresh) = link.snapshot(from: self)
-        var id: Int64 = 0, since: Int64 = 0
-        ck_read_running(ck, &id, &since)
+        let view = MonitorView(link: link, kernel: self)
+        let (rows, fresh, id) = (view.rows, view.fresh, Int64(view.runningID))
         var out = "curio: task dump (\(rows.count) tasks)\(fresh ? "" : "; the kernel is busy, table from before")\n"
         var children: [Int: [TaskRow]] = [:]
         let ids = Set(rows.map(\.id))

@@ -1,161 +1,243 @@
 import CCurioKernel
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// The Curio monitor: a console on the terminal (Ctrl-C opens it) and a
-/// listener on loopback, both served by one thread of their own so they
-/// answer even while a task hogs the kernel thread.
+/// The Curio monitor as its kernel holds it: a console on the terminal
+/// (Ctrl-C opens it) and a remote endpoint (see ``MonitorListener``), both
+/// served by one thread of their own (``MonitorServer``) so they answer
+/// even while a task hogs the kernel thread.
 ///
 /// Commands: `ps`, `where ID`, `cancel ID`, `parents ID`, `tree`,
 /// `signal NAME`, `help`, `quit`. It never executes code sent to it.
-final class Monitor: @unchecked Sendable {
-    /// Weak: the kernel owns the monitor, and the monitor thread stops once
-    /// the kernel is gone (see ``stop()``).
-    private weak var kernelRef: Kernel?
-    let link: MonitorLink
-    /// Wakes the monitor thread: SIGINT notifications and shutdown.
-    private var wakePipe: [Int32] = [-1, -1]
-    private var listener: Int32 = -1
-    private var client: Int32 = -1
-    private var clientBuffer: [UInt8] = []
-    private var consoleOpen = false
-    private var consoleBuffer: [UInt8] = []
-    private var sourceCache: [String: [Substring]] = [:]
+final class Monitor: Sendable {
     /// Where the remote monitor listens, if it does.
-    private(set) var address: SocketAddress?
-    static let maxLine = 4096
-    /// Seconds a write to a remote client may make no progress.
-    static let sendTimeout = 3
+    let address: SocketAddress?
+    /// The token a TCP client must send first (nil for a Unix socket).
+    let token: String?
+    /// The file holding the token (TCP).
+    let tokenPath: String?
+    /// The files to remove when the kernel goes (socket, token).
+    private let files: [String]
+    private let wakeWrite: Int32
+    private let watchesSIGINT: Bool
+    private let stopped = Atomic<Bool>(false)
+    /// What the monitor thread holds now, for tests and leak checks.
+    let stats = SanitizerVisibleMutex(MonitorStats())
 
-    init(kernel: Kernel, link: MonitorLink, host: String, port: Int, console: Bool) {
-        self.kernelRef = kernel
-        self.link = link
-        _ = ck_pipe2(&wakePipe, O_CLOEXEC | O_NONBLOCK)
-        openListener(host: host, port: port)
-        if console {
-            // Ctrl-C opens the console instead of ending the program.
-            if ck_signal_watch(SIGINT) == 0 {
-                watchesSIGINT = true
-                SignalHub.shared.addListener(SIGINT, owner: self) { [weak self] in self?.poke(1) }
-            }
+    static let maxClients = 4
+    /// TCP clients that have not sent the token yet; beyond this the oldest is dropped.
+    static let maxUnauthenticated = 8
+
+    init(kernel: Kernel, link: MonitorLink, endpoint: Kernel.Configuration.MonitorEndpoint,
+         runtimeDirectory: String?, idleTimeout: Double, console: Bool, announce: Bool) {
+        var pipe: [Int32] = [-1, -1]
+        _ = ck_pipe2(&pipe, O_CLOEXEC | O_NONBLOCK)
+        wakeWrite = pipe[1]
+
+        var listener: MonitorListener?
+        do {
+            listener = try MonitorListener.open(endpoint, runtimeDirectory: runtimeDirectory)
+        } catch {
+            writeStderr("curio: \(error.message); remote monitor off\n")
         }
+        address = listener?.address
+        files = listener?.files ?? []
+        tokenPath = listener?.tokenPath
+        if case .tcp(let t)? = listener?.transport { token = t } else { token = nil }
+        if let l = listener {
+            var text = ""
+            if case .tcp(let t) = l.transport {
+                // TCP is opt-in and has no peer uid: the token is the lock.
+                text += "curio: monitor listening on \(l.address.host):\(l.address.port)\n"
+                text += "curio: monitor token \(t) (also in \(l.tokenPath ?? "?")); a client sends `token \(t)` first\n"
+            } else if announce {
+                text += "curio: monitor listening on \(l.address.host)\n"
+            }
+            if !text.isEmpty { writeStderr(text) }
+        }
+
+        var sigint = false
+        if console && ck_signal_watch(SIGINT) == 0 {
+            // Ctrl-C opens the console instead of ending the program.
+            sigint = true
+        }
+        watchesSIGINT = sigint
+        let server = MonitorServer(kernel: kernel, link: link, listener: listener, wakeRead: pipe[0],
+                                   console: console, idleTimeout: idleTimeout, handle: nil)
+        server.handle = self
+        if sigint {
+            let w = pipe[1]
+            SignalHub.shared.addListener(SIGINT, owner: self) { Monitor.poke(w, 1) }
+        }
+        // The server belongs to the new thread from here on; this thread
+        // never touches it again.
+        let opaque = Unmanaged.passRetained(server).toOpaque()
         var tid = pthread_t()
-        let me = Unmanaged.passRetained(self).toOpaque()
         if pthread_create(&tid, nil, { arg in
-            let m = Unmanaged<Monitor>.fromOpaque(arg!).takeRetainedValue()
-            m.run()
+            let s = Unmanaged<MonitorServer>.fromOpaque(arg!).takeRetainedValue()
+            s.run()
             return nil
-        }, me) == 0 {
+        }, opaque) == 0 {
             pthread_detach(tid)
         } else {
-            Unmanaged<Monitor>.fromOpaque(me).release()
+            Unmanaged<MonitorServer>.fromOpaque(opaque).release()
             writeStderr("curio: could not start the monitor thread\n")
         }
     }
 
-    private func openListener(host: String, port: Int) {
-        guard let addr = try? SocketAddress(host: host.isEmpty ? "127.0.0.1" : host, port: port) else {
-            writeStderr("curio: monitor address '\(host):\(port)' is not a numeric address; remote monitor off\n")
-            return
-        }
-        let fd = socket(addr.family.raw, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { return }
-        var one: Int32 = 1
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        let ok = addr.withSockaddr { bind(fd, $0, $1) } == 0 && listen(fd, 8) == 0
-        guard ok else {
-            writeStderr("curio: monitor cannot listen on \(addr.host):\(port): \(String(cString: strerror(errno))); remote monitor off\n")
-            close(fd)
-            return
-        }
-        listener = fd
-        var st = sockaddr_storage()
-        var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        _ = withUnsafeMutablePointer(to: &st) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
-        }
-        address = SocketAddress(storage: st, length: len)
-    }
-
-    private var watchesSIGINT = false
-
-    /// Called from the signal thread: wake the monitor thread with a code.
-    private func poke(_ code: UInt8) {
+    /// Wakes the monitor thread with a code: 1 Ctrl-C, 2 stop.
+    private static func poke(_ fd: Int32, _ code: UInt8) {
         var c = code
-        _ = write(wakePipe[1], &c, 1)
+        _ = write(fd, &c, 1)
     }
 
-    /// Ends the monitor: Ctrl-C gets its old meaning back and the thread
-    /// closes the listener and exits. Called when the kernel goes away.
+    /// Ends the monitor: Ctrl-C gets its old meaning back, the socket and
+    /// token files are removed now, and the thread closes its sockets and
+    /// exits. Called when the kernel goes away; idempotent.
     func stop() {
+        guard !stopped.exchange(true, ordering: .acquiringAndReleasing) else { return }
         if watchesSIGINT {
             SignalHub.shared.removeListeners(owner: self)
             ck_signal_unwatch(SIGINT)
-            watchesSIGINT = false
         }
-        poke(2)
+        for f in files { MonitorFiles.release(f) }
+        Monitor.poke(wakeWrite, 2)
     }
 
-    deinit {
-        close(wakePipe[0])
-        close(wakePipe[1])
+    // The read end belongs to the monitor thread, which closes it when it
+    // ends; a poke after that fails with EPIPE (SIGPIPE is ignored).
+    deinit { close(wakeWrite) }
+}
+
+/// Counters of the monitor thread (see ``Monitor/stats``).
+struct MonitorStats: Sendable {
+    var clients = 0
+    var bufferedBytes = 0
+    var accepted = 0
+    var refused = 0
+    var busy = 0
+    var dropped = 0
+    var cachedSourceFiles = 0
+}
+
+/// The monitor thread: the console, the listener and its clients, the
+/// watchdog. Created by ``Monitor`` and then used by that thread alone.
+final class MonitorServer {
+    private weak var kernelRef: Kernel?
+    private let link: MonitorLink
+    private var listener: MonitorListener?
+    private let wakeRead: Int32
+    private let consoleAllowed: Bool
+    private var consoleOpen = false
+    private var consoleReader = MonitorLineReader()
+    private var clients: [MonitorConnection] = []
+    private var sources = SourceLines()
+    private var reportedHog: (id: Int64, since: Int64) = (0, 0)
+    /// Set right after init (the handle creates the server first).
+    weak var handle: Monitor?
+    private let idle: Int64
+    private let stall: Int64
+    private let tokenWait: Int64
+
+    /// Output waiting for a client beyond which its next lines wait.
+    static let highWater = 64 << 10
+    /// Input held for a client beyond which the monitor stops reading it.
+    static let maxPendingInput = 256 << 10
+
+    init(kernel: Kernel, link: MonitorLink, listener: MonitorListener?, wakeRead: Int32,
+         console: Bool, idleTimeout: Double, handle: Monitor?) {
+        kernelRef = kernel
+        self.link = link
+        self.listener = listener
+        self.wakeRead = wakeRead
+        consoleAllowed = console
+        self.handle = handle
+        let idleNS = Int64(max(0.01, idleTimeout) * 1e9)
+        idle = idleNS
+        stall = min(idleNS, 10_000_000_000)
+        tokenWait = min(idleNS, 10_000_000_000)
     }
 
-    // MARK: The thread
+    // MARK: The loop
 
-    private func run() {
+    func run() {
+        defer { shutDown() }
         while true {
-            var fds: [pollfd] = [pollfd(fd: wakePipe[0], events: Int16(POLLIN), revents: 0)]
+            var fds: [pollfd] = [pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0)]
             if consoleOpen { fds.append(pollfd(fd: 0, events: Int16(POLLIN), revents: 0)) }
-            if client >= 0 {
-                fds.append(pollfd(fd: client, events: Int16(POLLIN), revents: 0))
-            } else if listener >= 0 {
-                fds.append(pollfd(fd: listener, events: Int16(POLLIN), revents: 0))
+            if let l = listener { fds.append(pollfd(fd: l.fd, events: Int16(POLLIN), revents: 0)) }
+            let firstClient = fds.count
+            let now = ck_now_ns()
+            var wait: Int64 = 250_000_000  // the watchdog's beat
+            for c in clients {
+                var ev: Int32 = 0
+                if wantsInput(c) { ev |= Int32(POLLIN) }
+                if c.backlog > 0 { ev |= Int32(POLLOUT) }
+                fds.append(pollfd(fd: c.fd, events: Int16(ev), revents: 0))
+                wait = min(wait, max(0, deadline(of: c) - now))
             }
-            // Wake up now and then to watch for a task hogging the kernel.
-            if poll(&fds, nfds_t(fds.count), 250) < 0 {
-                if errno == EINTR { continue }
-                return
+            if poll(&fds, nfds_t(fds.count), Int32((wait + 999_999) / 1_000_000)) < 0 && errno != EINTR { return }
+            guard let kernel = kernelRef else { return }
+            watchForHog(kernel)
+            if fds[0].revents != 0 {
+                var b = [UInt8](repeating: 0, count: 16)
+                let n = read(wakeRead, &b, b.count)
+                if n > 0 && b[0..<n].contains(2) { return }
+                if n > 0 && b[0..<n].contains(1) { openConsole(kernel) }
             }
-            if let kernel = kernelRef { watchForHog(kernel) }
-            guard let kernel = kernelRef else { break }
-            for p in fds where p.revents != 0 {
-                if p.fd == wakePipe[0] {
-                    var b = [UInt8](repeating: 0, count: 16)
-                    let n = read(wakePipe[0], &b, b.count)
-                    if n > 0 && b[0..<n].contains(2) {
-                        shutDown()
-                        return
-                    }
-                    if n > 0 && b[0..<n].contains(1) { openConsole(kernel) }
-                } else if p.fd == 0 {
-                    readConsole(kernel)
-                } else if p.fd == listener {
-                    acceptClient(kernel)
-                } else if p.fd == client {
-                    readClient(kernel)
+            // The clients polled, before any accepted below joins them.
+            let polled = Array(clients[..<(fds.count - firstClient)])
+            for p in fds[1..<firstClient] where p.revents != 0 {
+                if p.fd == 0 && consoleOpen { readConsole(kernel) } else if p.fd == listener?.fd { acceptClients(kernel) }
+            }
+            for (i, c) in polled.enumerated() where !c.closed {
+                let rev = Int32(fds[firstClient + i].revents)
+                if rev & Int32(POLLOUT) != 0 {
+                    c.flush()
+                    // Output drained: lines held back may run now.
+                    if !c.closed && c.backlog < MonitorServer.highWater { runLines(c, kernel) }
                 }
+                if !c.closed && rev & Int32(POLLIN | POLLHUP | POLLERR) != 0 { readClient(c, kernel) }
             }
+            expireClients()
+            clients.removeAll { $0.closed }
+            publishStats()
         }
-        shutDown()
     }
 
     private func shutDown() {
-        dropClient()
-        if listener >= 0 { close(listener) }
-        listener = -1
+        for c in clients { c.close() }
+        clients.removeAll()
+        if let l = listener { close(l.fd) }
+        listener = nil
+        close(wakeRead)
+        publishStats()
+    }
+
+    private func publishStats() {
+        let count = clients.count
+        let bytes = clients.reduce(0) { $0 + $1.bufferedBytes } + consoleReader.pending
+        let files = sources.cachedFiles
+        handle?.stats.withLock {
+            $0.clients = count
+            $0.bufferedBytes = bytes
+            $0.cachedSourceFiles = files
+        }
+    }
+
+    private func count(_ field: WritableKeyPath<MonitorStats, Int>) {
+        handle?.stats.withLock { $0[keyPath: field] += 1 }
     }
 
     // MARK: The watchdog
-
-    private var reportedHog: (id: Int64, since: Int64) = (0, 0)
 
     /// Reports, once, a task that has held the kernel longer than the
     /// kernel's `longBlockThreshold`, with where it last resumed and, where
     /// the binary's symbols allow, the kernel thread's live stack.
     private func watchForHog(_ kernel: Kernel) {
-        let threshold = kernel.longBlockThreshold
+        let threshold = link.longBlockThreshold
         guard threshold > 0 else { return }
         var id: Int64 = 0, since: Int64 = 0
         ck_read_running(kernel.ck, &id, &since)
@@ -163,8 +245,8 @@ final class Monitor: @unchecked Sendable {
         let held = Double(ck_now_ns() - since) / 1e9
         guard held >= threshold else { return }
         reportedHog = (id, since)
-        let (rows, _) = link.snapshot(from: kernel, patience: 0)
-        let row = rows.first { Int64($0.id) == id }
+        let view = MonitorView(link: link, kernel: kernel, patience: 0)
+        let row = view.row(Int(id))
         var text = "curio: task \(id) (\(row?.name ?? "?")) has held the kernel for \(formatFixed(held, 3)) s without blocking;"
             + " every other task waits\n"
         if let site = row?.site { text += "  it resumed at File \"\(site.file)\", line \(site.line), in \(site.function)\n" }
@@ -178,207 +260,270 @@ final class Monitor: @unchecked Sendable {
     // MARK: The console
 
     private func openConsole(_ kernel: Kernel) {
+        guard consoleAllowed else { return }
         if consoleOpen {
-            say(to: 1, "\ncurio > ")
+            writeConsole("\ncurio > ")
             return
         }
         consoleOpen = true
-        let (rows, _) = link.snapshot(from: kernel)
-        say(to: 1, "\nCurio Monitor:  \(rows.count) tasks running\nType help for commands\ncurio > ")
+        writeConsole(greeting(kernel))
     }
 
     private func readConsole(_ kernel: Kernel) {
         var b = [UInt8](repeating: 0, count: 1024)
         let n = read(0, &b, b.count)
         if n <= 0 {
+            if n < 0 && (errno == EINTR || errno == EAGAIN) { return }
             // End of input: leave the console, the program runs on.
             consoleOpen = false
             return
         }
-        consoleBuffer.append(contentsOf: b[0..<n])
-        while let nl = consoleBuffer.firstIndex(of: UInt8(ascii: "\n")) {
-            if nl > Monitor.maxLine {
-                consoleBuffer.removeSubrange(...nl)
-                say(to: 1, "Line too long.\ncurio > ")
-                continue
+        consoleReader.append(b[0..<n])
+        while let next = consoleReader.next() {
+            switch next {
+            case .tooLong:
+                writeConsole("Line too long.\ncurio > ")
+            case .line(let bytes):
+                if !execute(String(decoding: bytes, as: UTF8.self), to: nil, kernel) {
+                    consoleOpen = false
+                    consoleReader.reset()
+                    return
+                }
+                writeConsole("curio > ")
             }
-            let line = String(decoding: consoleBuffer[..<nl], as: UTF8.self)
-            consoleBuffer.removeSubrange(...nl)
-            if !execute(line, out: 1, kernel) {
-                consoleOpen = false
-                consoleBuffer.removeAll()
+        }
+    }
+
+    private func writeConsole(_ text: String) {
+        var bytes = Array(text.utf8)
+        var off = 0
+        while off < bytes.count {
+            let n = bytes.withUnsafeMutableBytes { write(1, $0.baseAddress! + off, $0.count - off) }
+            if n <= 0 {
+                if n < 0 && errno == EINTR { continue }
                 return
             }
-            say(to: 1, "curio > ")
+            off += n
         }
-        if consoleBuffer.count > Monitor.maxLine {
-            consoleBuffer.removeAll()
-            say(to: 1, "Line too long.\ncurio > ")
+        bytes.removeAll()
+    }
+
+    private func greeting(_ kernel: Kernel) -> String {
+        let view = MonitorView(link: link, kernel: kernel)
+        return "\nCurio Monitor:  \(view.rows.count) tasks running\nType help for commands\ncurio > "
+    }
+
+    // MARK: Remote clients
+
+    private var authenticatedCount: Int { clients.reduce(0) { $0 + ($1.authenticated && !$1.closed ? 1 : 0) } }
+
+    private func acceptClients(_ kernel: Kernel) {
+        guard let l = listener else { return }
+        // A bounded batch per turn, so a connection flood cannot starve
+        // the clients already served.
+        for _ in 0..<16 {
+            let fd = accept(l.fd, nil, nil)
+            if fd < 0 { return }
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+            count(\.accepted)
+            let now = ck_now_ns()
+            switch l.transport {
+            case .unix:
+                let me = geteuid()
+                guard let uid = peerUID(fd), uid == me else {
+                    let who = peerUID(fd).map { "uid \($0)" } ?? "a peer of unknown uid"
+                    count(\.refused)
+                    MonitorConnection(fd: fd, authenticated: false, now: now)
+                        .refuse("Refused: this monitor serves only its owner (uid \(me)); you are \(who).\n")
+                    continue
+                }
+                guard authenticatedCount < Monitor.maxClients else {
+                    busy(MonitorConnection(fd: fd, authenticated: false, now: now))
+                    continue
+                }
+                let c = MonitorConnection(fd: fd, authenticated: true, now: now)
+                clients.append(c)
+                c.queue(greeting(kernel))
+                c.flush()
+            case .tcp:
+                let waiting = clients.filter { !$0.authenticated && !$0.closed }
+                if waiting.count >= Monitor.maxUnauthenticated, let oldest = waiting.first {
+                    count(\.refused)
+                    oldest.refuse("Refused: too many connections are waiting to send the token.\n")
+                }
+                // Silent until the token: nothing about the program goes to
+                // a client that has not proved it may know it.
+                clients.append(MonitorConnection(fd: fd, authenticated: false, now: now))
+            }
         }
     }
 
-    // MARK: Remote clients, one after another
-
-    private func acceptClient(_ kernel: Kernel) {
-        let fd = accept(listener, nil, nil)
-        guard fd >= 0 else { return }
-        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-        // A client that stops reading is dropped after a while instead of
-        // blocking the monitor thread (console, watchdog) for good.
-        var limit = timeval(tv_sec: Monitor.sendTimeout, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
-        client = fd
-        clientBuffer.removeAll()
-        let (rows, _) = link.snapshot(from: kernel)
-        say(to: fd, "\nCurio Monitor:  \(rows.count) tasks running\nType help for commands\ncurio > ")
+    private func busy(_ c: MonitorConnection) {
+        count(\.busy)
+        c.refuse("Busy: the monitor already serves \(Monitor.maxClients) clients; try again later.\n")
     }
 
-    private func dropClient() {
-        if client >= 0 { close(client) }
-        client = -1
-        clientBuffer.removeAll()
+    private func wantsInput(_ c: MonitorConnection) -> Bool {
+        !c.inputEnded && !c.closing && c.reader.pending < MonitorServer.maxPendingInput
     }
 
-    private func readClient(_ kernel: Kernel) {
-        var b = [UInt8](repeating: 0, count: 4096)
-        let n = recv(client, &b, b.count, 0)
-        if n <= 0 {
-            dropClient()
+    /// When the client is dropped unless something happens first.
+    private func deadline(of c: MonitorConnection) -> Int64 {
+        if !c.authenticated { return c.lastLine + tokenWait }
+        return c.lastLine + idle
+    }
+
+    private func expireClients() {
+        let now = ck_now_ns()
+        for c in clients where !c.closed {
+            if c.stalled(now: now, stall: stall) {
+                // It does not read what it asked for.
+                count(\.dropped)
+                c.close()
+            } else if c.backlog == 0 && now >= deadline(of: c) {
+                count(\.dropped)
+                if !c.authenticated {
+                    c.refuse("Refused: no token within \(formatFixed(Double(tokenWait) / 1e9, 0)) s.\n")
+                } else {
+                    c.refuse("Idle for \(formatFixed(Double(idle) / 1e9, 0)) s; closing.\n")
+                }
+            }
+        }
+    }
+
+    private func readClient(_ c: MonitorConnection, _ kernel: Kernel) {
+        var b = [UInt8](repeating: 0, count: 16384)
+        var got = 0
+        while got < 65536 && c.reader.pending < MonitorServer.maxPendingInput {
+            let n = recv(c.fd, &b, b.count, 0)
+            if n > 0 {
+                c.reader.append(b[0..<n])
+                got += n
+                continue
+            }
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { break }
+            // 0: the client ended its side (answer what it sent first);
+            // an error: it is gone.
+            if n < 0 {
+                c.close()
+                return
+            }
+            c.inputEnded = true
+            break
+        }
+        runLines(c, kernel)
+    }
+
+    /// Runs the client's complete lines while its output keeps up. Returns
+    /// with every line run, or with output waiting (POLLOUT brings it back).
+    private func runLines(_ c: MonitorConnection, _ kernel: Kernel) {
+        while !c.closed {
+            let waiting = runSomeLines(c, kernel)
+            c.flush()
+            // More lines wait and the client has taken the output: go on.
+            if !waiting || c.closed || c.closing || c.backlog >= MonitorServer.highWater { return }
+        }
+    }
+
+    /// Runs lines until none is complete (false) or the output backs up (true).
+    private func runSomeLines(_ c: MonitorConnection, _ kernel: Kernel) -> Bool {
+        while !c.closed && !c.closing {
+            if c.backlog >= MonitorServer.highWater { return true }
+            guard let next = c.reader.next() else {
+                if c.inputEnded { c.closing = true }
+                return false
+            }
+            switch next {
+            case .tooLong:
+                // Too long to be a command, even if its end came in time.
+                c.queue("Line too long; closing.\n")
+                c.closing = true
+            case .line(let raw):
+                c.lastLine = ck_now_ns()
+                if !c.authenticated {
+                    checkToken(raw, c, kernel)
+                    continue
+                }
+                guard MonitorCommand.isPrintable(raw) else {
+                    c.queue("Bad command: not printable text.\ncurio > ")
+                    continue
+                }
+                if execute(String(decoding: raw, as: UTF8.self), to: c, kernel) {
+                    c.queue("curio > ")
+                } else {
+                    c.closing = true
+                }
+            }
+        }
+        return false
+    }
+
+    private func checkToken(_ raw: [UInt8], _ c: MonitorConnection, _ kernel: Kernel) {
+        guard case .tcp(let token)? = listener?.transport else { return }
+        let words = String(decoding: raw, as: UTF8.self).split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" })
+        let whereToken = listener?.tokenPath.map { " and in \($0)" } ?? ""
+        guard words.count == 2, words[0] == "token" else {
+            count(\.refused)
+            c.refuse("Refused: this monitor needs the run's token first: send a line `token <hex>` (the token is on the program's stderr\(whereToken)).\n")
             return
         }
-        clientBuffer.append(contentsOf: b[0..<n])
-        while client >= 0, let nl = clientBuffer.firstIndex(of: UInt8(ascii: "\n")) {
-            if nl > Monitor.maxLine {
-                // Too long to be a command, even if its end came in time.
-                say(to: client, "Line too long; closing.\n")
-                dropClient()
-                return
-            }
-            let raw = clientBuffer[..<nl]
-            clientBuffer.removeSubrange(...nl)
-            guard raw.allSatisfy({ $0 == 9 || $0 == 13 || (32..<127).contains($0) }) else {
-                say(to: client, "Bad command: not printable text.\ncurio > ")
-                continue
-            }
-            if !execute(String(decoding: raw, as: UTF8.self), out: client, kernel) {
-                dropClient()
-                return
-            }
-            say(to: client, "curio > ")
+        guard constantTimeEqual(Array(words[1].utf8), Array(token.utf8)) else {
+            count(\.refused)
+            c.refuse("Refused: wrong token.\n")
+            return
         }
-        if clientBuffer.count > Monitor.maxLine {
-            say(to: client, "Line too long; closing.\n")
-            dropClient()
+        guard authenticatedCount < Monitor.maxClients else {
+            busy(c)
+            return
         }
+        c.authenticated = true
+        c.queue(greeting(kernel))
     }
 
     // MARK: Commands
 
-    /// Runs one command line; false means "quit".
-    private func execute(_ line: String, out: Int32, _ kernel: Kernel) -> Bool {
-        let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" }).map(String.init)
-        guard let cmd = words.first else { return true }
-        let arg = words.count > 1 ? words[1] : nil
-        switch cmd {
-        case "help", "h", "?":
-            say(to: out, Monitor.helpText)
-        case "ps":
-            say(to: out, ps(kernel))
-        case "where", "w":
-            guard let id = arg.flatMap({ Int($0) }) else { say(to: out, "Usage: where ID\n"); break }
-            say(to: out, whereText(id, kernel))
-        case "cancel":
-            guard let id = arg.flatMap({ Int($0) }) else { say(to: out, "Usage: cancel ID\n"); break }
+    /// Runs one command line for a client (nil: the console); false means "quit".
+    private func execute(_ line: String, to client: MonitorConnection?, _ kernel: Kernel) -> Bool {
+        func say(_ text: String) {
+            if let client { client.queue(text) } else { writeConsole(text) }
+        }
+        switch MonitorCommand.parse(line) {
+        case .empty:
+            break
+        case .reply(let text):
+            say(text)
+        case .help:
+            say(MonitorCommand.helpText)
+        case .ps:
+            say(MonitorView(link: link, kernel: kernel).ps)
+        case .whereIs(let id):
+            let view = MonitorView(link: link, kernel: kernel)
+            say(view.whereText(id, source: { sources.line($0, $1) }, liveStack: { captureKernelStack(kernel) }))
+        case .cancel(let id):
             // Say it before the kernel acts, so the reply comes before
             // whatever the cancelled task prints.
-            let (rows, _, _, _) = rowsNow(kernel)
-            guard rows.contains(where: { $0.id == id }) else { say(to: out, "No task \(id).\n"); break }
-            say(to: out, "Cancelling task \(id)\n")
-            cancel(id, kernel)
-            settle(after: id, kernel)
-        case "parents":
-            guard let id = arg.flatMap({ Int($0) }) else { say(to: out, "Usage: parents ID\n"); break }
-            say(to: out, parents(id, kernel))
-        case "tree":
-            say(to: out, tree(kernel))
-        case "signal":
-            guard let name = arg, let sig = signalNumber(name) else {
-                say(to: out, "Usage: signal NAME (for example: signal SIGHUP)\n")
+            guard MonitorView(link: link, kernel: kernel).row(id) != nil else {
+                say("No task \(id).\n")
                 break
             }
-            say(to: out, "Sending \(signalName(sig))\n")
+            say("Cancelling task \(id)\n")
+            client?.flush()
+            cancel(id, kernel)
+            settle(after: id, kernel)
+        case .parents(let id):
+            say(MonitorView(link: link, kernel: kernel).parents(id))
+        case .tree:
+            say(MonitorView(link: link, kernel: kernel).tree)
+        case .signal(let sig):
+            say("Sending \(signalName(sig))\n")
+            client?.flush()
             kill(getpid(), sig)
-        case "quit", "q", "exit":
+        case .quit:
             return false
-        default:
-            say(to: out, "Unknown command '\(cmd.prefix(40))'. Type help for commands.\n")
         }
         return true
-    }
-
-    static let helpText = """
-        Commands:
-         ps               : Show task table
-         where taskid     : Show where a task is blocked
-         cancel taskid    : Cancel a task
-         parents taskid   : Show a task and the tasks that spawned it
-         tree             : Show tasks as a tree of parents and children
-         signal signame   : Send a Unix signal to the program
-         help             : This help
-         quit             : Leave the monitor (the program runs on)
-
-        """
-
-    /// The rows, with the task that holds the kernel marked RUNNING.
-    private func rowsNow(_ kernel: Kernel) -> (rows: [TaskRow], runningID: Int, heldFor: Double, fresh: Bool) {
-        let (rows, fresh) = link.snapshot(from: kernel)
-        var id: Int64 = 0, since: Int64 = 0
-        ck_read_running(kernel.ck, &id, &since)
-        let held = id != 0 ? Double(ck_now_ns() - since) / 1e9 : 0
-        return (rows, Int(id), held, fresh)
-    }
-
-    func ps(_ kernel: Kernel) -> String {
-        let (rows, runningID, held, fresh) = rowsNow(kernel)
-        var out = pad("Task", 6) + " " + pad("State", 12) + " " + pad("Cycles", 10) + " " + pad("Timeout", 7) + " " + pad("Task", 50) + "\n"
-        out += String(repeating: "-", count: 6) + " " + String(repeating: "-", count: 12) + " "
-            + String(repeating: "-", count: 10) + " " + String(repeating: "-", count: 7) + " " + String(repeating: "-", count: 50) + "\n"
-        let now = ck_now_ns()
-        for r in rows {
-            let state = r.id == runningID ? "RUNNING" : r.state.description
-            let timeout = r.wakeDeadline == .max || r.id == runningID
-                ? "None" : formatFixed(Double(max(0, r.wakeDeadline - now)) / 1e9, 3)
-            out += pad(String(r.id), 6) + " " + pad(state, 12) + " " + pad(String(r.cycles), 10) + " "
-                + pad(timeout, 7) + " " + pad(r.name, 50) + "\n"
-        }
-        if runningID != 0 && held >= 0.5 {
-            out += "Task \(runningID) has held the kernel for \(formatFixed(held, 3)) s without blocking"
-                + (fresh ? "" : " (the kernel is busy: this table is from before it started)") + ".\n"
-        }
-        return out
-    }
-
-    func whereText(_ id: Int, _ kernel: Kernel) -> String {
-        let (rows, runningID, held, _) = rowsNow(kernel)
-        guard let r = rows.first(where: { $0.id == id }) else { return "No task \(id).\n" }
-        let state = r.id == runningID ? "RUNNING" : r.state.description
-        var out = " Stack for Task(id=\(r.id), name=\(r.name), state='\(state)') (most recent call last):\n"
-        if let site = r.site {
-            out += "  File \"\(site.file)\", line \(site.line), in \(site.function)\n"
-            if let text = sourceLine(String(describing: site.file), Int(site.line)) {
-                out += "    \(text)\n"
-            }
-            if r.id == runningID {
-                out += "  (running for \(formatFixed(held, 3)) s since it resumed from this call)\n"
-            }
-        } else {
-            out += "  (has not blocked yet)\n"
-        }
-        if r.id == runningID, let frames = captureKernelStack(kernel) {
-            out += "  Live stack of the kernel thread (innermost first):\n"
-            for f in frames.prefix(20) { out += "    \(f)\n" }
-        }
-        return out
     }
 
     /// Gives a cancelled task a moment (at most half a second) to end, and
@@ -394,106 +539,19 @@ final class Monitor: @unchecked Sendable {
     }
 
     /// Asks the kernel to cancel task `id` (it may have ended meanwhile).
-    func cancel(_ id: Int, _ kernel: Kernel) {
+    private func cancel(_ id: Int, _ kernel: Kernel) {
         kernel.postMessage { k in
             k.forEachTask { t in if t.id == id { k.deliverCancel(t, TaskCancelled()) } }
         }
     }
-
-    func parents(_ id: Int, _ kernel: Kernel) -> String {
-        let (rows, _, _, _) = rowsNow(kernel)
-        var byID: [Int: TaskRow] = [:]
-        for r in rows { byID[r.id] = r }
-        guard var r = byID[id] else { return "No task \(id).\n" }
-        var out = ""
-        while true {
-            out += "\(pad(String(r.id), 6)) \(pad(r.state.description, 12)) \(r.name)\n"
-            guard let p = r.parentID else { break }
-            guard let next = byID[p] else {
-                out += "\(pad(String(p), 6)) (ended)\n"
-                break
-            }
-            r = next
-        }
-        return out
-    }
-
-    func tree(_ kernel: Kernel) -> String {
-        let (rows, _, _, _) = rowsNow(kernel)
-        let ids = Set(rows.map(\.id))
-        var children: [Int: [TaskRow]] = [:]
-        var roots: [TaskRow] = []
-        for r in rows {
-            if let p = r.parentID, ids.contains(p) { children[p, default: []].append(r) } else { roots.append(r) }
-        }
-        var out = ""
-        func walk(_ r: TaskRow, _ depth: Int) {
-            out += String(repeating: "  ", count: depth) + "\(r.id) \(r.name) [\(r.state)]\n"
-            for c in children[r.id] ?? [] { walk(c, depth + 1) }
-        }
-        roots.forEach { walk($0, 0) }
-        return out.isEmpty ? "No tasks.\n" : out
-    }
-
-    private func sourceLine(_ path: String, _ line: Int) -> String? {
-        if sourceCache[path] == nil {
-            guard let f = fopen(path, "r") else { return nil }
-            defer { fclose(f) }
-            var data: [UInt8] = []
-            var buf = [UInt8](repeating: 0, count: 65536)
-            while true {
-                let n = fread(&buf, 1, buf.count, f)
-                if n <= 0 { break }
-                data.append(contentsOf: buf[0..<n])
-                if data.count > 8 << 20 { return nil }
-            }
-            sourceCache[path] = String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
-        }
-        guard let lines = sourceCache[path], line >= 1, line <= lines.count else { return nil }
-        return lines[line - 1].trimmingWhitespace()
-    }
-
-    private func say(to fd: Int32, _ text: String) {
-        var bytes = Array(text.utf8)
-        var off = 0
-        while off < bytes.count {
-            // To a client: send() with MSG_NOSIGNAL, so a client that has
-            // gone (EPIPE) does not end the program with SIGPIPE.
-            let n = bytes.withUnsafeMutableBytes {
-                fd == client ? send(fd, $0.baseAddress! + off, $0.count - off, Int32(MSG_NOSIGNAL))
-                             : write(fd, $0.baseAddress! + off, $0.count - off)
-            }
-            if n <= 0 {
-                if n < 0 && errno == EINTR { continue }
-                if fd == client { dropClient() }
-                return
-            }
-            off += n
-        }
-        bytes.removeAll()
-    }
 }
 
-func pad(_ s: String, _ width: Int) -> String {
-    s.count >= width ? s : s + String(repeating: " ", count: width - s.count)
-}
-
-/// `v` with `digits` decimals, without Foundation.
-func formatFixed(_ v: Double, _ digits: Int) -> String {
-    var scale = 1.0
-    for _ in 0..<digits { scale *= 10 }
-    let n = Int((v * scale).rounded())
-    let whole = n / Int(scale), frac = n % Int(scale)
-    guard digits > 0 else { return String(whole) }
-    let f = String(frac)
-    return "\(whole)." + String(repeating: "0", count: digits - f.count) + f
-}
-
-extension Substring {
-    func trimmingWhitespace() -> String {
-        let t = drop { $0 == " " || $0 == "\t" }
-        var s = String(t)
-        while let last = s.last, last == " " || last == "\t" || last == "\r" { s.removeLast() }
-        return s
+/// Compares without an early exit, so the time taken says nothing about
+/// how much of a guess was right.
+func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+    var diff = UInt8(a.count == b.count ? 0 : 1)
+    for i in 0..<max(a.count, b.count) {
+        diff |= (i < a.count ? a[i] : 0) ^ (i < b.count ? b[i] : 0)
     }
+    return diff == 0
 }

@@ -1,4 +1,5 @@
 import CCurioKernel
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -16,56 +17,144 @@ struct TaskRow: Sendable {
     let site: CallSite?
 }
 
+/// What the kernel thread notes, as a slice starts, about a task that no
+/// snapshot has shown yet: a task spawned and run at once can hog the
+/// kernel before any copy of the table exists, and the monitor must still
+/// list it (issue 13, rule 14). Plain values only; the name is worked out
+/// on the monitor thread.
+struct UnseenRunningTask: Sendable {
+    let id: Int
+    let parentID: Int?
+    let explicitName: String?
+    let firstFunction: StaticString?
+    let cycles: Int
+    let daemon: Bool
+    let site: CallSite?
+
+    /// The task's display name, as ``AnyCurioTask/name`` would give it.
+    var name: String {
+        if let explicitName { return explicitName }
+        if let firstFunction { return CallSite(file: "", line: 0, function: firstFunction).functionName }
+        return "task-\(id)"
+    }
+
+    var row: TaskRow {
+        TaskRow(id: id, parentID: parentID, name: name, state: .running, cycles: cycles, daemon: daemon,
+                wakeDeadline: .max, site: site)
+    }
+}
+
 /// Where the kernel publishes what the monitor reads. The kernel thread
 /// writes a fresh copy of its task table on request (or when it goes idle
-/// after a while); the monitor thread reads the last copy under the lock.
-/// A kernel that is stuck in a task cannot answer, so the monitor falls
-/// back to the last copy plus the running mark (``ck_read_running``).
-final class MonitorLink: @unchecked Sendable {
-    private var mutex = pthread_mutex_t()
-    private var cond = pthread_cond_t()
-    private var rows: [TaskRow] = []
-    private var generation = 0
-    private(set) var publishedAt: Int64 = 0
-
-    init() {
-        pthread_mutex_init(&mutex, nil)
-        pthread_cond_init(&cond, nil)
+/// after a while); other threads read the last copy. A kernel that is stuck
+/// in a task cannot answer, so readers fall back to the last copy plus the
+/// running mark (``ck_read_running``) and the note about a running task no
+/// copy has shown (``UnseenRunningTask``).
+///
+/// A reader waiting for a fresh copy parks on a pipe of its own, which
+/// ``publish(_:threshold:)`` writes to: `Synchronization.Mutex` has no
+/// condition variable, and a stored `pthread_cond_t` has no stable address.
+/// The state is behind a ``SanitizerVisibleMutex``.
+final class MonitorLink: Sendable {
+    private struct State {
+        var rows: [TaskRow] = []
+        var generation = 0
+        /// Write ends of the pipes of the readers waiting for the next copy.
+        var waiters: [Int32] = []
+        var unseen: UnseenRunningTask?
+        var longBlockThreshold: Double
     }
 
-    deinit {
-        pthread_mutex_destroy(&mutex)
-        pthread_cond_destroy(&cond)
+    private let state: SanitizerVisibleMutex<State>
+    /// The highest task id the last copy held: the kernel thread compares a
+    /// starting task's id with it (an atomic load per slice) to know
+    /// whether the task is one no copy has shown.
+    private let newestPublishedID = Atomic<Int>(0)
+
+    init(longBlockThreshold: Double = 1) {
+        state = SanitizerVisibleMutex(State(longBlockThreshold: longBlockThreshold))
     }
 
-    func publish(_ new: [TaskRow]) {
-        pthread_mutex_lock(&mutex)
-        rows = new
-        generation += 1
-        publishedAt = ck_now_ns()
-        pthread_cond_broadcast(&cond)
-        pthread_mutex_unlock(&mutex)
+    /// Kernel thread: a new copy of the table.
+    func publish(_ new: [TaskRow], threshold: Double) {
+        let newest = new.last?.id ?? 0
+        state.withLock { s in
+            s.rows = new
+            s.generation += 1
+            s.longBlockThreshold = threshold
+            if let u = s.unseen, u.id <= newest { s.unseen = nil }
+            // Under the lock: a reader closes its pipe only after taking
+            // itself off the list under the lock, so the descriptor is
+            // still the reader's here. The pipes are non-blocking.
+            var one: UInt8 = 1
+            for fd in s.waiters { _ = write(fd, &one, 1) }
+            s.waiters.removeAll()
+        }
+        if newest > newestPublishedID.load(ordering: .relaxed) {
+            newestPublishedID.store(newest, ordering: .relaxed)
+        }
     }
+
+    /// Kernel thread, as a slice starts: note `task` if no copy has shown it.
+    func noteRunning(_ task: AnyCurioTask) {
+        guard task.id > newestPublishedID.load(ordering: .relaxed) else { return }
+        let note = UnseenRunningTask(id: task.id, parentID: task.parentID, explicitName: task.explicitName,
+                                     firstFunction: task.firstFunction, cycles: task.cycles, daemon: task.daemon,
+                                     site: task.site)
+        state.withLock { $0.unseen = note }
+    }
+
+    /// The running task as the kernel noted it, if no copy has shown it.
+    func unseenRunning(id: Int) -> UnseenRunningTask? {
+        state.withLock { s in s.unseen?.id == id ? s.unseen : nil }
+    }
+
+    /// The watchdog's threshold as the kernel last published it (the
+    /// kernel's property belongs to the kernel thread).
+    var longBlockThreshold: Double { state.withLock { $0.longBlockThreshold } }
+
+    /// How many readers wait for a copy now (for tests: none once they are done).
+    var waiterCount: Int { state.withLock { $0.waiters.count } }
 
     /// The latest rows, after asking the kernel for fresh ones and waiting
     /// up to `patience` seconds; `fresh` is false when the kernel did not
-    /// answer in time (it is busy running a task).
+    /// answer in time (it is busy running a task). Any thread but the
+    /// kernel's.
     func snapshot(from kernel: Kernel, patience: Double = 0.25) -> (rows: [TaskRow], fresh: Bool) {
-        pthread_mutex_lock(&mutex)
-        let before = generation
-        pthread_mutex_unlock(&mutex)
-        kernel.postMessage { k in k.publishSnapshot() }
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
-        let deadline = ck_now_ns() + Int64(patience * 1e9)
-        while generation == before {
-            let now = ck_now_ns()
-            if now >= deadline { break }
-            var ts = absoluteRealtime(afterNanoseconds: deadline - now)
-            pthread_cond_timedwait(&cond, &mutex, &ts)
+        var pipe: [Int32] = [-1, -1]
+        let waits = patience > 0 && ck_pipe2(&pipe, O_CLOEXEC | O_NONBLOCK) == 0
+        let before = state.withLock { s -> Int in
+            if waits { s.waiters.append(pipe[1]) }
+            return s.generation
         }
-        return (rows, generation != before)
+        kernel.postMessage { k in k.publishSnapshot() }
+        if waits {
+            let deadline = ck_now_ns() + Int64(patience * 1e9)
+            while true {
+                let left = deadline - ck_now_ns()
+                if left <= 0 { break }
+                var p = pollfd(fd: pipe[0], events: Int16(POLLIN), revents: 0)
+                let r = poll(&p, 1, Int32(min(Int64(Int32.max), (left + 999_999) / 1_000_000)))
+                if r > 0 { break }
+                if r < 0 && errno != EINTR { break }
+            }
+        }
+        let result = state.withLock { s -> ([TaskRow], Bool) in
+            if waits { s.waiters.removeAll { $0 == pipe[1] } }
+            return (s.rows, s.generation != before)
+        }
+        // Closed only once the publisher can no longer write to it.
+        if waits { close(pipe[0]); close(pipe[1]) }
+        return result
     }
+}
+
+/// Notes each starting task for the monitor (see ``UnseenRunningTask``);
+/// installed as the first activation of a kernel with the monitor on.
+final class MonitorRunningNote: Activation {
+    private let link: MonitorLink
+    init(link: MonitorLink) { self.link = link }
+    func running(_ task: AnyCurioTask) { link.noteRunning(task) }
 }
 
 extension Kernel {
@@ -79,6 +168,6 @@ extension Kernel {
                                 site: t.site))
         }
         rows.sort { $0.id < $1.id }
-        link.publish(rows)
+        link.publish(rows, threshold: longBlockThreshold)
     }
 }
