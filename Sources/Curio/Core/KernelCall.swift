@@ -186,18 +186,27 @@ extension AnyCurioTask {
         }
     }
 
-    /// `cancel` from outside the task's kernel.
+    /// `cancel` from outside the task's kernel: true when the task was
+    /// still running when the cancellation reached it.
     func cancelFromOutside(blocking: Bool) async throws -> Bool {
-        let signal = OutsideSignal()
-        if try watchEnd({ signal.fire() }) { return false }
-        if let life = KernelRegistry.lifecycle(kernelSerial) {
-            let handoff = UncheckedAnyHandoff(self)
-            _ = life.post(evenWhenStopping: true) { k in k.deliverCancel(handoff.task, TaskCancelled()) }
+        let end = OutsideSignal()
+        if try watchEnd({ end.fire() }) { return false }
+        guard let life = KernelRegistry.lifecycle(kernelSerial) else { return false }
+        let delivered = OutsideSignal()
+        let wasLive = Mutex(false)
+        let handoff = UncheckedAnyHandoff(self)
+        _ = life.post(evenWhenStopping: true) { k in
+            let t = handoff.task
+            wasLive.withLock { $0 = !t.terminated }
+            k.deliverCancel(t, TaskCancelled())
+            delivered.fire()
         }
-        if blocking {
-            if await signal.wait(cancellable: true) == .cancelled { throw CancellationError() }
+        _ = await delivered.wait(cancellable: false)
+        let live = wasLive.withLock { $0 }
+        if blocking && live {
+            if await end.wait(cancellable: true) == .cancelled { throw CancellationError() }
         }
-        return true
+        return live
     }
 
     /// Blocks the calling plain thread until the task has ended; false when

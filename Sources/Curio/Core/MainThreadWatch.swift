@@ -49,7 +49,7 @@ enum MainThreadWatch {
         installed.withLock { done in
             guard !done else { return }
             done = true
-            guard let sym = dlsym(UnsafeMutableRawPointer(bitPattern: -2) /* RTLD_DEFAULT */, "swift_task_enqueueMainExecutor_hook") else { return }
+            guard let sym = dlsym(nil /* RTLD_DEFAULT */, "swift_task_enqueueMainExecutor_hook") else { return }
             let slot = sym.assumingMemoryBound(to: EnqueueHook?.self)
             previous = slot.pointee
             slot.pointee = { job, original in

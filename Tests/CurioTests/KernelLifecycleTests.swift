@@ -1,0 +1,140 @@
+// Lifecycle faults: addTask from another thread racing with run() ending
+// (runs the task or fails at once, never hangs), dropping kernels with
+// tasks pending (descriptors stay flat), and the throwing creation path.
+import Glibc
+import Synchronization
+import Testing
+
+@testable import Curio
+
+/// Open descriptors of this process.
+private func openDescriptors() -> Int {
+    guard let dir = opendir("/proc/self/fd") else { return -1 }
+    defer { closedir(dir) }
+    var n = 0
+    while readdir(dir) != nil { n += 1 }
+    return n
+}
+
+/// Counts the tasks that ran their cleanup after being cancelled.
+private final class CleanupCount: Sendable {
+    let n = Atomic<Int>(0)
+    /// A task that sleeps until cancelled, then cleans up (blocking once).
+    var pendingTask: @Sendable () async -> Void {
+        { [self] in
+            do { try await Curio.sleep(1000) } catch {
+                try? await Curio.sleep(0)
+                n.add(1, ordering: .relaxed)
+            }
+        }
+    }
+}
+
+@Suite(.timeLimit(.minutes(2)))
+struct KernelLifecycleTests {
+    @Test(.timeLimit(.minutes(1)))
+    func addTaskRacingWithRunEndingRunsOrQueuesNeverHangs() async throws {
+        // Each round: a short run() on one thread while another thread adds
+        // a task as the run ends. The adder never blocks; every added task
+        // runs, in that run or the next one.
+        let rounds = 300
+        let r = try await KernelHarness.onThread(limit: 50) { () -> (Int, Int) in
+            let ran = Atomic<Int>(0)
+            var queuedForNextRun = 0
+            for _ in 0..<rounds {
+                let kernel = Kernel()
+                kernel.addTask { try await Curio.sleep(0) }
+                let go = KernelHarness.Rendezvous(parties: 2)
+                let added = KernelHarness.Flag()
+                let handle = Mutex<CurioTask<Void>?>(nil)
+                KernelHarness.startThread {
+                    _ = go.arrive(within: 10)
+                    handle.withLock { $0 = kernel.addTask { ran.add(1, ordering: .relaxed) } }
+                    added.set()
+                }
+                _ = go.arrive(within: 10)
+                try kernel.run()
+                guard added.wait(10) else { return (-1, 0) }
+                if let h = handle.withLock({ $0 }), !h.terminated {
+                    queuedForNextRun += 1
+                    try kernel.run()
+                }
+                try kernel.shutdown()
+            }
+            return (ran.load(ordering: .relaxed), queuedForNextRun)
+        }
+        #expect(r.0 == rounds, "every added task ran (\(r.1) waited for the next run)")
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func addTaskToAShutDownKernelFailsAtOnce() async throws {
+        let r = try await KernelHarness.onThread { () -> String in
+            let kernel = Kernel()
+            try kernel.shutdown()
+            let t = kernel.addTask { 1 }
+            do {
+                _ = try t.result
+                return "ran"
+            } catch let e as TaskError {
+                return "\(t.terminated) \(e.cause as? KernelUnavailable == KernelUnavailable(reason: .shutDown, kernelSerial: kernel.serial))"
+            }
+        }
+        #expect(r == "true true")
+    }
+
+    @Test(.timeLimit(.minutes(2)))
+    func droppedKernelsWithPendingTasksFreeEverything() async throws {
+        let r = try await KernelHarness.onThread(limit: 100) { () -> (Int, Int, Int) in
+            let cleaned = CleanupCount()
+            let pending = cleaned.pendingTask
+            // Warm up (once-per-process allocations), then measure.
+            do { Kernel().addTask { await pending() } }
+            cleaned.n.store(0, ordering: .relaxed)
+            let before = openDescriptors()
+            for _ in 0..<200 {
+                // Tasks added and never run: the drop runs them, cancelled.
+                let dropped = Kernel()
+                dropped.addTask { await pending() }
+                dropped.addTask(daemon: true) { await pending() }
+                // A kernel whose daemon is suspended: its task holds it
+                // (documented), so it is shut down before it is dropped.
+                let ran = Kernel()
+                try ran.run {
+                    ran.addTask(daemon: true) { await pending() }
+                    try await Curio.sleep(0)
+                }
+                try ran.shutdown()
+            }
+            return (before, openDescriptors(), cleaned.n.load(ordering: .relaxed))
+        }
+        #expect(r.1 <= r.0, "descriptors before \(r.0), after \(r.1)")
+        #expect(r.2 == 600, "every task of a dropped or shut-down kernel ran its cleanup")
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func creatingAKernelAtDescriptorExhaustionThrows() async throws {
+        let r = try await KernelHarness.onThread { () -> String in
+            var saved = rlimit()
+            getrlimit(Int32(RLIMIT_NOFILE.rawValue), &saved)
+            var low = saved
+            low.rlim_cur = rlim_t(openDescriptors() + 1)
+            setrlimit(Int32(RLIMIT_NOFILE.rawValue), &low)
+            defer { setrlimit(Int32(RLIMIT_NOFILE.rawValue), &saved) }
+            // Fill what is left.
+            var fds: [Int32] = []
+            while true {
+                let fd = dup(2)
+                if fd < 0 { break }
+                fds.append(fd)
+            }
+            defer { fds.forEach { close($0) } }
+            do {
+                _ = try Kernel.make()
+                return "created"
+            } catch let e as KernelError {
+                return "KernelError \(e.errno == EMFILE)"
+            }
+        }
+        #expect(r == "KernelError true")
+    }
+}
