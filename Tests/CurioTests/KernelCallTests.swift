@@ -60,10 +60,19 @@ struct KernelCallTests {
 
     @Test(.timeLimit(.minutes(1)))
     func aKernelThatIsNotRunningOrShutDownThrowsAtOnce() async throws {
-        let idle = Kernel()
-        await #expect(throws: KernelUnavailable(reason: .notRunning, kernelSerial: idle.serial)) {
-            try await idle.call { 1 }
+        // A kernel that has not run yet: the call waits for its first run.
+        let fresh = Kernel()
+        let early = Task { try await fresh.call { 5 } }
+        let runner = Task {
+            try await KernelHarness.onThread { () -> Int in
+                // Runs once the call's task has arrived (the run would end at once otherwise).
+                while !fresh.hasPostedWork {}
+                try fresh.run()
+                return 0
+            }
         }
+        #expect(try await early.value == 5)
+        _ = try await runner.value
         let running = try Kernel.start()
         running.stop()
         try await running.wait()

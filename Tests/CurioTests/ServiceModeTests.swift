@@ -88,3 +88,42 @@ struct ServiceModeTests {
         #expect(r == ["TaskError 1 true", "kept: true"])
     }
 }
+
+// MARK: - A kernel on the main thread
+
+import Dispatch
+
+extension KernelHarness {
+    /// Runs a kernel on the main thread (in a block of the main queue)
+    /// whose daemon task awaits the MainActor: the kernel reports it after a
+    /// quiet second (the main task's timer is due later); the main actor
+    /// runs once the kernel's run() has returned.
+    static func scenarioMainThreadKernel() throws {
+        let done = Flag()
+        DispatchQueue.main.async {
+            let k = Kernel()
+            do {
+                try k.run {
+                    k.addTask(daemon: true) {
+                        await MainActor.run { done.set() }
+                    }
+                    try await Curio.sleep(1.5)
+                }
+            } catch {
+                childSay("run failed: \(error)")
+            }
+            childSay("run returned")
+        }
+        childSay(done.wait(20) ? "main actor ran" : "main actor never ran")
+    }
+}
+
+@Suite(.timeLimit(.minutes(1)))
+struct MainThreadKernelTests {
+    @Test(.timeLimit(.minutes(1)))
+    func aHopToTheMainActorWhileAKernelHoldsTheMainThreadIsReported() async throws {
+        let r = try await KernelHarness.runChild("main-thread-kernel")
+        #expect(r.lines.prefix(2) == ["run returned", "main actor ran"])
+        #expect(r.stderr.contains("a Curio kernel runs on the main thread and task 2"))
+    }
+}

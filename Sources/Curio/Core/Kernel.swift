@@ -94,6 +94,9 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
     /// Set once shutdown has begun: every task is cancelled, new ones as
     /// they arrive, and the loop runs until they have all ended.
     var stopping = false
+    /// The loop runs on the main thread (MainThreadWatch.swift).
+    var onMainThread = false
+    var mainActorReported = false
     private var yieldersSpare: ContiguousArray<AnyCurioTask> = []
     /// Set when the monitor (or the task dump) is on: the snapshot it reads.
     var monitorLink: MonitorLink?
@@ -414,9 +417,10 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
         try enterLoop()
         ck_bind_thread(ck)
         ck_note_thread(ck)
-        let onMain = MainThreadWatch.kernelEnters()
+        onMainThread = MainThreadWatch.isMainThread
+        mainActorReported = false
         defer {
-            if onMain { MainThreadWatch.kernelLeaves() }
+            onMainThread = false
             leaveLoop()
             ck_bind_thread(nil)
         }
@@ -456,10 +460,16 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
             while ck_posted_count(ck) == 0 && ck_now_ns() < until {}
         }
         if mayBlock { checkDeadlock() }
+        var watching = false
+        if mayBlock, onMainThread, let cap = mainActorWatchCap(), maxWait < 0 || cap < maxWait {
+            maxWait = cap
+            watching = true
+        }
         let got = ck_poll(ck, mayBlock, maxWait, eventBuffer, Self.eventCapacity)
         if got < 0 {
             throw KernelError(errno: -got, operation: "waiting for events")
         }
+        if watching && got == 0 && ck_ready_count(readyQueue) == 0 { reportQuietMainThread() }
         for i in 0..<Int(got) { dispatch(eventBuffer[i]) }
     }
 

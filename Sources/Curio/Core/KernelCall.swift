@@ -20,8 +20,9 @@ extension Kernel {
     /// Rethrows what `body` throws. Cancelling the caller cancels the task
     /// and waits for it to end; then this throws `CancellationError` if the
     /// task ended by that cancellation (and returns its value if it
-    /// finished anyway). Throws ``KernelUnavailable`` at once when the kernel
-    /// is not running or has been shut down.
+    /// finished anyway). Throws ``KernelUnavailable`` at once when the
+    /// kernel's run has ended or it has been shut down; on a kernel that has
+    /// not run yet the call waits for its first run.
     public func call<T: Sendable>(name: String? = nil,
                                   _ body: @escaping @Sendable () async throws -> T) async throws -> T {
         if let here = Kernel.current, here === self, let me = try? Kernel.currentTask() {
@@ -61,6 +62,32 @@ extension Kernel {
             if e is CancelledError && Task.isCancelled { throw CancellationError() }
             throw e
         }
+    }
+
+    /// ``call(name:_:)`` for a plain thread: blocks it until `body` has run
+    /// as a task of this kernel and returns its value. Throws
+    /// ``KernelUnavailable`` at once when the kernel is not running or is shut
+    /// down, and a ``CurioUsageError`` on a kernel's own thread (it would
+    /// wait for itself).
+    @available(*, noasync, message: "callBlocking blocks the thread; use `try await kernel.call { }`")
+    public func callBlocking<T: Sendable>(name: String? = nil,
+                                          _ body: @escaping @Sendable () async throws -> T) throws -> T {
+        if Kernel.current != nil {
+            throw CurioUsageError(.invalidArgument, "a blocking call from a kernel's thread would stop that kernel; use `try await kernel.call { }` in a task")
+        }
+        let call = OutsideCall<T>()
+        let refused = lifecycle.post(requireRunning: true) { k in
+            call.task = k.spawnTask(daemon: false, name: name ?? "call", parent: nil) { () async -> Void in
+                do {
+                    call.finish(.success(try await body()))
+                } catch {
+                    call.finish(.failure(error))
+                }
+            }
+        }
+        if let refused { throw KernelUnavailable(reason: refused, kernelSerial: serial) }
+        _ = call.done.blockingWait(deadline: nil)
+        return try call.outcome().get()
     }
 
     /// `addTask` from a thread other than the kernel's: never blocks.

@@ -9,7 +9,8 @@ import Glibc
 /// and recorded as the failure of a task added to a shut-down kernel.
 public struct KernelUnavailable: Error, CustomStringConvertible, Equatable {
     public enum Reason: Sendable, Equatable {
-        /// The kernel is not running: `run()` has returned, or was never called.
+        /// The kernel is not running: its `run()` has returned. (A kernel
+        /// that has never run takes calls; they wait for its first run.)
         case notRunning
         /// ``Kernel/shutdown()`` was called (or the kernel was dropped).
         case shutDown
@@ -22,7 +23,7 @@ public struct KernelUnavailable: Error, CustomStringConvertible, Equatable {
     public var description: String {
         switch reason {
         case .notRunning:
-            "KernelUnavailable: kernel \(kernelSerial) is not running (its run() has returned or was never called); start it with Kernel.start() or runUntilShutdown() to call it from other tasks"
+            "KernelUnavailable: kernel \(kernelSerial) is not running (its run() has returned); start it with Kernel.start() or runUntilShutdown() to call it from other tasks"
         case .shutDown:
             "KernelUnavailable: kernel \(kernelSerial) has been shut down and takes no more work"
         }
@@ -51,6 +52,9 @@ final class KernelLifecycle: Sendable {
         var phase = Phase.idle
         /// A thread is inside the loop right now.
         var loopActive = false
+        /// The loop has run at least once: a call to a kernel that is idle
+        /// after that fails at once, one to a new kernel waits for its run.
+        var everRan = false
         /// Posted work (tasks, calls, the shutdown request) not taken yet.
         var inflight = 0
         /// `shutdown()` was asked for while the kernel ran elsewhere.
@@ -81,7 +85,7 @@ final class KernelLifecycle: Sendable {
                     _ body: @escaping @Sendable (Kernel) -> Void) -> KernelUnavailable.Reason? {
         if s.phase == .shutDown { return .shutDown }
         if (s.stopRequested || s.phase == .draining) && !evenWhenStopping { return .shutDown }
-        if requireRunning && s.phase != .running { return .notRunning }
+        if requireRunning && s.phase != .running && s.everRan { return .notRunning }
         s.inflight += 1
         let m = Unmanaged.passRetained(KernelMessage { k in
             k.lifecycle.state.withLock { $0.inflight -= 1 }
@@ -113,6 +117,7 @@ extension Kernel {
             }
             s.phase = .running
             s.loopActive = true
+            s.everRan = true
         }
     }
 
@@ -186,4 +191,10 @@ extension KernelLifecycle {
             return true
         }
     }
+}
+
+extension Kernel {
+    /// True while work posted from outside (a call, a task, a shutdown
+    /// request) waits for the kernel to take it. Thread-safe.
+    var hasPostedWork: Bool { lifecycle.state.withLock { $0.inflight > 0 } }
 }

@@ -214,6 +214,7 @@ extension KernelHarness {
     static let scenarios: [String: @Sendable () throws -> Void] = [
         "backend": scenarioBackend,
         "unjoined-errors": scenarioUnjoinedErrors,
+        "main-thread-kernel": scenarioMainThreadKernel,
     ]
 
     /// Prints the backends of two kernels and runs a little work on one.
