@@ -329,7 +329,11 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
     @discardableResult
     public func run<T>(_ main: @escaping @Sendable () async throws -> T) throws -> T {
         try checkRunnable()
-        let task: CurioTask<T> = spawnTask(daemon: false, name: nil, parent: nil, main)
+        // Under the lifecycle lock: another thread may be adding a task to
+        // this idle kernel at the same moment (addTaskFromOutside).
+        let task: CurioTask<T> = lifecycle.state.withLock { _ in
+            spawnTask(daemon: false, name: nil, parent: nil, main)
+        }
         try loop { task.terminated }
         return try task.outcomeForRun()
     }

@@ -20,6 +20,7 @@ public struct KernelUnavailable: Error, CustomStringConvertible, Equatable {
     /// The kernel's ``Kernel/serial``.
     public let kernelSerial: UInt64
 
+    /// What happened and what to do instead.
     public var description: String {
         switch reason {
         case .notRunning:
