@@ -128,6 +128,25 @@ struct AdoptionTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
+    func swiftCancellationFromAnotherThreadInterruptsABlockedAdoptedTask() async throws {
+        let running = try Kernel.start()
+        defer { running.stop() }
+        let asleep = UniversalEvent()
+        let t = Task(executorPreference: running.kernel) { () -> String in
+            do {
+                asleep.set()
+                try await Curio.sleep(1000)
+                return "slept"
+            } catch {
+                return KernelHarness.kind(error)
+            }
+        }
+        try await asleep.wait()
+        t.cancel()  // from this test's task, off the kernel's thread
+        #expect(await t.value == "TaskCancelled")
+    }
+
+    @Test(.timeLimit(.minutes(1)))
     func cancellingTheCurioParentReachesItsStructuredChildren() async throws {
         let r = try await KernelHarness.run { _ -> [String] in
             let log = KernelHarness.Log()

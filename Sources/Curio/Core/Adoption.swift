@@ -57,7 +57,9 @@ extension Kernel {
         if let c = context, c.kernelSerial == serial, let h = c.swiftTask,
            SwiftRuntime.address(of: h) == address {
             // The Curio task itself, running in a job that is not its own
-            // (an actor it called drains its queue on this kernel).
+            // (an actor it called drains its queue on this kernel). From now
+            // on its own jobs are found by address.
+            noteSwiftAwait(c)
             return c
         }
         let parent = context.flatMap { $0.kernelSerial == serial && !$0.terminated ? $0 : nil }
