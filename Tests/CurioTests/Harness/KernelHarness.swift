@@ -215,6 +215,7 @@ extension KernelHarness {
         "backend": scenarioBackend,
         "unjoined-errors": scenarioUnjoinedErrors,
         "main-thread-kernel": scenarioMainThreadKernel,
+        "fd-exhaustion": scenarioDescriptorExhaustion,
     ]
 
     /// Prints the backends of two kernels and runs a little work on one.
