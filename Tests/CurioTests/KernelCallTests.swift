@@ -1,6 +1,7 @@
 // kernel.call { } from any Swift task: the value, the error, cancellation of
 // the caller (cancels the task and waits for it), and a kernel that is not
 // running or shut down (throws at once). Handles joined from outside.
+import Glibc
 import Synchronization
 import Testing
 
@@ -66,7 +67,7 @@ struct KernelCallTests {
         let runner = Task {
             try await KernelHarness.onThread { () -> Int in
                 // Runs once the call's task has arrived (the run would end at once otherwise).
-                while !fresh.hasPostedWork {}
+                while !fresh.hasPostedWork { usleep(100) }
                 try fresh.run()
                 return 0
             }
