@@ -11,6 +11,19 @@ import Testing
 
 private typealias Boom = KernelHarness.Boom
 
+/// Calls the blocking runs where they must fail (from a task: `run` is
+/// `noasync`, so the misuse goes through a synchronous function, as a user's
+/// would); returns the kinds of the errors.
+private func misuseKinds(_ kernel: Kernel, withShutdown: Bool) -> [String] {
+    var kinds: [String] = []
+    do { try kernel.run() } catch { kinds.append(KernelHarness.kind(error)) }
+    do { try kernel.run { 1 } } catch { kinds.append(KernelHarness.kind(error)) }
+    if withShutdown {
+        do { try kernel.run(shutdown: true) } catch { kinds.append(KernelHarness.kind(error)) }
+    }
+    return kinds
+}
+
 // MARK: - Tests
 
 @Suite(.timeLimit(.minutes(1)))
@@ -217,10 +230,7 @@ struct KernelTests {
     @Test(.timeLimit(.minutes(1)))
     func runFromInsideATaskIsAlreadyRunning() async throws {
         let kinds = try await KernelHarness.run { kernel -> [String] in
-            var kinds: [String] = []
-            do { try kernel.run() } catch { kinds.append(KernelHarness.kind(error)) }
-            do { try kernel.run { 1 } } catch { kinds.append(KernelHarness.kind(error)) }
-            do { try kernel.run(shutdown: true) } catch { kinds.append(KernelHarness.kind(error)) }
+            let kinds = misuseKinds(kernel, withShutdown: true)
             // The kernel keeps working afterwards.
             try await Curio.sleep(0.001)
             return kinds
@@ -247,9 +257,7 @@ struct KernelTests {
     func secondKernelOnABusyThreadIsThreadBusy() async throws {
         let kinds = try await KernelHarness.run { outer -> [String] in
             let inner = Kernel()
-            var kinds: [String] = []
-            do { try inner.run() } catch { kinds.append(KernelHarness.kind(error)) }
-            do { try inner.run { 1 } } catch { kinds.append(KernelHarness.kind(error)) }
+            var kinds = misuseKinds(inner, withShutdown: false)
             kinds.append(Kernel.current === outer ? "outer still current" : "wrong current")
             try await Curio.sleep(0.001)
             return kinds

@@ -565,12 +565,16 @@ struct UniversalTests {
         #expect(t.2)
         // From the kernel's own thread: postBlocking would wait forever.
         let own = try await kernel.post { () -> String in
-            do {
-                _ = try kernel.postBlocking { 1 }
-                return "no error"
-            } catch let e as CurioUsageError {
-                return "\(e.kind)"
+            // postBlocking is noasync: the misuse goes through a synchronous function.
+            func blockOnOwnKernel() throws -> String {
+                do {
+                    _ = try kernel.postBlocking { 1 }
+                    return "no error"
+                } catch let e as CurioUsageError {
+                    return "\(e.kind)"
+                }
             }
+            return try blockOnOwnKernel()
         }
         #expect(own == "invalidArgument")
         // From a task of another kernel (it suspends, the other kernel runs on).

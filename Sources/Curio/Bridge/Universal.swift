@@ -368,35 +368,24 @@ func absoluteRealtime(afterNanoseconds ns: Int64) -> timespec {
 
 extension Kernel {
     /// Runs `body` as a new task on this kernel from any thread or task and
-    /// returns its value (curio's `kernel.submit`/AWAIT bridge). From a
-    /// Swift task on another executor this suspends; the kernel must be
-    /// running (on its own thread).
+    /// returns its value (curio's `kernel.submit`/AWAIT bridge): the same as
+    /// ``call(name:_:)``, which throws ``KernelUnavailable`` at once on a
+    /// kernel that is not running.
     ///
     /// ```swift
     /// let n = try await kernel.post { try await countConnections() }
     /// ```
     public func post<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
-        try await launchPosted(body).get().get()
+        try await call(name: "post", body)
     }
 
-    /// The same for a plain thread: blocks it until `body` has run.
+    /// The same for a plain thread: blocks it until `body` has run
+    /// (``callBlocking(name:_:)``).
+    @available(*, noasync, message: "postBlocking blocks the thread; use `try await kernel.call { }`")
     public func postBlocking<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
         if isOnKernelThread {
             throw CurioUsageError(.invalidArgument, "postBlocking() from the kernel's own thread would wait forever; spawn a task instead")
         }
-        return try launchPosted(body).blockingGet()!.get()
-    }
-
-    /// Spawns `body` on this kernel at its next turn; its outcome arrives
-    /// in the returned queue.
-    private func launchPosted<T: Sendable>(_ body: @escaping @Sendable () async throws -> T)
-        -> UniversalQueue<Result<T, any Error>> {
-        let result = UniversalQueue<Result<T, any Error>>()
-        postMessage { k in
-            k.spawnTask(daemon: true, name: "post", parent: nil) {
-                do { result.put(.success(try await body())) } catch { result.put(.failure(error)) }
-            }
-        }
-        return result
+        return try callBlocking(name: "post", body)
     }
 }

@@ -123,8 +123,7 @@ public class AnyCurioTask: @unchecked Sendable, CustomStringConvertible {
     /// task's error (use ``CurioTask/join(timeout:file:line:function:)``).
     public func wait(file: StaticString = #filePath, line: UInt = #line,
                      function: StaticString = #function) async throws {
-        let me = try Kernel.currentTask()
-        try checkSameKernel(me)
+        guard let me = try callerOnSameKernel() else { return try await waitFromOutside(timeout: nil) }
         if terminated { return }
         if me === self {
             throw CurioUsageError(.invalidArgument, "a task cannot wait for itself to end")
@@ -143,8 +142,7 @@ public class AnyCurioTask: @unchecked Sendable, CustomStringConvertible {
     @discardableResult
     public func cancel(blocking: Bool = true, file: StaticString = #filePath, line: UInt = #line,
                        function: StaticString = #function) async throws -> Bool {
-        let me = try Kernel.currentTask()
-        try checkSameKernel(me)
+        guard let me = try callerOnSameKernel() else { return try await cancelFromOutside(blocking: blocking) }
         if terminated { return false }
         kernel.deliverCancel(self, TaskCancelled())
         if blocking && me !== self && !terminated {
@@ -170,8 +168,7 @@ public class AnyCurioTask: @unchecked Sendable, CustomStringConvertible {
     /// Waits for the end with an optional timeout; throws TaskTimeout on
     /// expiry. Shared by the typed joins.
     func awaitEnd(timeout: Double?, site: CallSite) async throws {
-        let me = try Kernel.currentTask()
-        try checkSameKernel(me)
+        guard let me = try callerOnSameKernel() else { return try await waitFromOutside(timeout: timeout) }
         if terminated { return }
         if me === self {
             throw CurioUsageError(.invalidArgument, "a task cannot join itself")
@@ -293,16 +290,9 @@ extension Kernel {
     @discardableResult
     func spawnTask<T>(daemon: Bool, name: String?, parent: Int?,
                       _ fn: @escaping @Sendable () async throws -> T) -> CurioTask<T> {
-        let t = CurioTask<T>(kernel: self, id: nextTaskID, daemon: daemon, name: name, parentID: parent)
-        nextTaskID += 1
-        aliveCount += 1
-        if !daemon { nonDaemonAlive += 1 }
-        t.allNext = taskListHead
-        taskListHead?.allPrev = t
-        taskListHead = t
+        let t = CurioTask<T>(kernel: self, id: takeTaskID(), daemon: daemon, name: name, parentID: parent)
         t.body = fn
-        for a in activations { a.created(t) }
-        launch(t)
+        start(t)  // Launch.swift: links, counts and launches it
         return t
     }
 

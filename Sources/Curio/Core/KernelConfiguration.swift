@@ -81,6 +81,10 @@ extension Kernel {
         /// failures, backend fallback, accept back-off, long blocks,
         /// deadlocks). The default writes them to stderr as plain lines.
         public var logger: Logger = Kernel.Configuration.defaultLogger
+        /// How long a dropped kernel runs its cancelled tasks before it
+        /// gives up on the ones that ignore the cancellation (it then keeps
+        /// its ring and memory for them and says so on stderr).
+        public var dropGracePeriod: Duration = .seconds(5)
 
         /// The built-in values with no environment applied.
         public static var builtIn: Configuration { Configuration() }

@@ -42,6 +42,18 @@ extension Kernel {
     @inline(__always)
     func block(_ t: AnyCurioTask, _ state: TaskState, on queue: WaitQueue?,
                deadline: Int64, site: CallSite) async throws -> Int {
+        if _slowPath(t.swiftTask == nil) {
+            // An adopted Swift task: Swift cancellation interrupts it too (Adoption.swift).
+            return try await listeningForSwiftCancel(t) {
+                try await blockNow(t, state, on: queue, deadline: deadline, site: site)
+            }
+        }
+        return try await blockNow(t, state, on: queue, deadline: deadline, site: site)
+    }
+
+    @inline(__always)
+    private func blockNow(_ t: AnyCurioTask, _ state: TaskState, on queue: WaitQueue?,
+                          deadline: Int64, site: CallSite) async throws -> Int {
         try checkDeliverable(t)
         arm(t, state, deadline: deadline, site: site)
         queue?.append(t)
@@ -99,6 +111,16 @@ extension Kernel {
 
     private func submitIO(_ t: AnyCurioTask, _ args: ck_request_args, _ state: TaskState,
                           deadline: Int64, site: CallSite) async throws -> Int {
+        if _slowPath(t.swiftTask == nil) {
+            return try await listeningForSwiftCancel(t) {
+                try await submitIONow(t, args, state, deadline: deadline, site: site)
+            }
+        }
+        return try await submitIONow(t, args, state, deadline: deadline, site: site)
+    }
+
+    private func submitIONow(_ t: AnyCurioTask, _ args: ck_request_args, _ state: TaskState,
+                             deadline: Int64, site: CallSite) async throws -> Int {
         try checkDeliverable(t)
         var handle: UInt64 = 0
         var a = args
@@ -119,6 +141,13 @@ extension Kernel {
 
     /// Moves `t` behind every other ready task (`Curio.sleep(0)`).
     func yieldNow(_ t: AnyCurioTask, site: CallSite) async throws {
+        if _slowPath(t.swiftTask == nil) {
+            return try await listeningForSwiftCancel(t) { try await yieldNowBody(t, site: site) }
+        }
+        try await yieldNowBody(t, site: site)
+    }
+
+    private func yieldNowBody(_ t: AnyCurioTask, site: CallSite) async throws {
         try checkDeliverable(t)
         t.state = .ready
         t.site = site
@@ -144,8 +173,11 @@ extension Kernel {
         t.state = .ready
         let saved = ck_tls_resuming()
         ck_set_tls_resuming(Unmanaged.passUnretained(t).toOpaque())
+        let before = ck_ready_count(readyQueue)
         c.resume(returning: value)
         ck_set_tls_resuming(saved)
+        assert(enqueuedOneJob(since: before),
+               "curio: resuming a continuation did not enqueue its job synchronously (RuntimeAssumptions.swift, 2)")
     }
 
     /// Wakes the first task of `queue`; returns it, or nil if none waited.

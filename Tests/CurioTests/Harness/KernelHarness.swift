@@ -214,6 +214,8 @@ extension KernelHarness {
     static let scenarios: [String: @Sendable () throws -> Void] = [
         "backend": scenarioBackend,
         "unjoined-errors": scenarioUnjoinedErrors,
+        "main-thread-kernel": scenarioMainThreadKernel,
+        "fd-exhaustion": scenarioDescriptorExhaustion,
     ]
 
     /// Prints the backends of two kernels and runs a little work on one.
