@@ -129,6 +129,8 @@ public final class HTTPServer: @unchecked Sendable {
     }
 
     private func acceptLoop(_ socket: Socket) async throws {
+        // Once accepting stops, new connections are refused, not queued.
+        defer { socket.close() }
         var reportedExhaustion = false
         while true {
             let client: Socket, peer: SocketAddress

@@ -185,7 +185,7 @@ enum HTTPTest {
             guard line.hasSuffix("\r\n"), let colon = line.firstIndex(of: ":") else {
                 throw Failure("bad header line: \(line.debugDescription)")
             }
-            headers.append((String(line[..<colon]), String(line[line.index(after: colon)...].dropFirst().dropLast(2))))
+            headers.append((String(line[..<colon]), String(line[line.index(after: colon)...].dropFirst().dropLast(1))))
         }
         let r = RawResponse(status: status, headers: headers, body: [])
         if head || status < 200 || status == 204 || status == 304 { return r }
@@ -226,8 +226,10 @@ enum HTTPTest {
 extension String {
     func trimmingCharacters() -> String {
         var s = Substring(self)
-        while let f = s.first, f == " " || f == "\r" || f == "\n" { s = s.dropFirst() }
-        while let l = s.last, l == " " || l == "\r" || l == "\n" { s = s.dropLast() }
+        // "\r\n" is one Character in Swift.
+        let blank: Set<Character> = [" ", "\r", "\n", "\r\n"]
+        while let f = s.first, blank.contains(f) { s = s.dropFirst() }
+        while let l = s.last, blank.contains(l) { s = s.dropLast() }
         return String(s)
     }
 }

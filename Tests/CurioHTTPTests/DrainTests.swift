@@ -1,0 +1,74 @@
+// Graceful drain: idle keep-alive connections close at once, a request in
+// flight finishes (its response says Connection: close), and new
+// connections are no longer accepted.
+import Curio
+import CurioHTTP
+import HTTPTypes
+import Testing
+
+@Suite(.timeLimit(.minutes(2)))
+struct DrainTests {
+    @Test func idleConnectionsCloseAtOnce() async throws {
+        // An idle timeout far beyond the test's limit: only the drain can
+        // close these connections in time.
+        var config = HTTPServerConfiguration()
+        config.idleTimeout = 3600
+        let result = try await HTTPTest.withServer(config, handler: TestHandlers.echo) { port, server in
+            var clients: [SocketStream] = []
+            for i in 0..<3 {
+                let s = try await HTTPTest.connect(port)
+                try await s.write("GET /\(i) HTTP/1.1\r\nHost: a\r\n\r\n")
+                _ = try await HTTPTest.readResponse(s)
+                clients.append(s)
+            }
+            let before = server.openConnections
+            try await server.drain()
+            var eofs = 0
+            for s in clients {
+                if try await s.read(1).isEmpty { eofs += 1 }
+                s.close()
+            }
+            return (before, server.openConnections, eofs)
+        }
+        #expect(result.0 == 3)
+        #expect(result.1 == 0)
+        #expect(result.2 == 3)
+    }
+
+    @Test func inFlightRequestFinishes() async throws {
+        let entered = Event()
+        let release = Event()
+        let handler: HTTPHandler = { request in
+            if request.path == "/slow" {
+                await entered.set()
+                try await release.wait()
+            }
+            return HTTPServerResponse(body: .string("done \(request.path)\n"))
+        }
+        let result = try await HTTPTest.withServer(handler: handler) { port, server in
+            let s = try await HTTPTest.connect(port)
+            defer { s.close() }
+            try await s.write("GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
+            try await entered.wait()
+            let draining = try await spawn(name: "drain") { try await server.drain() }
+            // The drain has stopped accepting and waits for the request.
+            while draining.state != .eventWait { try await Curio.sleep(0) }
+            var refused = false
+            do {
+                let late = try await HTTPTest.connect(port)
+                late.close()
+            } catch is SocketError {
+                refused = true
+            }
+            await release.set()
+            let r = try await HTTPTest.readResponse(s)
+            let closed = try await s.read(1).isEmpty
+            _ = try await draining.join()
+            return (r.text, r.header("Connection"), closed, refused)
+        }
+        #expect(result.0 == "done /slow\n")
+        #expect(result.1 == "close")
+        #expect(result.2)
+        #expect(result.3, "no new connection after the drain began")
+    }
+}
