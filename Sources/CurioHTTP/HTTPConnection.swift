@@ -214,10 +214,13 @@ final class HTTPConnection: @unchecked Sendable {
             response = ResponseEncoder.errorResponse(.internalServerError, "the handler failed")
             close = true
         }
-        if let e = bodyError {
+        if response.head.status.code < 200 {
+            // An interim status cannot end an exchange; the client would wait forever.
+            response = ResponseEncoder.errorResponse(
+                .internalServerError, "the handler returned the informational status \(response.head.status.code)")
             close = true
-            if e.status == .requestTimeout && peerClosed { return false }
         }
+        if bodyError != nil { close = true }
         if !bodyComplete() { close = true }
         if draining { close = true }
         if !close, wantsClose(response.head) { close = true }
