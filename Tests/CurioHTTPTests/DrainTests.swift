@@ -71,4 +71,36 @@ struct DrainTests {
         #expect(result.2)
         #expect(result.3, "no new connection after the drain began")
     }
+
+    @Test func cancellingRunClosesEveryConnection() async throws {
+        let entered = Event()
+        let handler: HTTPHandler = { request in
+            if request.path == "/hang" {
+                await entered.set()
+                try await Curio.sleep(3600)
+            }
+            return HTTPServerResponse(body: .string("ok"))
+        }
+        let result = try await HTTPTest.kernel {
+            let server = HTTPServer(host: "127.0.0.1", port: 0, handler: handler)
+            let serving = try await spawn(name: "server") { try await server.run() }
+            let port = try await server.localAddress().port
+            let idle = try await HTTPTest.connect(port)
+            defer { idle.close() }
+            try await idle.write("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            _ = try await HTTPTest.readResponse(idle)
+            let busy = try await HTTPTest.connect(port)
+            defer { busy.close() }
+            try await busy.write("GET /hang HTTP/1.1\r\nHost: a\r\n\r\n")
+            try await entered.wait()
+            try await serving.cancel()
+            let idleClosed = try await idle.read(1).isEmpty
+            let busyClosed = try await busy.read(1).isEmpty
+            return (idleClosed, busyClosed, server.openConnections, serving.terminated)
+        }
+        #expect(result.0)
+        #expect(result.1)
+        #expect(result.2 == 0)
+        #expect(result.3)
+    }
 }
