@@ -15,7 +15,8 @@ final class HTTPConnection: @unchecked Sendable {
     let config: HTTPServerConfiguration
     let handler: HTTPHandler
     let remoteAddress: SocketAddress?
-    weak var registry: ConnectionRegistry?
+    /// Strong: the registry drops the connection when it ends, which breaks the cycle.
+    var registry: ConnectionRegistry?
 
     private let input: ReadBuffer
     /// Response bytes not yet sent: responses to pipelined requests gather
