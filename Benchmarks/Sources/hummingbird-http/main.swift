@@ -18,8 +18,6 @@ let router = Router()
 router.get("/") { _, _ in
     "Hello, World!"
 }
-var logger = Logger(label: "hummingbird-http")
-logger.logLevel = .error
 let app = Application(
     router: router,
     configuration: .init(address: .hostname("127.0.0.1", port: port)),
@@ -27,7 +25,6 @@ let app = Application(
         print("PORT \(channel.localAddress!.port!)")
         fflush(nil)
     },
-    eventLoopGroupProvider: .shared(MultiThreadedEventLoopGroup(numberOfThreads: 1)),
-    logger: logger
+    eventLoopGroupProvider: .shared(MultiThreadedEventLoopGroup(numberOfThreads: 1))
 )
 try await app.runService()
