@@ -273,7 +273,15 @@ final class HTTPConnection: @unchecked Sendable {
         case .bytes(let bytes):
             ResponseEncoder.appendHead(response.head, body: bodyAllowed ? .length(bytes.count) : .none,
                                        connection: connectionField(close), date: date, server: serverLine, into: &out)
-            if bodyAllowed && !isHead { out.append(contentsOf: bytes) }
+            if bodyAllowed && !isHead {
+                if bytes.count < Self.copyLimit {
+                    out.append(contentsOf: bytes)
+                } else {
+                    // A large body leaves from the handler's own array, uncopied.
+                    try await flush()
+                    try await send(bytes)
+                }
+            }
         case .stream(let produce):
             let declared = declaredLength(response.head)
             let framing: HTTPResponseBodyWriter.Framing
@@ -348,7 +356,7 @@ final class HTTPConnection: @unchecked Sendable {
             ResponseEncoder.appendHex(bytes.count, into: &out)
             out.append(contentsOf: ResponseEncoder.crlf)
         }
-        if out.isEmpty || bytes.count < 4096 {
+        if bytes.count < Self.copyLimit {
             out.append(contentsOf: bytes)
         } else {
             try await flush()
@@ -358,11 +366,22 @@ final class HTTPConnection: @unchecked Sendable {
         try await flush()
     }
 
+    /// Bodies from this size on are sent from their own array rather than
+    /// copied into the output buffer.
+    static let copyLimit = 16384
+
     /// Sends what the output buffer holds.
     func flush() async throws {
         guard !out.isEmpty else { return }
         try await send(out)
-        out.removeAll(keepingCapacity: true)
+        if out.capacity > 4 * Self.copyLimit {
+            // A burst of pipelined responses must not pin its memory for the
+            // connection's life.
+            out = []
+            out.reserveCapacity(1024)
+        } else {
+            out.removeAll(keepingCapacity: true)
+        }
     }
 
     private func send(_ bytes: [UInt8]) async throws {

@@ -65,7 +65,7 @@ public final class HTTPServer: @unchecked Sendable {
     /// connection and throws the cancellation).
     public func run() async throws {
         guard !stopped, acceptor == nil else {
-            throw CurioUsageError(.invalidArgument, "HTTPServer.run called twice")
+            throw CurioUsageError(.invalidArgument, "HTTPServer.run called twice, or after drain()")
         }
         let addr = try await resolve(host: host, port: port).first!
         let socket = try Socket(addr.family, .stream)
