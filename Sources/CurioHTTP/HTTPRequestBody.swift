@@ -12,10 +12,11 @@ import HTTPTypes
 /// A request with `Expect: 100-continue` gets its `100 Continue` when the
 /// handler first reads the body; a handler that answers without reading it
 /// spares the client the upload (and the connection then closes). Reads
-/// throw ``HTTPProtocolError`` for a malformed or oversized body and
-/// ``TaskTimeout`` when the client stalls for longer than
-/// ``HTTPServerConfiguration/bodyReadTimeout``. The body can be read only
-/// while its request is being handled.
+/// throw ``HTTPProtocolError`` for a malformed (400), oversized (413) or
+/// truncated (400) body, and with status 408 when the client stalls for
+/// longer than ``HTTPServerConfiguration/bodyReadTimeout``; a handler that
+/// rethrows it answers with that status. The body can be read only while
+/// its request is being handled.
 public struct HTTPRequestBody: AsyncSequence, Sendable {
     public typealias Element = [UInt8]
     public typealias Failure = any Error
