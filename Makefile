@@ -8,6 +8,8 @@
 #   make bench   run the benchmark package (Benchmarks/)
 #   make bench-echo  the echo benchmark: C io_uring, Curio (io_uring, epoll) and
 #                SwiftNIO echo servers under one load generator (Benchmarks/echo/)
+#   make bench-http  the HTTP benchmark: CurioHTTP (io_uring, epoll), NIOHTTP1 and
+#                Hummingbird 2 hello-world servers under wrk (Benchmarks/http/)
 #   make clean   remove every build directory
 #
 # Extra flags for `swift test` (e.g. --parallel, --filter X): make test SWIFT_TEST_FLAGS=...
@@ -20,6 +22,7 @@ SWIFT_TEST_FLAGS ?=
 CC ?= cc
 LIBURING_H ?= /usr/include/liburing.h
 OPENSSL_H ?= /usr/include/openssl/ssl.h
+WRK ?= /usr/bin/wrk
 SUDO := $(shell [ $$(id -u) -eq 0 ] || echo sudo)
 
 KERNEL_DIR := CSources/CCurioKernel
@@ -31,7 +34,7 @@ CTEST_CFLAGS := -std=c11 -Wall -Wextra -Werror -O1 -g -fno-omit-frame-pointer \
 	-fsanitize=address,undefined -fno-sanitize-recover=all \
 	-DCK_FAULT_INJECTION -I$(KERNEL_DIR)/include
 
-.PHONY: deps ctest test demo bench bench-echo clean
+.PHONY: deps ctest test demo bench bench-echo bench-http clean
 
 deps:
 	@if [ ! -f $(LIBURING_H) ]; then \
@@ -48,6 +51,11 @@ deps:
 		echo "python3 is missing (a TLS test peer): installing python3"; \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3; \
+	fi
+	@if [ ! -x $(WRK) ]; then \
+		echo "wrk is missing (CurioHTTP's load test, make bench-http): installing wrk"; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends wrk; \
 	fi
 
 # Two binaries: io_uring compiled in (each test runs on io_uring, epoll and
@@ -90,6 +98,11 @@ bench: deps
 # ECHO_SECONDS, ECHO_ROUNDS and friends: see Benchmarks/echo/run.sh.
 bench-echo: deps
 	Benchmarks/echo/run.sh
+
+# HTTP_SECONDS (default 3; the issue's figure is 10), HTTP_ROUNDS and
+# friends: see Benchmarks/http/run.sh.
+bench-http: deps
+	Benchmarks/http/run.sh
 
 clean:
 	rm -rf .build .build-epoll .build-demo $(CTEST_DIR) Benchmarks/.build

@@ -13,6 +13,8 @@ let package = Package(
         .executable(name: "curio-monitor", targets: ["curio-monitor"]),
         // TLS over Curio sockets, on the system's OpenSSL 3 (libssl-dev).
         .library(name: "CurioTLS", targets: ["CurioTLS"]),
+        // HTTP/1.1 server on Curio streams (docs/HTTP.md).
+        .library(name: "CurioHTTP", targets: ["CurioHTTP"]),
     ],
     traits: [
         .trait(name: "IOUring", description: "io_uring backend (falls back to epoll at run time)"),
@@ -22,6 +24,9 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.0"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.5.0"),
+        // CurioHTTP's request and response types; without the FoundationURL
+        // trait so the server does not pull in Foundation.
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.0.0", traits: []),
     ],
     targets: [
         .target(
@@ -80,6 +85,17 @@ let package = Package(
         .executableTarget(name: "hello-fib", dependencies: ["Curio"], path: "Sources/Examples/hello-fib"),
         .executableTarget(name: "echo-server", dependencies: ["Curio"], path: "Sources/Examples/echo-server"),
         .executableTarget(name: "echo-socketserver", dependencies: ["Curio"], path: "Sources/Examples/echo-socketserver"),
+        .target(
+            name: "CurioHTTP",
+            dependencies: ["Curio", .product(name: "HTTPTypes", package: "swift-http-types")],
+            path: "Sources/CurioHTTP",
+            swiftSettings: [.enableUpcomingFeature("NonisolatedNonsendingByDefault")]
+        ),
+        .testTarget(
+            name: "CurioHTTPTests",
+            dependencies: ["CurioHTTP", "Curio", .product(name: "HTTPTypes", package: "swift-http-types")],
+            path: "Tests/CurioHTTPTests"
+        ),
         .testTarget(
             name: "CurioTests",
             dependencies: ["Curio", "CCurioKernel"],

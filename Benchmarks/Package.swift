@@ -25,6 +25,8 @@ let package = Package(
         .package(name: "Curio", path: "..", traits: curioEpoll ? ["Epoll"] : [.defaults]),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
+        // The HTTP benchmark's Hummingbird 2 server (Benchmarks/http/run.sh).
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.0.0"),
     ],
     targets: [
         .target(name: "CBenchSupport", path: "Sources/CBenchSupport"),
@@ -42,6 +44,36 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
             path: "Sources/nio-echo",
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        // The HTTP benchmark's servers (Benchmarks/http/run.sh, `make bench-http`).
+        .executableTarget(
+            name: "curio-http",
+            dependencies: [
+                .product(name: "Curio", package: "Curio"),
+                .product(name: "CurioHTTP", package: "Curio"),
+            ],
+            path: "Sources/curio-http",
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        .executableTarget(
+            name: "nio-http",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            path: "Sources/nio-http",
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        .executableTarget(
+            name: "hummingbird-http",
+            dependencies: [
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            path: "Sources/hummingbird-http",
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         .executableTarget(

@@ -1,0 +1,52 @@
+import Curio
+
+/// The open connections of one server, for a graceful drain. Kernel-thread
+/// only: the server and all its connections run on one kernel.
+final class ConnectionRegistry: @unchecked Sendable {
+    // Unchecked: used by the tasks of one kernel only (see above).
+    private(set) var draining = false
+    private var connections: [ObjectIdentifier: HTTPConnection] = [:]
+    private let allClosed = Event()
+
+    var count: Int { connections.count }
+
+    func add(_ c: HTTPConnection) {
+        connections[ObjectIdentifier(c)] = c
+        c.registry = self
+    }
+
+    func remove(_ c: HTTPConnection) async {
+        connections[ObjectIdentifier(c)] = nil
+        if connections.isEmpty && draining { await allClosed.set() }
+    }
+
+    /// Stops keep-alive: idle connections are cancelled at once, busy ones
+    /// close after their current response.
+    func startDrain() async throws {
+        draining = true
+        for c in connections.values where c.idle {
+            if let t = c.task { _ = try await t.cancel(blocking: false) }
+        }
+        if connections.isEmpty { await allClosed.set() }
+    }
+
+    /// Waits until every connection has closed; after `timeout` seconds
+    /// the ones still open are cancelled.
+    func waitUntilClosed(timeout: Double) async throws {
+        if connections.isEmpty { return }
+        if try await ignoreAfter(timeout, { try await allClosed.wait() }) == nil {
+            for c in connections.values {
+                if let t = c.task { _ = try await t.cancel(blocking: false) }
+            }
+            try await allClosed.wait()
+        }
+    }
+
+    /// Cancels every connection (the server itself was cancelled).
+    func cancelAll() async throws {
+        draining = true
+        for c in connections.values {
+            if let t = c.task { _ = try await t.cancel(blocking: false) }
+        }
+    }
+}
