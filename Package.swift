@@ -11,6 +11,8 @@ let package = Package(
         .library(name: "Curio", targets: ["Curio"]),
         .executable(name: "curio-demo", targets: ["curio-demo"]),
         .executable(name: "curio-monitor", targets: ["curio-monitor"]),
+        // swift-service-lifecycle integration: its own product so the core stays small.
+        .library(name: "CurioServiceLifecycle", targets: ["CurioServiceLifecycle"]),
     ],
     traits: [
         .trait(name: "IOUring", description: "io_uring backend (falls back to epoll at run time)"),
@@ -20,6 +22,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.0"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.5.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.0.0"),
+        .package(url: "https://github.com/swiftlang/swift-docc-plugin.git", from: "1.0.0"),
     ],
     targets: [
         .target(
@@ -59,6 +63,35 @@ let package = Package(
         .executableTarget(name: "hello-fib", dependencies: ["Curio"], path: "Sources/Examples/hello-fib"),
         .executableTarget(name: "echo-server", dependencies: ["Curio"], path: "Sources/Examples/echo-server"),
         .executableTarget(name: "echo-socketserver", dependencies: ["Curio"], path: "Sources/Examples/echo-socketserver"),
+        // swift-service-lifecycle: a kernel and its servers as a `Service`.
+        .target(
+            name: "CurioServiceLifecycle",
+            dependencies: [
+                "Curio",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/CurioServiceLifecycle"
+        ),
+        .executableTarget(
+            name: "curio-service",
+            dependencies: [
+                "Curio", "CurioServiceLifecycle",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/Examples/curio-service"
+        ),
+        .testTarget(
+            name: "CurioServiceLifecycleTests",
+            dependencies: [
+                "Curio", "CurioServiceLifecycle",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tests/CurioServiceLifecycleTests"
+        ),
         .testTarget(
             name: "CurioTests",
             dependencies: ["Curio", "CCurioKernel"],

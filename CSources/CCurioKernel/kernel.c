@@ -39,7 +39,18 @@ bool ck_have_io_uring(void) {
 
 #ifndef CURIO_EPOLL_ONLY
 static atomic_int fallback_reported;
+/* The fallback's one message, kept for the Swift side to log (through the
+ * kernel's logger) instead of printed here. */
+static char fallback_report[160];
+static atomic_int fallback_report_ready;
 #endif
+
+const char *ck_take_fallback_report(void) {
+#ifndef CURIO_EPOLL_ONLY
+    if (atomic_exchange(&fallback_report_ready, 0)) return fallback_report;
+#endif
+    return NULL;
+}
 
 ck_kernel *ck_kernel_new(ck_backend_kind want) {
     ck_kernel *k = calloc(1, sizeof *k);
@@ -59,11 +70,13 @@ ck_kernel *ck_kernel_new(ck_backend_kind want) {
             k->backend = CK_BACKEND_IO_URING;
             return k;
         }
-        if (!atomic_exchange(&fallback_reported, 1))
-            fprintf(stderr,
-                    "curio: io_uring is unavailable (%s); using the epoll backend\n",
-                    err == -ENOSYS && off ? "disabled by CURIO_DISABLE_IO_URING"
-                                          : strerror(-err));
+        if (!atomic_exchange(&fallback_reported, 1)) {
+            snprintf(fallback_report, sizeof fallback_report,
+                     "curio: io_uring is unavailable (%s); using the epoll backend\n",
+                     err == -ENOSYS && off ? "disabled by CURIO_DISABLE_IO_URING"
+                                           : strerror(-err));
+            atomic_store(&fallback_report_ready, 1);
+        }
     }
 #else
     (void)want;

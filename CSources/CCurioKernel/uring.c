@@ -49,6 +49,7 @@ static struct io_uring_sqe *get_sqe(ck_kernel *k) {
         /* Ring full: flush what we have and try again. */
         io_uring_submit(&k->ring);
         k->stats.enters++;
+        k->stats.submitted += k->unsubmitted;
         k->unsubmitted = 0;
         sqe = io_uring_get_sqe(&k->ring);
     }
@@ -149,11 +150,13 @@ int ck_uring_wait(ck_kernel *k, int64_t timeout_ns, bool *woken) {
             tsp = &ts;
         }
         k->stats.enters++;
+        k->stats.submitted += k->unsubmitted;
         k->unsubmitted = 0;
         ret = io_uring_submit_and_wait_timeout(&k->ring, &cqe, 1, tsp, NULL);
         if (ret == -ETIME || ret == -EINTR || ret == -EAGAIN || ret == -EBUSY) ret = 0;
     } else if (k->unsubmitted) {
         k->stats.enters++;
+        k->stats.submitted += k->unsubmitted;
         k->unsubmitted = 0;
         ret = io_uring_submit(&k->ring);
         if (ret == -EINTR || ret == -EAGAIN || ret == -EBUSY) ret = 0;

@@ -194,12 +194,18 @@ typedef struct ck_event {
 int ck_poll(ck_kernel *k, bool may_block, int64_t max_wait_ns, ck_event *out,
             int cap);
 
+/* The message of the process's one io_uring -> epoll fallback, once (the
+ * first caller after the fallback gets it, later callers NULL). The
+ * caller logs it. */
+const char *ck_take_fallback_report(void);
+
 /* Counters for tests and the monitor. */
 typedef struct ck_stats {
     uint64_t polls;          /* ck_poll calls */
     uint64_t enters;         /* io_uring_enter / epoll_wait system calls */
     uint64_t wakeups_sent;   /* eventfd writes by other threads */
     uint64_t immediate;      /* requests completed by the try-first path */
+    uint64_t submitted;      /* io_uring SQEs handed over by those enters */
 } ck_stats;
 void ck_get_stats(const ck_kernel *k, ck_stats *out);
 

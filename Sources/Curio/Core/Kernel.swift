@@ -122,10 +122,12 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
         unownedSelf = UnownedTaskExecutor(ordinary: self)
         ck_set_owner(k, Unmanaged.passUnretained(self).toOpaque())
         ck_ignore_sigpipe()
+        if let fallback = ck_take_fallback_report() { diagnose(.warning, kernel: self, String(cString: fallback)) }
         if let endpoint = configuration.monitor {
             startMonitor(endpoint, announce: configuration.monitorAnnounced,
                          console: configuration.monitorConsole)
         }
+        installMetrics()
         for sig in configuration.taskDumpSignals {
             // Opt-in from outside the program: `kill -USR1 <pid>` dumps the tasks.
             try? enableTaskDump(on: sig)
@@ -143,7 +145,7 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
         }
         // The monitor can cancel tasks and send signals: never off the machine.
         if !(host.hasPrefix("127.") || host == "::1" || host == "localhost") {
-            writeStderr("curio: the monitor listens on loopback only; ignoring host '\(host)' and using 127.0.0.1\n")
+            diagnose(.warning, kernel: self, "curio: the monitor listens on loopback only; ignoring host '\(host)' and using 127.0.0.1\n")
             host = "127.0.0.1"
         }
         let link = MonitorLink()
@@ -152,7 +154,7 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
                         console: console && isatty(0) == 1)
         monitor = m
         if announce, let a = m.address {
-            writeStderr("curio: monitor listening on \(a.host):\(a.port)\n")
+            diagnose(.notice, kernel: self, "curio: monitor listening on \(a.host):\(a.port)\n")
         }
     }
 

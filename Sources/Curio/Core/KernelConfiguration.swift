@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Logging
+import Metrics
 
 extension Kernel {
     /// Everything a kernel is told at creation. Pass one to
@@ -68,6 +69,12 @@ extension Kernel {
         /// failures, backend fallback, accept back-off, long blocks,
         /// deadlocks). The default writes them to stderr as plain lines.
         public var logger: Logger = Kernel.Configuration.defaultLogger
+        /// Where the kernel records its metrics (``CurioMetricLabel``): tasks
+        /// created and alive, ready-queue depth, connections accepted and
+        /// open, backend enters and io_uring submissions. `nil` (the
+        /// default) records nothing and costs nothing; `MetricsSystem.factory`
+        /// uses the process's bootstrapped backend.
+        public var metricsFactory: (any MetricsFactory)? = nil
 
         /// The built-in values with no environment applied.
         public static var builtIn: Configuration { Configuration() }

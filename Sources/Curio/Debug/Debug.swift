@@ -69,7 +69,7 @@ public final class LongBlockWarning: Activation {
             warnings += 1
             var where_ = ""
             if let s = resumedAt { where_ = " after resuming at \(s)" }
-            writeStderr("curio: task \(task.id) (\(task.name)) ran \(formatFixed(held, 3)) s without blocking\(where_)\n")
+            diagnose(.warning, task: task, "curio: task \(task.id) (\(task.name)) ran \(formatFixed(held, 3)) s without blocking\(where_)\n")
         }
     }
 }
@@ -147,7 +147,7 @@ extension Kernel {
             lines += "\n"
         }
         lines += "curio: the kernel keeps waiting (the monitor can still cancel a task).\n"
-        writeStderr(lines)
+        diagnose(.error, kernel: self, lines)
     }
 }
 

@@ -50,13 +50,13 @@ final class Monitor: @unchecked Sendable {
             pthread_detach(tid)
         } else {
             Unmanaged<Monitor>.fromOpaque(me).release()
-            writeStderr("curio: could not start the monitor thread\n")
+            diagnose(.warning, kernel: kernelRef, "curio: could not start the monitor thread\n")
         }
     }
 
     private func openListener(host: String, port: Int) {
         guard let addr = try? SocketAddress(host: host.isEmpty ? "127.0.0.1" : host, port: port) else {
-            writeStderr("curio: monitor address '\(host):\(port)' is not a numeric address; remote monitor off\n")
+            diagnose(.warning, kernel: kernelRef, "curio: monitor address '\(host):\(port)' is not a numeric address; remote monitor off\n")
             return
         }
         let fd = socket(addr.family.raw, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
@@ -65,7 +65,7 @@ final class Monitor: @unchecked Sendable {
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
         let ok = addr.withSockaddr { bind(fd, $0, $1) } == 0 && listen(fd, 8) == 0
         guard ok else {
-            writeStderr("curio: monitor cannot listen on \(addr.host):\(port): \(String(cString: strerror(errno))); remote monitor off\n")
+            diagnose(.warning, kernel: kernelRef, "curio: monitor cannot listen on \(addr.host):\(port): \(String(cString: strerror(errno))); remote monitor off\n")
             close(fd)
             return
         }
@@ -172,7 +172,7 @@ final class Monitor: @unchecked Sendable {
             text += "  live stack of the kernel thread (innermost first):\n"
             for f in frames.prefix(12) { text += "    \(f)\n" }
         }
-        writeStderr(text)
+        diagnose(.warning, kernel: kernel, text)
     }
 
     // MARK: The console

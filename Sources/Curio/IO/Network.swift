@@ -228,13 +228,13 @@ func serveClients(_ sock: Socket, ready: TCPListener?,
     try await acceptForever(sock, site: CallSite(file: #filePath, line: #line, function: #function)) { client, peer in
         try await spawn(name: "client \(peer)") {
             let stream = SocketStream(client)
-            defer { stream.close() }
+            defer { stream.close(); noteConnectionClosed() }
             do {
                 try await handler(stream, peer)
             } catch let e as SocketError where e.errno == ECONNRESET || e.errno == EPIPE {
                 // The client went away.
             } catch let e where !(e is CancelledError) {
-                writeStderr("curio: client handler for \(peer) failed: \(e)\n")
+                diagnose(.error, peer: peer, "curio: client handler for \(peer) failed: \(e)\n")
             }
         }
     }

@@ -223,9 +223,10 @@ func acceptForever(_ socket: Socket, site: CallSite,
         do {
             (client, peer) = try await socket.accept(file: site.file, line: site.line, function: site.function)
             reportedExhaustion = false
+            noteConnectionAccepted()
         } catch let e as SocketError where e.errno == EMFILE || e.errno == ENFILE || e.errno == ENOBUFS || e.errno == ENOMEM {
             if !reportedExhaustion {
-                writeStderr("curio: accept failed (\(e)); retrying every 100 ms until descriptors free up\n")
+                diagnose(.warning, "curio: accept failed (\(e)); retrying every 100 ms until descriptors free up\n")
                 reportedExhaustion = true
             }
             try await sleep(0.1)
@@ -238,7 +239,7 @@ func acceptForever(_ socket: Socket, site: CallSite,
 /// One handler's life: setup, handle, finish, close. A failure is reported
 /// and does not reach the server.
 func runHandler(_ h: BaseRequestHandler, close socket: Socket?) async throws {
-    defer { socket?.close() }
+    defer { if let socket { socket.close(); noteConnectionClosed() } }
     do {
         try await h.setup()
         do {
@@ -253,7 +254,7 @@ func runHandler(_ h: BaseRequestHandler, close socket: Socket?) async throws {
     } catch is CancelledError {
         throw TaskCancelled()
     } catch {
-        writeStderr("curio: handler \(type(of: h)) for \(h.clientAddress) failed: \(error)\n")
+        diagnose(.error, peer: h.clientAddress, "curio: handler \(type(of: h)) for \(h.clientAddress) failed: \(error)\n")
     }
 }
 
