@@ -73,9 +73,9 @@ let server = CurioResult<CurioTask<Void>>()
 
 let echo = CurioService(
     drain: {
-        say("draining (\(connections.count) open)")
         // Stop accepting: the server task closes its listening socket.
         try await server.unwrap().cancel()
+        say("draining (\(connections.count) open)")
         let cancelled = try await connections.drain(grace: grace)
         say("drained (\(cancelled) cancelled)")
     },
@@ -98,4 +98,11 @@ let echo = CurioService(
 LoggingSystem.bootstrap(StreamLogHandler.standardError)
 let group = ServiceGroup(services: [echo], gracefulShutdownSignals: [.sigterm, .sigint],
                          logger: Logger(label: "curio-service"))
-try await group.run()
+do {
+    try await group.run()
+} catch {
+    // A server that cannot start (port in use) ends the service with its error.
+    var text = "curio-service: \(error)\n"
+    text.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
+    exit(1)
+}
