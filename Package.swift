@@ -94,7 +94,11 @@ let package = Package(
         ),
         .testTarget(
             name: "CurioTests",
-            dependencies: ["Curio", "CCurioKernel"],
+            dependencies: [
+                "Curio", "CCurioKernel",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
+            ],
             path: "Tests/CurioTests"
         ),
     ],

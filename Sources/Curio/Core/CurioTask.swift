@@ -116,7 +116,7 @@ public class AnyCurioTask: @unchecked Sendable, CustomStringConvertible {
 
     func reportCrash(_ error: any Error) {
         let text = "curio: task \(id) (\(name)) crashed and nobody joined it: \(error)\n"
-        diagnose(.error, kernel: kernel, task: self, text)
+        diagnose(.error, task: self, text)
     }
 
     /// Waits until the task has ended, whatever the way; never throws the

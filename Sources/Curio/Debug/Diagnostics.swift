@@ -49,7 +49,11 @@ public enum CurioLogMetadataKey {
 ///   - peer: the connection the message is about.
 func diagnose(_ level: Logger.Level, kernel: Kernel? = nil, task: AnyCurioTask? = nil,
               peer: SocketAddress? = nil, _ text: String) {
-    let k = kernel ?? Kernel.current
+    var k = kernel ?? Kernel.current
+    // A task's own `kernel` reference may dangle once its kernel is gone
+    // (a handle can outlive it): only the running kernel that owns the
+    // task is asked for its logger.
+    if kernel == nil, let task, k?.serial != task.kernelSerial { k = nil }
     let logger = k?.configuration.logger ?? Kernel.Configuration.defaultLogger
     guard logger.logLevel <= level else { return }
     var metadata: Logger.Metadata = [:]
