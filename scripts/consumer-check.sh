@@ -34,15 +34,20 @@ git -C "$WORK/curio" tag 99.0.0
 summary=()
 for variant in $VARIANTS; do
     case $variant in
-    default) traits='' expect='io_uring|epoll' ;;
-    epoll) traits=', traits: ["Epoll"]' expect='epoll' ;;
+    # The default variant also uses CurioServiceLifecycle (it builds
+    # swift-service-lifecycle and its dependencies); epoll only the core.
+    default) traits='' expect='io_uring|epoll'
+        products=', .product(name: "CurioServiceLifecycle", package: "curio")'
+        settings=', swiftSettings: [.define("CONSUMER_LIFECYCLE")]' ;;
+    epoll) traits=', traits: ["Epoll"]' expect='epoll' products='' settings='' ;;
     *) echo "consumer-check: unknown variant '$variant' (default or epoll)" >&2; exit 2 ;;
     esac
     dir="$WORK/consumer-$variant"
     mkdir -p "$dir"
     cp -R "$ROOT/Tests/Consumer/Sources" "$dir/"
     sed -e "s|@CURIO_URL@|file://$WORK/curio|" -e "s|@CURIO_VERSION@|99.0.0|" \
-        -e "s|@CURIO_TRAITS@|$traits|" "$ROOT/Tests/Consumer/Package.swift.in" > "$dir/Package.swift"
+        -e "s|@CURIO_TRAITS@|$traits|" -e "s|@CURIO_PRODUCTS@|$products|" \
+        -e "s|@CURIO_SETTINGS@|$settings|" "$ROOT/Tests/Consumer/Package.swift.in" > "$dir/Package.swift"
     echo "consumer-check [$variant]: building a package that depends on file://$WORK/curio from 99.0.0$traits"
     start=$(date +%s)
     (cd "$dir" && $SWIFT build -q)

@@ -120,7 +120,7 @@ public class AnyCurioTask: @unchecked Sendable, CustomStringConvertible {
     }
 
     /// Waits until the task has ended, whatever the way; never throws the
-    /// task's error (use ``CurioTask/join(timeout:file:line:function:)``).
+    /// task's error (use ``CurioTask/join(timeout:file:line:function:)-(Double?,_,_,_)``).
     public func wait(file: StaticString = #filePath, line: UInt = #line,
                      function: StaticString = #function) async throws {
         let me = try Kernel.currentTask()

@@ -58,7 +58,7 @@ extension CurioTask {
 }
 
 extension Event {
-    /// Like ``Event/wait(timeout:file:line:function:)`` with a `Duration`: `event.wait(timeout: .seconds(1))`.
+    /// Like ``Event/wait(timeout:file:line:function:)-(Double?,_,_,_)`` with a `Duration`: `event.wait(timeout: .seconds(1))`.
     @discardableResult
     public func wait(timeout: Duration, file: StaticString = #filePath, line: UInt = #line, function: StaticString = #function) async throws -> Bool {
         try await wait(timeout: timeout.curioSeconds, file: file, line: line, function: function)
@@ -66,7 +66,7 @@ extension Event {
 }
 
 extension CurioResult {
-    /// Like ``CurioResult/wait(timeout:file:line:function:)`` with a `Duration`: `result.wait(timeout: .seconds(1))`.
+    /// Like ``CurioResult/wait(timeout:file:line:function:)-(Double?,_,_,_)`` with a `Duration`: `result.wait(timeout: .seconds(1))`.
     @discardableResult
     public func wait(timeout: Duration, file: StaticString = #filePath, line: UInt = #line, function: StaticString = #function) async throws -> Bool {
         try await wait(timeout: timeout.curioSeconds, file: file, line: line, function: function)
@@ -74,7 +74,7 @@ extension CurioResult {
 }
 
 extension Lock {
-    /// Like ``Lock/acquire(timeout:file:line:function:)`` with a `Duration`: `lock.acquire(timeout: .milliseconds(50))`.
+    /// Like ``Lock/acquire(timeout:file:line:function:)-(Double?,_,_,_)`` with a `Duration`: `lock.acquire(timeout: .milliseconds(50))`.
     @discardableResult
     public func acquire(timeout: Duration, file: StaticString = #filePath, line: UInt = #line, function: StaticString = #function) async throws -> Bool {
         try await acquire(timeout: timeout.curioSeconds, file: file, line: line, function: function)
@@ -82,7 +82,7 @@ extension Lock {
 }
 
 extension RLock {
-    /// Like ``RLock/acquire(timeout:file:line:function:)`` with a `Duration`: `lock.acquire(timeout: .milliseconds(50))`.
+    /// Like ``RLock/acquire(timeout:file:line:function:)-(Double?,_,_,_)`` with a `Duration`: `lock.acquire(timeout: .milliseconds(50))`.
     @discardableResult
     public func acquire(timeout: Duration, file: StaticString = #filePath, line: UInt = #line, function: StaticString = #function) async throws -> Bool {
         try await acquire(timeout: timeout.curioSeconds, file: file, line: line, function: function)
@@ -90,7 +90,7 @@ extension RLock {
 }
 
 extension Semaphore {
-    /// Like ``Semaphore/acquire(timeout:file:line:function:)`` with a `Duration`: `sema.acquire(timeout: .milliseconds(50))`.
+    /// Like ``Semaphore/acquire(timeout:file:line:function:)-(Double?,_,_,_)`` with a `Duration`: `sema.acquire(timeout: .milliseconds(50))`.
     @discardableResult
     public func acquire(timeout: Duration, file: StaticString = #filePath, line: UInt = #line, function: StaticString = #function) async throws -> Bool {
         try await acquire(timeout: timeout.curioSeconds, file: file, line: line, function: function)
@@ -98,13 +98,13 @@ extension Semaphore {
 }
 
 extension Condition {
-    /// Like ``Condition/acquire(timeout:file:line:function:)`` with a `Duration`: `cond.acquire(timeout: .milliseconds(50))`.
+    /// Like ``Condition/acquire(timeout:file:line:function:)-(Double?,_,_,_)`` with a `Duration`: `cond.acquire(timeout: .milliseconds(50))`.
     @discardableResult
     public func acquire(timeout: Duration, file: StaticString = #filePath, line: UInt = #line, function: StaticString = #function) async throws -> Bool {
         try await acquire(timeout: timeout.curioSeconds, file: file, line: line, function: function)
     }
 
-    /// Like ``Condition/wait(timeout:file:line:function:)`` with a `Duration`: `cond.wait(timeout: .seconds(1))`.
+    /// Like ``Condition/wait(timeout:file:line:function:)-(Double?,_,_,_)`` with a `Duration`: `cond.wait(timeout: .seconds(1))`.
     @discardableResult
     public func wait(timeout: Duration, file: StaticString = #filePath, line: UInt = #line, function: StaticString = #function) async throws -> Bool {
         try await wait(timeout: timeout.curioSeconds, file: file, line: line, function: function)
@@ -119,19 +119,19 @@ extension Condition {
 }
 
 extension Queue {
-    /// Like ``Queue/put(_:timeout:file:line:function:)`` with a `Duration`; `false` when the time passes first.
+    /// Like ``Queue/put(_:timeout:file:line:function:)-(_,Double,_,_,_)`` with a `Duration`; `false` when the time passes first.
     @discardableResult
     public func put(_ item: T, timeout: Duration, file: StaticString = #filePath, line: UInt = #line, function: StaticString = #function) async throws -> Bool {
         try await put(item, timeout: timeout.curioSeconds, file: file, line: line, function: function)
     }
 
-    /// Like ``Queue/get(timeout:file:line:function:)`` with a `Duration`; `nil` when the time passes first.
+    /// Like ``Queue/get(timeout:file:line:function:)-(Double,_,_,_)`` with a `Duration`; `nil` when the time passes first.
     @discardableResult
     public func get(timeout: Duration, file: StaticString = #filePath, line: UInt = #line, function: StaticString = #function) async throws -> T? {
         try await get(timeout: timeout.curioSeconds, file: file, line: line, function: function)
     }
 
-    /// Like ``Queue/join(timeout:file:line:function:)`` with a `Duration`; `false` when the time passes first.
+    /// Like ``Queue/join(timeout:file:line:function:)-(Double?,_,_,_)`` with a `Duration`; `false` when the time passes first.
     @discardableResult
     public func join(timeout: Duration, file: StaticString = #filePath, line: UInt = #line, function: StaticString = #function) async throws -> Bool {
         try await join(timeout: timeout.curioSeconds, file: file, line: line, function: function)
@@ -139,19 +139,19 @@ extension Queue {
 }
 
 extension PriorityQueue {
-    /// Like ``PriorityQueue/put(_:timeout:file:line:function:)`` with a `Duration`; `false` when the time passes first.
+    /// Like ``PriorityQueue/put(_:timeout:file:line:function:)-(_,Double,_,_,_)`` with a `Duration`; `false` when the time passes first.
     @discardableResult
     public func put(_ item: T, timeout: Duration, file: StaticString = #filePath, line: UInt = #line, function: StaticString = #function) async throws -> Bool {
         try await put(item, timeout: timeout.curioSeconds, file: file, line: line, function: function)
     }
 
-    /// Like ``PriorityQueue/get(timeout:file:line:function:)`` with a `Duration`; `nil` when the time passes first.
+    /// Like ``PriorityQueue/get(timeout:file:line:function:)-(Double,_,_,_)`` with a `Duration`; `nil` when the time passes first.
     @discardableResult
     public func get(timeout: Duration, file: StaticString = #filePath, line: UInt = #line, function: StaticString = #function) async throws -> T? {
         try await get(timeout: timeout.curioSeconds, file: file, line: line, function: function)
     }
 
-    /// Like ``PriorityQueue/join(timeout:file:line:function:)`` with a `Duration`; `false` when the time passes first.
+    /// Like ``PriorityQueue/join(timeout:file:line:function:)-(Double?,_,_,_)`` with a `Duration`; `false` when the time passes first.
     @discardableResult
     public func join(timeout: Duration, file: StaticString = #filePath, line: UInt = #line, function: StaticString = #function) async throws -> Bool {
         try await join(timeout: timeout.curioSeconds, file: file, line: line, function: function)
@@ -159,19 +159,19 @@ extension PriorityQueue {
 }
 
 extension LifoQueue {
-    /// Like ``LifoQueue/put(_:timeout:file:line:function:)`` with a `Duration`; `false` when the time passes first.
+    /// Like ``LifoQueue/put(_:timeout:file:line:function:)-(_,Double,_,_,_)`` with a `Duration`; `false` when the time passes first.
     @discardableResult
     public func put(_ item: T, timeout: Duration, file: StaticString = #filePath, line: UInt = #line, function: StaticString = #function) async throws -> Bool {
         try await put(item, timeout: timeout.curioSeconds, file: file, line: line, function: function)
     }
 
-    /// Like ``LifoQueue/get(timeout:file:line:function:)`` with a `Duration`; `nil` when the time passes first.
+    /// Like ``LifoQueue/get(timeout:file:line:function:)-(Double,_,_,_)`` with a `Duration`; `nil` when the time passes first.
     @discardableResult
     public func get(timeout: Duration, file: StaticString = #filePath, line: UInt = #line, function: StaticString = #function) async throws -> T? {
         try await get(timeout: timeout.curioSeconds, file: file, line: line, function: function)
     }
 
-    /// Like ``LifoQueue/join(timeout:file:line:function:)`` with a `Duration`; `false` when the time passes first.
+    /// Like ``LifoQueue/join(timeout:file:line:function:)-(Double?,_,_,_)`` with a `Duration`; `false` when the time passes first.
     @discardableResult
     public func join(timeout: Duration, file: StaticString = #filePath, line: UInt = #line, function: StaticString = #function) async throws -> Bool {
         try await join(timeout: timeout.curioSeconds, file: file, line: line, function: function)
@@ -179,7 +179,7 @@ extension LifoQueue {
 }
 
 extension SignalSet {
-    /// Like ``SignalSet/wait(timeout:file:line:function:)`` with a `Duration`: `signals.wait(timeout: .seconds(1))`.
+    /// Like ``SignalSet/wait(timeout:file:line:function:)-(Double?,_,_,_)`` with a `Duration`: `signals.wait(timeout: .seconds(1))`.
     @discardableResult
     public func wait(timeout: Duration, file: StaticString = #filePath, line: UInt = #line, function: StaticString = #function) async throws -> Int32? {
         try await wait(timeout: timeout.curioSeconds, file: file, line: line, function: function)
@@ -187,7 +187,7 @@ extension SignalSet {
 }
 
 extension SignalEvent {
-    /// Like ``SignalEvent/wait(timeout:file:line:function:)`` with a `Duration`: `event.wait(timeout: .seconds(1))`.
+    /// Like ``SignalEvent/wait(timeout:file:line:function:)-(Double?,_,_,_)`` with a `Duration`: `event.wait(timeout: .seconds(1))`.
     @discardableResult
     public func wait(timeout: Duration, file: StaticString = #filePath, line: UInt = #line, function: StaticString = #function) async throws -> Bool {
         try await wait(timeout: timeout.curioSeconds, file: file, line: line, function: function)

@@ -20,12 +20,13 @@ import Glibc
 /// let answer = try Kernel().run { try await compute() }
 /// ```
 ///
-/// Every task of a kernel runs on the thread that called ``run()``, so the
+/// Every task of a kernel runs on the thread that called ``run(shutdown:)``, so the
 /// kernel's state needs no locks; several kernels on several threads run
 /// independently (one kernel per thread).
 public final class Kernel: TaskExecutor, @unchecked Sendable {
     /// Which I/O backend a kernel uses.
     public enum Backend: Sendable, Equatable, CustomStringConvertible {
+        /// io_uring (the default build) or epoll (the `Epoll` trait, or the run-time fallback).
         case ioUring, epoll
         public var description: String { self == .ioUring ? "io_uring" : "epoll" }
     }
@@ -183,6 +184,7 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
         }
     }
 
+    /// This kernel as an executor for `Task(executorPreference:)` (TaskExecutor).
     public func asUnownedTaskExecutor() -> UnownedTaskExecutor {
         UnownedTaskExecutor(ordinary: self)
     }

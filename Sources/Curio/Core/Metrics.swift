@@ -12,8 +12,8 @@ public enum CurioMetricLabel {
     public static let tasksAlive = "curio_tasks_alive"
     /// Gauge: jobs waiting in the ready queue, sampled as tasks suspend.
     public static let readyQueueDepth = "curio_ready_queue_depth"
-    /// Counter: connections accepted by the servers (``tcpServer(host:port:ready:handler:)``,
-    /// ``unixServer(path:ready:handler:)``, ``SocketServer``).
+    /// Counter: connections accepted by the servers (``tcpServer(host:port:reusePort:backlog:ready:handler:)``,
+    /// ``unixServer(path:backlog:ready:handler:)``, ``SocketServer``).
     public static let connectionsAccepted = "curio_connections_accepted"
     /// Gauge: accepted connections whose handler has not yet ended.
     public static let connectionsOpen = "curio_connections_open"
