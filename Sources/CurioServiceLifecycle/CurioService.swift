@@ -44,7 +44,7 @@ public struct CurioService: Service {
     ///
     /// - Parameters:
     ///   - configuration: the kernel's configuration; its
-    ///     ``Kernel/Configuration/logger`` also receives the service's own
+    ///     `Kernel.Configuration.logger` also receives the service's own
     ///     messages (a failing drain).
     ///   - drain: runs as a Curio task when graceful shutdown begins; `body`
     ///     is cancelled once it returns (or throws). `nil`: cancel at once.

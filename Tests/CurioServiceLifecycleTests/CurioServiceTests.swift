@@ -89,6 +89,35 @@ struct CurioServiceTests {
         #expect(!o.drained.isSet)
     }
 
+    /// Keeps the messages logged to it.
+    struct CapturingHandler: LogHandler {
+        let messages: UniversalQueue<String>
+        var logLevel: Logger.Level = .trace
+        var metadata: Logger.Metadata = [:]
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+        func log(event: LogEvent) { messages.put("\(event.level) \(event.message)") }
+    }
+
+    @Test func aFailingDrainIsLoggedAndTheBodyIsStillCancelled() async throws {
+        let o = Observations()
+        let messages = UniversalQueue<String>()
+        var config = Kernel.Configuration.default
+        config.logger = Logger(label: "test") { _ in CapturingHandler(messages: messages) }
+        let service = CurioService(configuration: config, drain: { throw Boom.boom }, Self.waitingBody(o))
+        let group = ServiceGroup(services: [service], logger: Self.quietLogger)
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            try await o.started.wait()
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+        }
+        #expect(o.bodyCancelled.isSet)
+        #expect(try messages.blockingGet(timeout: .seconds(5)) == "error curio: the service's drain failed: boom")
+    }
+
     @Test func theBodysErrorIsTheServicesError() async throws {
         let service = CurioService {
             try await Curio.sleep(0)
