@@ -144,6 +144,30 @@ struct LoggingTests {
         try await ran
     }
 
+    @Test func aLongBlockIsAWarningWithTheTask() async throws {
+        let capture = LogCapture()
+        let id = try await KernelHarness.onThread { () throws -> Int in
+            let kernel = Self.kernel(capture)
+            kernel.addActivation(LongBlockWarning(threshold: 0.001))
+            let id = try kernel.run { () async throws -> Int in
+                let hog = try await spawn(name: "hog") { () async throws -> Int in
+                    // Holds the kernel well past the threshold, then blocks.
+                    KernelHarness.spin(0.02)
+                    try await Curio.sleep(0)
+                    return try await currentTask().id
+                }
+                return try await hog.join() ?? 0
+            }
+            try kernel.shutdown()
+            return id
+        }
+        let e = try #require(capture.entries.first { $0.message.hasPrefix("curio: task \(id) (hog) ran") })
+        #expect(e.level == .warning)
+        #expect(e.message.contains("s without blocking"))
+        #expect(e.metadata[CurioLogMetadataKey.taskID] == "\(id)")
+        #expect(e.metadata[CurioLogMetadataKey.taskName] == "hog")
+    }
+
     @Test func aLevelTheLoggerFiltersIsNotLogged() async throws {
         let capture = LogCapture()
         try await KernelHarness.onThread {
