@@ -55,8 +55,11 @@ struct ServiceExampleTests {
         /// Waits for the child's exit (its stdout has ended by then) → its status.
         func exitStatus() async -> Int32 {
             for await _ in lines {}
-            process.waitUntilExit()
-            return process.terminationStatus
+            let process = self.process
+            return await ServiceExampleTests.blocking {
+                process.waitUntilExit()
+                return process.terminationStatus
+            }
         }
 
         static func productURL(_ name: String) throws -> URL {
@@ -72,9 +75,16 @@ struct ServiceExampleTests {
         }
     }
 
+    /// Runs a blocking call on a thread of its own, so that waiting for the
+    /// child never holds one of Swift's few cooperative threads.
+    static func blocking<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+        await withCheckedContinuation { c in Thread.detachNewThread { c.resume(returning: body()) } }
+    }
+
     /// A blocking TCP client with a generous receive timeout (the test's
-    /// guard against a hang, not a step's timing).
-    final class Client {
+    /// guard against a hang, not a step's timing). Its calls run through
+    /// ``blocking(_:)``.
+    final class Client: Sendable {
         let fd: Int32
         init(port: Int) throws {
             fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -141,16 +151,16 @@ struct ServiceExampleTests {
         let port = try Self.listeningPort(await child.nextLine())
         let client = try Client(port: port)
         client.send("hello\n")
-        #expect(client.receive(6) == "hello\n")
+        #expect(await Self.blocking { client.receive(6) } == "hello\n")
 
         child.terminate()
         #expect(await child.nextLine() == "curio-service: draining (1 open)")
-        #expect(Client.refused(port: port), "the server still accepts after the drain began")
+        #expect(await Self.blocking { Client.refused(port: port) }, "the server still accepts after the drain began")
         // In-flight work goes on during the grace period.
         client.send("still here\n")
-        #expect(client.receive(11) == "still here\n")
+        #expect(await Self.blocking { client.receive(11) } == "still here\n")
         client.closeWrite()
-        #expect(client.receive(1) == "")
+        #expect(await Self.blocking { client.receive(1) } == "")
         #expect(await child.nextLine() == "curio-service: drained (0 cancelled)")
         #expect(await child.exitStatus() == 0)
     }
@@ -160,12 +170,12 @@ struct ServiceExampleTests {
         let port = try Self.listeningPort(await child.nextLine())
         let client = try Client(port: port)
         client.send("ping\n")
-        #expect(client.receive(5) == "ping\n")
+        #expect(await Self.blocking { client.receive(5) } == "ping\n")
 
         child.terminate()
         #expect(await child.nextLine() == "curio-service: draining (1 open)")
         // The idle client does not hold the process up: its connection is closed.
-        #expect(client.receive(1) == "")
+        #expect(await Self.blocking { client.receive(1) } == "")
         #expect(await child.nextLine() == "curio-service: drained (1 cancelled)")
         #expect(await child.exitStatus() == 0)
     }

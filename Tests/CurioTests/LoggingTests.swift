@@ -83,7 +83,8 @@ struct LoggingTests {
             try kernel.shutdown()
             return (kernel.serial, id)
         }
-        let e = try #require(try capture.first(startingWith: "curio: task \(id) (doomed) crashed"))
+        let found = try await KernelHarness.onThread { try capture.first(startingWith: "curio: task \(id) (doomed) crashed") }
+        let e = try #require(found)
         #expect(e.message == "curio: task \(id) (doomed) crashed and nobody joined it: boom")
         #expect(e.level == .error)
         #expect(e.metadata[CurioLogMetadataKey.taskID] == "\(id)")
