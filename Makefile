@@ -3,7 +3,11 @@
 #   make deps    install liburing-dev and libssl-dev (CurioTLS) when their headers are
 #                missing, and the openssl CLI the TLS tests use (apt, non-interactive)
 #   make ctest   build and run the C kernel's unit tests (io_uring build and epoll-only build)
-#   make test    ctest, then the Swift tests for the default (io_uring) and Epoll builds
+#   make test    ctest, the consumer check, then the Swift tests for the default (io_uring)
+#                and Epoll builds
+#   make consumer  build and run a package that depends on Curio by URL and version
+#                (default traits and traits: ["Epoll"]; scripts/consumer-check.sh)
+#   make docs    build the DocC documentation of Curio (no warnings allowed)
 #   make demo    build and run curio-demo (release)
 #   make bench   run the benchmark package (Benchmarks/)
 #   make bench-echo  the echo benchmark: C io_uring, Curio (io_uring, epoll) and
@@ -34,7 +38,7 @@ CTEST_CFLAGS := -std=c11 -Wall -Wextra -Werror -O1 -g -fno-omit-frame-pointer \
 	-fsanitize=address,undefined -fno-sanitize-recover=all \
 	-DCK_FAULT_INJECTION -I$(KERNEL_DIR)/include
 
-.PHONY: deps ctest test demo bench bench-echo bench-http clean
+.PHONY: deps ctest test demo bench bench-echo bench-http clean consumer docs
 
 deps:
 	@if [ ! -f $(LIBURING_H) ]; then \
@@ -73,10 +77,16 @@ ctest: deps $(CTEST_DIR)/ck_test $(CTEST_DIR)/ck_test_epoll
 	$(CTEST_DIR)/ck_test_epoll
 
 test: deps ctest
+	scripts/consumer-check.sh
 	$(SWIFT) build --build-tests
 	$(SWIFT) test $(SWIFT_TEST_FLAGS)
 	$(SWIFT) build --build-tests --traits Epoll --scratch-path .build-epoll
 	$(SWIFT) test --traits Epoll --scratch-path .build-epoll $(SWIFT_TEST_FLAGS)
+
+# A throwaway package outside the repository depends on a tagged clone of it
+# by URL and version, with the default traits and with traits: ["Epoll"].
+consumer:
+	scripts/consumer-check.sh
 
 # The demo runs the seed's programs, which are products of their own, and
 # races the seed's echo server against the raw C io_uring server (both C
@@ -103,6 +113,9 @@ bench-echo: deps
 # friends: see Benchmarks/http/run.sh.
 bench-http: deps
 	Benchmarks/http/run.sh
+# Fails on any DocC warning (a broken link, an undocumented public symbol).
+docs:
+	scripts/docs-check.sh
 
 clean:
 	rm -rf .build .build-epoll .build-demo $(CTEST_DIR) Benchmarks/.build

@@ -15,6 +15,8 @@ let package = Package(
         .library(name: "CurioTLS", targets: ["CurioTLS"]),
         // HTTP/1.1 server on Curio streams (docs/HTTP.md).
         .library(name: "CurioHTTP", targets: ["CurioHTTP"]),
+        // swift-service-lifecycle integration: its own product so the core stays small.
+        .library(name: "CurioServiceLifecycle", targets: ["CurioServiceLifecycle"]),
     ],
     traits: [
         .trait(name: "IOUring", description: "io_uring backend (falls back to epoll at run time)"),
@@ -27,6 +29,8 @@ let package = Package(
         // CurioHTTP's request and response types; without the FoundationURL
         // trait so the server does not pull in Foundation.
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.0.0", traits: []),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.0.0"),
+        .package(url: "https://github.com/swiftlang/swift-docc-plugin.git", from: "1.0.0"),
     ],
     targets: [
         .target(
@@ -96,9 +100,42 @@ let package = Package(
             dependencies: ["CurioHTTP", "Curio", .product(name: "HTTPTypes", package: "swift-http-types")],
             path: "Tests/CurioHTTPTests"
         ),
+        // swift-service-lifecycle: a kernel and its servers as a `Service`.
+        .target(
+            name: "CurioServiceLifecycle",
+            dependencies: [
+                "Curio",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/CurioServiceLifecycle"
+        ),
+        .executableTarget(
+            name: "curio-service",
+            dependencies: [
+                "Curio", "CurioServiceLifecycle",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/Examples/curio-service"
+        ),
+        .testTarget(
+            name: "CurioServiceLifecycleTests",
+            dependencies: [
+                "Curio", "CurioServiceLifecycle",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tests/CurioServiceLifecycleTests"
+        ),
         .testTarget(
             name: "CurioTests",
-            dependencies: ["Curio", "CCurioKernel"],
+            dependencies: [
+                "Curio", "CCurioKernel",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
+            ],
             path: "Tests/CurioTests"
         ),
     ],

@@ -88,10 +88,12 @@ private final class FunctionRegistry: @unchecked Sendable {
 public struct ProcessWorkError: Error, CustomStringConvertible {
     /// The function name or the command.
     public let what: String
+    /// How the child ended.
     public let status: Subprocess.Status
     /// What the child wrote on stderr (for a registered function that
     /// threw: the error's description).
     public let message: String
+    /// Whether a signal ended the child (a crash, or a kill).
     public var crashed: Bool { if case .signaled = status { return true } else { return false } }
     public var description: String {
         "ProcessWorkError: \(what) \(status)" + (message.isEmpty ? "" : ": \(message)")

@@ -16,7 +16,7 @@ import Glibc
 ///
 /// While a set is watched, its signals are caught (their previous
 /// disposition is restored when the last watch ends) and queued, so none
-/// arriving between two waits is lost. ``wait(timeout:file:line:function:)``
+/// arriving between two waits is lost. ``wait(timeout:file:line:function:)-(Double?,_,_,_)``
 /// outside ``watch(_:)`` watches just for the wait. Signals reach the
 /// kernel as posted messages from a C handler's self-pipe; no Swift code
 /// runs in a signal handler. A waiting task shows `SIGNAL_WAIT`.
@@ -46,7 +46,7 @@ public final class SignalSet: @unchecked Sendable {
     }
 
     /// Watches the set while `body` runs: its signals are caught and queued
-    /// for ``wait(timeout:file:line:function:)``. Scopes nest.
+    /// for ``wait(timeout:file:line:function:)-(Double?,_,_,_)``. Scopes nest.
     public func watch<R>(_ body: () async throws -> R) async throws -> R {
         let t = try affinity.task()
         try startWatching(t.kernel)

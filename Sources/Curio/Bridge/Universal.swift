@@ -93,6 +93,7 @@ public final class UniversalQueue<T>: UniversalWaitList<T>, @unchecked Sendable 
     private var items: [T] = []
     private var head = 0
 
+    /// Creates an empty, unbounded queue.
     public override init() {
         super.init()
     }
@@ -258,6 +259,7 @@ public final class UniversalQueue<T>: UniversalWaitList<T>, @unchecked Sendable 
 public final class UniversalEvent: UniversalWaitList<Bool>, @unchecked Sendable {
     private var flag = false
 
+    /// Creates an event that is not set.
     public override init() {
         super.init()
     }

@@ -116,11 +116,11 @@ public class AnyCurioTask: @unchecked Sendable, CustomStringConvertible {
 
     func reportCrash(_ error: any Error) {
         let text = "curio: task \(id) (\(name)) crashed and nobody joined it: \(error)\n"
-        writeStderr(text)
+        diagnose(.error, task: self, text)
     }
 
     /// Waits until the task has ended, whatever the way; never throws the
-    /// task's error (use ``CurioTask/join(timeout:file:line:function:)``).
+    /// task's error (use ``CurioTask/join(timeout:file:line:function:)-(Double?,_,_,_)``).
     public func wait(file: StaticString = #filePath, line: UInt = #line,
                      function: StaticString = #function) async throws {
         guard let me = try callerOnSameKernel() else { return try await waitFromOutside(timeout: nil) }

@@ -1,7 +1,7 @@
 /// Every error that means "this task is being cancelled".
 ///
-/// `catch is CancelledError` catches an explicit ``CurioTask/cancel(blocking:)``
-/// as well as every timeout delivered by ``timeoutAfter(_:_:)`` and friends:
+/// `catch is CancelledError` catches an explicit ``AnyCurioTask/cancel(blocking:file:line:function:)``
+/// as well as every timeout delivered by ``timeoutAfter(_:_:)-(Double,_)`` and friends:
 ///
 /// ```swift
 /// do {
@@ -25,19 +25,22 @@ public struct TaskCancelled: CancelledError, CustomStringConvertible {
     public var bytesRead: Int?
     /// Bytes a `sendAll` / stream write had sent when this interrupted it.
     public var bytesSent: Int?
+    /// Creates the cancellation that `cancel()` delivers.
     public init() {}
     public var description: String { "TaskCancelled" + progressDescription(bytesRead, bytesSent) }
 }
 
 /// Delivered at a blocking call when the deadline of the innermost
-/// enclosing ``timeoutAfter(_:_:)`` block passes, and thrown by
-/// ``CurioTask/join(timeout:)`` when the task has not ended in time.
+/// enclosing ``timeoutAfter(_:_:)-(Double,_)`` block passes, and thrown by
+/// ``CurioTask/join(timeout:file:line:function:)-(Double?,_,_,_)`` when the task has not ended in time.
 public struct TaskTimeout: CancelledError, TimeoutError, CustomStringConvertible {
     /// The kernel clock (``clock()``) when the timeout fired.
     public let clock: Double
     /// Partial progress of the interrupted read or write, as on ``TaskCancelled``.
     public var bytesRead: Int?
+    /// Bytes an interrupted `sendAll` had sent when the timeout struck (0 for other calls).
     public var bytesSent: Int?
+    /// A timeout that fired at `clock` (seconds on ``clock()``).
     public init(clock: Double) { self.clock = clock }
     public var description: String { "TaskTimeout(clock: \(clock))" + progressDescription(bytesRead, bytesSent) }
 }
@@ -45,10 +48,13 @@ public struct TaskTimeout: CancelledError, TimeoutError, CustomStringConvertible
 /// Seen inside a timeout block when the deadline that passed belongs to an
 /// enclosing block: the inner block did not time out, it is being unwound.
 public struct TimeoutCancellationError: CancelledError, CustomStringConvertible {
+    /// When the outer deadline fired, in seconds on ``clock()``.
     public let clock: Double
     /// Partial progress of the interrupted read or write, as on ``TaskCancelled``.
     public var bytesRead: Int?
+    /// Bytes an interrupted `sendAll` had sent when the deadline struck (0 for other calls).
     public var bytesSent: Int?
+    /// An outer deadline that fired at `clock` (seconds on ``clock()``).
     public init(clock: Double) { self.clock = clock }
     public var description: String { "TimeoutCancellationError(clock: \(clock))" + progressDescription(bytesRead, bytesSent) }
 }
@@ -84,17 +90,20 @@ func withProgress(_ error: any Error, bytesRead: Int? = nil, bytesSent: Int? = n
 /// A timeout reached a block whose own deadline has not passed and that
 /// has no enclosing block it could belong to: somebody let a timeout escape.
 public struct UncaughtTimeoutError: TimeoutError, CustomStringConvertible {
+    /// When the stray timeout fired, in seconds on ``clock()``.
     public let clock: Double
+    /// A timeout that fired at `clock` and reached a block whose own deadline had not passed.
     public init(clock: Double) { self.clock = clock }
     public var description: String { "UncaughtTimeoutError(clock: \(clock)): a timeout escaped from the block that owned it" }
 }
 
-/// Thrown by ``CurioTask/join(timeout:)`` when the task ended by throwing.
+/// Thrown by ``CurioTask/join(timeout:file:line:function:)-(Double?,_,_,_)`` when the task ended by throwing.
 public struct TaskError: Error, CustomStringConvertible {
     /// What the task threw.
     public let cause: any Error
     /// The id and name of the task that failed.
     public let taskID: Int
+    /// The failed task's name (as the monitor shows it).
     public let taskName: String
     public var description: String { "TaskError(task \(taskID) '\(taskName)' failed: \(cause))" }
 }
@@ -102,13 +111,16 @@ public struct TaskError: Error, CustomStringConvertible {
 /// Two tasks tried to use one resource at the same time (for example, two
 /// tasks reading the same socket).
 public struct ResourceBusy: Error, CustomStringConvertible {
+    /// What was busy, and who holds it.
     public let message: String
+    /// An error saying `message`.
     public init(_ message: String) { self.message = message }
     public var description: String { "ResourceBusy: \(message)" }
 }
 
 /// A Curio API was used the wrong way. The message names the mistake.
 public struct CurioUsageError: Error, CustomStringConvertible, Equatable {
+    /// The kinds of misuse, for code that handles one of them.
     public enum Kind: Sendable, Equatable {
         /// A blocking call made outside a task of a running kernel.
         case notInKernel
@@ -128,8 +140,11 @@ public struct CurioUsageError: Error, CustomStringConvertible, Equatable {
         /// Any other misuse.
         case invalidArgument
     }
+    /// Which misuse this is.
     public let kind: Kind
+    /// A sentence naming the mistake and what to do instead.
     public let message: String
+    /// An error of `kind` explained by `message`.
     public init(_ kind: Kind, _ message: String) {
         self.kind = kind
         self.message = message
@@ -141,7 +156,9 @@ public struct CurioUsageError: Error, CustomStringConvertible, Equatable {
 /// The kernel's C core failed (for example it could not create its
 /// io_uring or epoll instance).
 public struct KernelError: Error, CustomStringConvertible {
+    /// The system's error number.
     public let errno: Int32
+    /// What the kernel was doing when it failed.
     public let operation: String
     public var description: String { "KernelError: \(operation) failed: \(String(cString: strerror(errno)))" }
 }

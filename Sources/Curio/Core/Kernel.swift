@@ -48,6 +48,7 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
 
     /// Which I/O backend a kernel uses.
     public enum Backend: Sendable, Equatable, CustomStringConvertible {
+        /// io_uring (the default build) or epoll (the `Epoll` trait, or the run-time fallback).
         case ioUring, epoll
         public var description: String { self == .ioUring ? "io_uring" : "epoll" }
     }
@@ -167,13 +168,16 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
         let want: ck_backend_kind
         switch configuration.backend {
         case .automatic, .ioUring: want = ck_have_io_uring() ? CK_BACKEND_IO_URING : CK_BACKEND_EPOLL
-        // The C kernel reads the variable itself and says once why it
-        // falls back; ask it for io_uring so that it does.
+        // The C kernel reads the variable itself and reports why it falls
+        // back; ask it for io_uring so that it does.
         case .epoll where configuration.backendForcedByEnvironment:
             want = ck_have_io_uring() ? CK_BACKEND_IO_URING : CK_BACKEND_EPOLL
         case .epoll: want = CK_BACKEND_EPOLL
         }
-        guard let k = ck_kernel_new(want) else {
+        // Quiet: the fallback is logged through the kernel's logger (once
+        // per process, see `init`), not printed by C.
+        var options = ck_kernel_options(want: want, flags: UInt32(CK_KERNEL_QUIET_FALLBACK))
+        guard let k = ck_kernel_new_with(&options) else {
             throw KernelError(errno: errno, operation: "creating a kernel (ring or epoll instance and eventfd)")
         }
         return k
@@ -194,10 +198,14 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
         ck_set_owner(k, Unmanaged.passUnretained(self).toOpaque())
         KernelRegistry.add(serial, lifecycle)
         ck_ignore_sigpipe()
+        if let why = ck_kernel_fallback_reason(k), Kernel.fallbackReported.exchange(true, ordering: .relaxed) == false {
+            diagnose(.warning, kernel: self, "curio: io_uring is unavailable (\(String(cString: why))); using the epoll backend\n")
+        }
         if let endpoint = configuration.monitor {
             startMonitor(endpoint, announce: configuration.monitorAnnounced,
                          console: configuration.monitorConsole)
         }
+        installMetrics()
         for sig in configuration.taskDumpSignals {
             // Opt-in from outside the program: `kill -USR1 <pid>` dumps the tasks.
             try? enableTaskDump(on: sig)
@@ -217,7 +225,7 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
             // Tasks that ignore their cancellation still reference the C
             // kernel (their jobs, timers, requests): freeing it would let
             // them touch freed memory. Keep it, and say so.
-            writeStderr("curio: kernel \(serial) was dropped with \(aliveCount) task(s) that did not end within \(configuration.dropGracePeriod) of being cancelled; its resources are kept for them\n")
+            diagnose(.warning, kernel: self, "curio: kernel \(serial) was dropped with \(aliveCount) task(s) that did not end within \(configuration.dropGracePeriod) of being cancelled; its resources are kept for them\n")
         }
         eventBuffer.deallocate()
         KernelRegistry.remove(serial)
@@ -674,4 +682,10 @@ public func run<T>(withMonitor: Bool = false, _ main: @escaping @Sendable () asy
     }
     try kernel.shutdown()
     return value
+}
+
+extension Kernel {
+    /// The io_uring → epoll fallback is said once per process, like the
+    /// C kernel used to print it.
+    static let fallbackReported = Atomic<Bool>(false)
 }

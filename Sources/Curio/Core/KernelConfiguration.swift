@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Logging
+import Metrics
 
 extension Kernel {
     /// Everything a kernel is told at creation. Pass one to
@@ -85,6 +86,12 @@ extension Kernel {
         /// gives up on the ones that ignore the cancellation (it then keeps
         /// its ring and memory for them and says so on stderr).
         public var dropGracePeriod: Duration = .seconds(5)
+        /// Where the kernel records its metrics (``CurioMetricLabel``): tasks
+        /// created and alive, ready-queue depth, connections accepted and
+        /// open, backend enters and io_uring submissions. `nil` (the
+        /// default) records nothing and costs nothing; `MetricsSystem.factory`
+        /// uses the process's bootstrapped backend.
+        public var metricsFactory: (any MetricsFactory)? = nil
 
         /// The built-in values with no environment applied.
         public static var builtIn: Configuration { Configuration() }

@@ -1,12 +1,17 @@
 /// What a task is doing, with the names the seed's monitor shows.
 public enum TaskState: UInt8, Sendable, CustomStringConvertible {
+    /// Waiting to run (`READY`), running now (`RUNNING`), or ended (`TERMINATED`).
     case ready, running, terminated
+    /// Blocked in a sleep, a join, an event, a lock, a semaphore or a condition (`TIME_SLEEP`, `TASK_JOIN`, `EVENT_WAIT`, `LOCK_ACQUIRE`, `SEMA_ACQUIRE`, `COND_WAIT`).
     case timeSleep, taskJoin, eventWait, lockAcquire, semaAcquire, condWait
+    /// Blocked on a queue, a socket or file, a signal or a worker thread (`QUEUE_GET`, `QUEUE_PUT`, `READ_WAIT`, `WRITE_WAIT`, `IO_WAIT`, `SIGNAL_WAIT`, `CPU_WAIT`).
     case queueGet, queuePut, readWait, writeWait, ioWait, signalWait, cpuWait
+    /// Waiting for a ``CurioResult`` (`FUTURE_WAIT`).
     case futureWait
     /// Suspended in a Swift-native await (`Task.sleep`, another actor, a
     /// continuation of its own): waiting on something outside Curio.
     case swiftAwait
+    /// In ``Queue/join(timeout:file:line:function:)-(Double?,_,_,_)``, waiting for every item to be done (`QUEUE_JOIN`).
     case queueJoin
 
     /// The seed's spelling: `TIME_SLEEP`, `TASK_JOIN`, ...
@@ -37,10 +42,14 @@ public enum TaskState: UInt8, Sendable, CustomStringConvertible {
 
 /// Where a task made its current blocking call, for the monitor's `where`.
 public struct CallSite: Sendable, CustomStringConvertible {
+    /// The source file of the call (`#filePath`).
     public let file: StaticString
+    /// The line of the call.
     public let line: UInt
+    /// The function that made the call (`#function`: `parent()`).
     public let function: StaticString
 
+    /// The location of a call; blocking calls make one from their defaulted `file:line:function:` parameters.
     public init(file: StaticString, line: UInt, function: StaticString) {
         self.file = file
         self.line = line

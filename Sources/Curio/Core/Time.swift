@@ -4,7 +4,7 @@ import Glibc
 #endif
 
 /// The kernel clock: seconds on CLOCK_MONOTONIC. Deadlines given to
-/// ``timeoutAt(_:_:)`` and ``ignoreAt(_:_:)`` are on this clock.
+/// ``timeoutAt(_:_:)-(Double,_)`` and ``ignoreAt(_:_:)-(Double,_)`` are on this clock.
 public func clock() -> Double {
     Double(ck_now_ns()) / 1e9
 }
@@ -88,7 +88,7 @@ public func timeoutAfter<T>(_ seconds: Double, _ body: () async throws -> T) asy
     return try await t.kernel.withDeadline(t, deadline, ignore: false, body)!
 }
 
-/// Like ``timeoutAfter(_:_:)`` with an absolute deadline on ``clock()``.
+/// Like ``timeoutAfter(_:_:)-(Double,_)`` with an absolute deadline on ``clock()``.
 public func timeoutAt<T>(_ clockDeadline: Double, _ body: () async throws -> T) async throws -> T {
     let t = try Kernel.currentTask()
     let deadline = try absoluteDeadline(clockDeadline)
@@ -107,7 +107,7 @@ public func ignoreAfter<T>(_ seconds: Double, _ body: () async throws -> T) asyn
     return try await t.kernel.withDeadline(t, deadline, ignore: true, body)
 }
 
-/// Like ``ignoreAfter(_:_:)`` with an absolute deadline on ``clock()``.
+/// Like ``ignoreAfter(_:_:)-(Double,_)`` with an absolute deadline on ``clock()``.
 public func ignoreAt<T>(_ clockDeadline: Double, _ body: () async throws -> T) async throws -> T? {
     let t = try Kernel.currentTask()
     let deadline = try absoluteDeadline(clockDeadline)

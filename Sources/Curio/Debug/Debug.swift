@@ -30,6 +30,7 @@ extension Activation {
 
 /// Prints every task event on stderr: `curio: trace task 3 (kid) running`.
 public final class TraceActivation: Activation {
+    /// Creates the tracer; add it with ``Kernel/addActivation(_:)``.
     public init() {}
     public func created(_ task: AnyCurioTask) { writeStderr("curio: trace task \(task.id) created\n") }
     public func running(_ task: AnyCurioTask) { writeStderr("curio: trace task \(task.id) (\(task.name)) running\n") }
@@ -43,6 +44,7 @@ public final class TraceActivation: Activation {
 /// longer than `threshold` seconds without blocking: it delayed every
 /// other task by that much.
 public final class LongBlockWarning: Activation {
+    /// Seconds a slice may hold the kernel before it is reported.
     public let threshold: Double
     private var started: Int64 = 0
     /// The blocking call the running slice resumed from (by the slice's
@@ -51,6 +53,7 @@ public final class LongBlockWarning: Activation {
     /// Warnings so far (for tests and dashboards).
     public private(set) var warnings = 0
 
+    /// Reports slices longer than `threshold` seconds.
     public init(threshold: Double = 0.05) { self.threshold = threshold }
 
     public func running(_ task: AnyCurioTask) {
@@ -69,7 +72,7 @@ public final class LongBlockWarning: Activation {
             warnings += 1
             var where_ = ""
             if let s = resumedAt { where_ = " after resuming at \(s)" }
-            writeStderr("curio: task \(task.id) (\(task.name)) ran \(formatFixed(held, 3)) s without blocking\(where_)\n")
+            diagnose(.warning, task: task, "curio: task \(task.id) (\(task.name)) ran \(formatFixed(held, 3)) s without blocking\(where_)\n")
         }
     }
 }
@@ -146,7 +149,7 @@ extension Kernel {
             lines += "\n"
         }
         lines += "curio: the kernel keeps waiting (the monitor can still cancel a task).\n"
-        writeStderr(lines)
+        diagnose(.error, kernel: self, lines)
     }
 }
 

@@ -40,7 +40,7 @@ final class Monitor: Sendable {
         do {
             listener = try MonitorListener.open(endpoint, runtimeDirectory: runtimeDirectory)
         } catch {
-            writeStderr("curio: \(error.message); remote monitor off\n")
+            diagnose(.warning, kernel: kernel, "curio: \(error.message); remote monitor off\n")
         }
         address = listener?.address
         files = listener?.files ?? []
@@ -55,7 +55,7 @@ final class Monitor: Sendable {
             } else if announce {
                 text += "curio: monitor listening on \(l.address.host)\n"
             }
-            if !text.isEmpty { writeStderr(text) }
+            if !text.isEmpty { diagnose(.notice, kernel: kernel, text) }
         }
 
         var sigint = false
@@ -83,7 +83,7 @@ final class Monitor: Sendable {
             pthread_detach(tid)
         } else {
             Unmanaged<MonitorServer>.fromOpaque(opaque).release()
-            writeStderr("curio: could not start the monitor thread\n")
+            diagnose(.warning, kernel: kernel, "curio: could not start the monitor thread\n")
         }
     }
 
@@ -254,7 +254,7 @@ final class MonitorServer {
             text += "  live stack of the kernel thread (innermost first):\n"
             for f in frames.prefix(12) { text += "    \(f)\n" }
         }
-        writeStderr(text)
+        diagnose(.warning, kernel: kernel, text)
     }
 
     // MARK: The console

@@ -155,7 +155,7 @@ struct MonitorListener {
         var host = host.isEmpty ? "127.0.0.1" : host
         // The monitor can cancel tasks and send signals: never off the machine.
         if !(host.hasPrefix("127.") || host == "::1" || host == "localhost") {
-            writeStderr("curio: the monitor listens on loopback only; ignoring host '\(host)' and using 127.0.0.1\n")
+            diagnose(.warning, "curio: the monitor listens on loopback only; ignoring host '\(host)' and using 127.0.0.1\n")
             host = "127.0.0.1"
         }
         guard let addr = try? SocketAddress(host: host, port: port) else {

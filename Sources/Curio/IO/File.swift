@@ -16,10 +16,18 @@ import Glibc
 /// Modes as Python's `open`: `r`, `w`, `a`, `x`, each with an optional `+`.
 public final class AsyncFile: AsyncSequence, @unchecked Sendable {
     /// Where ``seek(_:from:)`` counts from.
-    public enum Whence: Sendable { case start, current, end }
+    public enum Whence: Sendable {
+        /// From the file's start (`SEEK_SET`).
+        case start
+        /// From the current offset (`SEEK_CUR`).
+        case current
+        /// From the file's end (`SEEK_END`).
+        case end
+    }
 
     /// The descriptor, or -1 once closed.
     public private(set) var fd: Int32
+    /// The path the file was opened with.
     public let path: String
     private let appending: Bool
     private let readable: Bool
@@ -30,7 +38,7 @@ public final class AsyncFile: AsyncSequence, @unchecked Sendable {
     private var readAhead: [UInt8] = []
     private var affinity = Affinity()
     private var scratch: UnsafeMutableRawBufferPointer?
-    /// Longest line ``readLine()`` accepts.
+    /// Longest line ``AsyncFile/readLine(file:line:function:)`` accepts.
     public var maxLineLength = 1 << 20
 
     private init(fd: Int32, path: String, appending: Bool, readable: Bool, writable: Bool) {
@@ -244,8 +252,11 @@ public final class AsyncFile: AsyncSequence, @unchecked Sendable {
 
 /// A file operation failed.
 public struct FileError: Error, CustomStringConvertible, Equatable {
+    /// The system's error number.
     public let errno: Int32
+    /// What failed (`open`, `read`, `write`, ...).
     public let operation: String
+    /// The file it failed on.
     public let path: String
     public var description: String { "FileError: \(operation) '\(path)': \(String(cString: strerror(errno))) (errno \(errno))" }
 }

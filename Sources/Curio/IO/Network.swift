@@ -43,7 +43,9 @@ public func resolve(host: String, port: Int, family: SocketAddress.Family? = nil
 
 /// A name could not be resolved.
 public struct ResolutionError: Error, CustomStringConvertible {
+    /// The name that did not resolve.
     public let host: String
+    /// The resolver's error code (`EAI_*`, as `gai_strerror` explains).
     public let code: Int32
     public var description: String { "ResolutionError: cannot resolve '\(host)': \(String(cString: gai_strerror(code)))" }
 }
@@ -210,6 +212,7 @@ public final class TCPListener: @unchecked Sendable {
     private let event = Event()
     /// The listening address, once ``wait()`` has returned.
     public private(set) var address: SocketAddress?
+    /// Creates a listener to pass as a server's `ready:`.
     public init() {}
     /// Waits until the server listens → its address.
     public func wait() async throws -> SocketAddress {
@@ -228,13 +231,13 @@ func serveClients(_ sock: Socket, ready: TCPListener?,
     try await acceptForever(sock, site: CallSite(file: #filePath, line: #line, function: #function)) { client, peer in
         try await spawn(name: "client \(peer)") {
             let stream = SocketStream(client)
-            defer { stream.close() }
+            defer { stream.close(); noteConnectionClosed() }
             do {
                 try await handler(stream, peer)
             } catch let e as SocketError where e.errno == ECONNRESET || e.errno == EPIPE {
                 // The client went away.
             } catch let e where !(e is CancelledError) {
-                writeStderr("curio: client handler for \(peer) failed: \(e)\n")
+                diagnose(.error, peer: peer, "curio: client handler for \(peer) failed: \(e)\n")
             }
         }
     }

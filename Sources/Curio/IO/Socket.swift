@@ -21,12 +21,14 @@ import Glibc
 public final class Socket: ByteChannel, @unchecked Sendable {
     /// The kind of a socket.
     public enum Kind: Sendable {
+        /// A byte stream (`SOCK_STREAM`: TCP, Unix stream) or datagrams (`SOCK_DGRAM`: UDP).
         case stream, datagram
         var raw: Int32 { self == .stream ? Int32(SOCK_STREAM.rawValue) : Int32(SOCK_DGRAM.rawValue) }
     }
 
     /// `shutdown(_:)` directions.
     public enum ShutdownHow: Sendable {
+        /// Which direction ``shutdown(_:)`` ends: receiving, sending, or both.
         case read, write, both
         var raw: Int32 {
             switch self {
@@ -41,13 +43,21 @@ public final class Socket: ByteChannel, @unchecked Sendable {
     public struct Option: Sendable, Hashable {
         let level: Int32
         let name: Int32
+        /// `SO_REUSEADDR`: bind a port that still has connections in TIME_WAIT.
         public static let reuseAddress = Option(level: SOL_SOCKET, name: SO_REUSEADDR)
+        /// `SO_REUSEPORT`: several sockets (one kernel per core) listen on one port.
         public static let reusePort = Option(level: SOL_SOCKET, name: SO_REUSEPORT)
+        /// `SO_KEEPALIVE`: probe idle connections.
         public static let keepAlive = Option(level: SOL_SOCKET, name: SO_KEEPALIVE)
+        /// `SO_BROADCAST`: allow sending datagrams to broadcast addresses.
         public static let broadcast = Option(level: SOL_SOCKET, name: SO_BROADCAST)
+        /// `SO_RCVBUF`: the receive buffer's size in bytes.
         public static let receiveBufferSize = Option(level: SOL_SOCKET, name: SO_RCVBUF)
+        /// `SO_SNDBUF`: the send buffer's size in bytes.
         public static let sendBufferSize = Option(level: SOL_SOCKET, name: SO_SNDBUF)
+        /// `TCP_NODELAY`: send small writes at once (no Nagle delay).
         public static let noDelay = Option(level: Int32(IPPROTO_TCP), name: TCP_NODELAY)
+        /// `IPV6_V6ONLY`: an IPv6 socket that does not also take IPv4 connections.
         public static let ipv6Only = Option(level: Int32(IPPROTO_IPV6), name: IPV6_V6ONLY)
         /// Any other integer option: `Socket.Option(level: SOL_SOCKET, name: SO_PRIORITY)`.
         public init(level: Int32, name: Int32) {
@@ -60,6 +70,7 @@ public final class Socket: ByteChannel, @unchecked Sendable {
     public private(set) var fd: Int32
     /// The socket's family and kind.
     public let family: SocketAddress.Family
+    /// Stream or datagram.
     public let kind: Kind
     private var affinity = Affinity()
     private var receiving = false
@@ -406,8 +417,11 @@ public final class Socket: ByteChannel, @unchecked Sendable {
 
 /// A system call on a socket failed; `errno` says why.
 public struct SocketError: Error, CustomStringConvertible, Equatable {
+    /// The system's error number (`ECONNRESET`, `EPIPE`, ...).
     public let errno: Int32
+    /// The operation that failed, with its address when it has one.
     public let operation: String
+    /// An error for `operation` failing with `errno`.
     public init(errno: Int32, operation: String) {
         self.errno = errno
         self.operation = operation

@@ -12,11 +12,12 @@ import Glibc
 /// ```
 ///
 /// Hosts here are numeric (plus `""` for any address and `"localhost"`);
-/// resolve names with ``resolve(host:port:family:)`` first, which never
+/// resolve names with ``resolve(host:port:family:file:line:function:)`` first, which never
 /// blocks the kernel thread.
 public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
     /// The address family of a socket or an address.
     public enum Family: Sendable, Hashable {
+        /// IPv4, IPv6 or a Unix-domain path.
         case inet, inet6, unix
 
         var raw: Int32 {

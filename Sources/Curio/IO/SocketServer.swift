@@ -22,6 +22,7 @@ open class BaseRequestHandler {
     /// Who the client is.
     public let clientAddress: SocketAddress
 
+    /// Made by the server for each request; subclasses that override it call `super`.
     public required init(request: Socket, clientAddress: SocketAddress) {
         self.request = request
         self.clientAddress = clientAddress
@@ -43,6 +44,7 @@ open class StreamRequestHandler: BaseRequestHandler {
     /// Where replies go: `try await wfile.write(line)`.
     public let wfile: SocketStream
 
+    /// Made by the server for each connection, with its streams over `request`.
     public required init(request: Socket, clientAddress: SocketAddress) {
         let stream = SocketStream(request)
         rfile = stream
@@ -61,6 +63,7 @@ open class DatagramRequestHandler: BaseRequestHandler {
     /// ``ResourceBusy``), so their replies take turns.
     var replyLock: Lock?
 
+    /// Made by the server for each datagram.
     public required init(request: Socket, clientAddress: SocketAddress) {
         super.init(request: request, clientAddress: clientAddress)
     }
@@ -118,7 +121,7 @@ public class SocketServer: @unchecked Sendable {
         try await acceptLoop(socket, handler, file: file, line: line, function: function)
     }
 
-    /// Stops ``serveForever()`` (from another task); running handlers go on.
+    /// Stops ``SocketServer/serveForever(file:line:function:)`` (from another task); running handlers go on.
     public func shutdown() async throws {
         stopping = true
         if let t = serving, !t.terminated { try await t.cancel() }
@@ -149,6 +152,7 @@ public final class TCPServer: SocketServer, @unchecked Sendable {
 /// A Unix stream server on a filesystem path (an old socket file at the
 /// path is replaced).
 public final class UnixStreamServer: SocketServer, @unchecked Sendable {
+    /// A server on the Unix socket at `path` (a stale socket file there is replaced) that makes a `handler` per connection.
     public init(_ path: String, _ handler: BaseRequestHandler.Type, backlog: Int = 128) throws {
         let addr = try SocketAddress(unixPath: path)
         let sock = try Socket(.unix, .stream)
@@ -171,6 +175,7 @@ public final class UDPServer: SocketServer, @unchecked Sendable {
     /// Replies of concurrent handlers take turns on the one socket.
     private let replyLock = Lock()
 
+    /// A UDP server on `address` that makes a `handler` per datagram of at most `maxPacketSize` bytes.
     public init(_ address: (String, Int), _ handler: BaseRequestHandler.Type, maxPacketSize: Int = 65507) throws {
         let addr = try SocketAddress(host: address.0, port: address.1)
         let sock = try Socket(addr.family, .datagram)
@@ -223,9 +228,10 @@ func acceptForever(_ socket: Socket, site: CallSite,
         do {
             (client, peer) = try await socket.accept(file: site.file, line: site.line, function: site.function)
             reportedExhaustion = false
+            noteConnectionAccepted()
         } catch let e as SocketError where e.errno == EMFILE || e.errno == ENFILE || e.errno == ENOBUFS || e.errno == ENOMEM {
             if !reportedExhaustion {
-                writeStderr("curio: accept failed (\(e)); retrying every 100 ms until descriptors free up\n")
+                diagnose(.warning, "curio: accept failed (\(e)); retrying every 100 ms until descriptors free up\n")
                 reportedExhaustion = true
             }
             try await sleep(0.1)
@@ -238,7 +244,7 @@ func acceptForever(_ socket: Socket, site: CallSite,
 /// One handler's life: setup, handle, finish, close. A failure is reported
 /// and does not reach the server.
 func runHandler(_ h: BaseRequestHandler, close socket: Socket?) async throws {
-    defer { socket?.close() }
+    defer { if let socket { socket.close(); noteConnectionClosed() } }
     do {
         try await h.setup()
         do {
@@ -253,7 +259,7 @@ func runHandler(_ h: BaseRequestHandler, close socket: Socket?) async throws {
     } catch is CancelledError {
         throw TaskCancelled()
     } catch {
-        writeStderr("curio: handler \(type(of: h)) for \(h.clientAddress) failed: \(error)\n")
+        diagnose(.error, peer: h.clientAddress, "curio: handler \(type(of: h)) for \(h.clientAddress) failed: \(error)\n")
     }
 }
 

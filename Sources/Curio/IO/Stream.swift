@@ -28,7 +28,7 @@ public final class SocketStream: AsyncSequence, @unchecked Sendable {
     public let channel: any ByteChannel
     /// The socket underneath, when it is one.
     public var socket: Socket? { channel as? Socket }
-    /// Longest line ``readLine()`` accepts before throwing ``LineTooLong``.
+    /// Longest line ``SocketStream/readLine(file:line:function:)`` accepts before throwing ``LineTooLong``.
     public var maxLineLength: Int
     private(set) var buffer: [UInt8] = []
     private var start = 0  // first unread byte of `buffer`
@@ -186,13 +186,16 @@ public final class SocketStream: AsyncSequence, @unchecked Sendable {
 public struct IncompleteRead: Error, CustomStringConvertible {
     /// What did arrive.
     public let partial: [UInt8]
+    /// The bytes asked for.
     public let expected: Int
+    /// The bytes the stream had before its end.
     public var bytesRead: Int { partial.count }
     public var description: String { "IncompleteRead: got \(partial.count) of \(expected) bytes before the end of the stream" }
 }
 
 /// A line longer than the stream's limit.
 public struct LineTooLong: Error, CustomStringConvertible {
+    /// The longest line accepted, in bytes (``SocketStream/maxLineLength``).
     public let limit: Int
     public var description: String { "LineTooLong: no newline within \(limit) bytes (raise SocketStream.maxLineLength to accept longer lines)" }
 }

@@ -13,8 +13,8 @@ import Glibc
 /// let status = try await p.wait()               // 0
 /// ```
 ///
-/// ``wait()`` waits on a pidfd through the kernel, so it never blocks the
-/// kernel thread. A cancelled ``wait()`` kills the child (SIGKILL) and
+/// ``wait(file:line:function:)`` waits on a pidfd through the kernel, so it never blocks the
+/// kernel thread. A cancelled ``wait(file:line:function:)`` kills the child (SIGKILL) and
 /// reaps it before the cancellation propagates; a child dropped without
 /// being waited for is reaped by a worker thread. No zombies either way.
 public final class Subprocess: @unchecked Sendable {
@@ -30,7 +30,9 @@ public final class Subprocess: @unchecked Sendable {
 
     /// How the child ended.
     public enum Status: Sendable, Equatable, CustomStringConvertible {
+        /// The child exited with this code.
         case exited(Int32)
+        /// A signal with this number ended the child.
         case signaled(Int32)
         /// Python's `returncode`: the exit code, or minus the signal number.
         public var returnCode: Int32 {
@@ -240,8 +242,11 @@ public func checkOutput(_ arguments: [String], input: [UInt8]? = nil) async thro
 
 /// A command run by ``checkOutput(_:input:)`` failed.
 public struct SubprocessError: Error, CustomStringConvertible {
+    /// The command and its arguments.
     public let arguments: [String]
+    /// How it ended.
     public let status: Subprocess.Status
+    /// What it wrote on stdout before it failed.
     public let output: [UInt8]
     public var description: String { "SubprocessError: \(arguments.joined(separator: " ")) \(status)" }
 }

@@ -20,7 +20,7 @@ import CCurioKernel
 /// }
 /// ```
 ///
-/// ``wait(timeout:file:line:function:)`` releases the lock, waits for a
+/// ``wait(timeout:file:line:function:)-(Double?,_,_,_)`` releases the lock, waits for a
 /// notification and takes the lock back before it returns — also when the
 /// wait is cancelled or times out: the lock is held again before the
 /// ``CancelledError`` propagates, as in `threading` and curio. Waiting or
@@ -43,7 +43,7 @@ public final class Condition: @unchecked Sendable {
     /// How many tasks are waiting for a notification.
     public var waiting: Int { waiters.count }
 
-    /// Acquires the condition's lock (see ``Lock/acquire(timeout:file:line:function:)``).
+    /// Acquires the condition's lock (see ``Lock/acquire(timeout:file:line:function:)-(Double?,_,_,_)``).
     @discardableResult
     public func acquire(timeout: Double? = nil, file: StaticString = #filePath, line: UInt = #line,
                         function: StaticString = #function) async throws -> Bool {

@@ -10,6 +10,7 @@ public final class Event: @unchecked Sendable {
     private let waiters = WaitQueue()
     private var affinity = Affinity()
 
+    /// Creates an event that is not set.
     public init() {}
 
     /// True while the event is set.
@@ -24,7 +25,7 @@ public final class Event: @unchecked Sendable {
         }
     }
 
-    /// Clears the event; later ``wait(timeout:file:line:function:)`` calls block again.
+    /// Clears the event; later ``wait(timeout:file:line:function:)-(Double?,_,_,_)`` calls block again.
     public func clear() {
         affinity.perform { [self] in flag = false }
     }

@@ -19,7 +19,7 @@ func syncDeadline(_ timeout: Double?) throws -> Int64 {
 /// Waiters are served first come, first served: ``release()`` hands the
 /// lock straight to the task that has waited longest, so a task arriving
 /// later cannot overtake it. A waiter that is cancelled or times out while
-/// queued never owns the lock. An uncontended ``acquire(timeout:file:line:function:)``
+/// queued never owns the lock. An uncontended ``acquire(timeout:file:line:function:)-(Double?,_,_,_)``
 /// returns at once, without switching tasks and without delivering a
 /// pending cancellation.
 ///

@@ -473,7 +473,7 @@ public final class Queue<T>: @unchecked Sendable {
 /// let next = try await q.get()           // priority 1
 /// ```
 ///
-/// Waiting, fairness, bounds, timeouts and ``join(timeout:file:line:function:)``
+/// Waiting, fairness, bounds, timeouts and ``join(timeout:file:line:function:)-(Double?,_,_,_)``
 /// / ``taskDone()`` work as in ``Queue``.
 public final class PriorityQueue<T: Comparable>: @unchecked Sendable {
     @usableFromInline let core: QueueCore<HeapBuffer<T>>
@@ -547,7 +547,7 @@ public final class PriorityQueue<T: Comparable>: @unchecked Sendable {
 /// let top = try await stack.get()        // 2
 /// ```
 ///
-/// Waiting, fairness, bounds, timeouts and ``join(timeout:file:line:function:)``
+/// Waiting, fairness, bounds, timeouts and ``join(timeout:file:line:function:)-(Double?,_,_,_)``
 /// / ``taskDone()`` work as in ``Queue``.
 public final class LifoQueue<T>: @unchecked Sendable {
     @usableFromInline let core: QueueCore<LIFOBuffer<T>>

@@ -1,5 +1,5 @@
 /// A counting semaphore for the tasks of one kernel (curio's `Semaphore`):
-/// ``acquire(timeout:file:line:function:)`` takes a permit, waiting while
+/// ``acquire(timeout:file:line:function:)-(Double?,_,_,_)`` takes a permit, waiting while
 /// there is none; ``release()`` gives one back.
 ///
 /// ```swift

@@ -14,16 +14,16 @@
 /// for try await task in g { print(try task.result ?? -1) }
 /// ```
 ///
-/// ``join()`` waits as the policy says, then cancels whatever is still
+/// ``join(file:line:function:)`` waits as the policy says, then cancels whatever is still
 /// running and waits for it to end, so no task outlives its group's join.
 /// ``withCurioTaskGroup(of:wait:_:)`` always joins, also when its body
 /// throws — prefer it.
 ///
-/// Errors of member tasks do not make ``join()`` throw (curio 1.6); read
-/// them from ``exceptions``, ``result``, ``results`` or ``nextResult()``.
+/// Errors of member tasks do not make ``join(file:line:function:)`` throw (curio 1.6); read
+/// them from ``exceptions``, ``result``, ``results`` or ``nextResult(file:line:function:)``.
 /// A failure nobody reads is reported on stderr when the group goes away.
 public final class CurioTaskGroup<T>: AsyncSequence, TaskEndObserver, @unchecked Sendable {
-    /// When ``join()`` stops waiting.
+    /// When ``CurioTaskGroup/join(file:line:function:)`` stops waiting.
     public enum WaitPolicy: Sendable {
         /// Wait for every task; stop early (cancelling the rest) when one fails.
         case all
@@ -35,6 +35,7 @@ public final class CurioTaskGroup<T>: AsyncSequence, TaskEndObserver, @unchecked
         case none
     }
 
+    /// When ``join(file:line:function:)`` stops waiting.
     public let policy: WaitPolicy
     private var running: [ObjectIdentifier: CurioTask<T>] = [:]
     private var finished: [CurioTask<T>] = []  // ended, not yet handed out by nextDone
@@ -47,6 +48,7 @@ public final class CurioTaskGroup<T>: AsyncSequence, TaskEndObserver, @unchecked
     /// The task that satisfied the policy (for `.all`: the first to end).
     public private(set) var completed: CurioTask<T>?
 
+    /// Creates an empty group that waits as `policy` says.
     public init(wait policy: WaitPolicy = .all) {
         self.policy = policy
     }

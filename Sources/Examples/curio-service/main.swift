@@ -1,0 +1,108 @@
+// A Curio TCP echo server as a swift-service-lifecycle service: a
+// ServiceGroup runs it and turns SIGTERM (or SIGINT) into a graceful
+// shutdown that stops accepting, lets open connections finish for a grace
+// period, cancels the ones still open after it, and exits 0.
+//
+//   curio-service [port] [grace-seconds]     (defaults: 25000, 5)
+//
+// It prints, on stdout, one line per step:
+//   curio-service: listening on 127.0.0.1:PORT
+//   curio-service: draining (N open)
+//   curio-service: drained (N cancelled)
+import Curio
+import CurioServiceLifecycle
+import Logging
+import ServiceLifecycle
+#if canImport(Glibc)
+import Glibc
+#endif
+
+let arguments = CommandLine.arguments.dropFirst()
+let port = arguments.first.flatMap { Int($0) } ?? 25000
+let grace = arguments.dropFirst().first.flatMap { Double($0) } ?? 5
+
+func say(_ line: String) {
+    print("curio-service: \(line)")
+    fflush(nil)
+}
+
+/// The connections being served, so that the drain can wait for them and
+/// cancel the ones left. Touched only by tasks of the service's kernel,
+/// which all run on the kernel's one thread, one at a time.
+final class Connections: @unchecked Sendable {
+    private var open: [Int: AnyCurioTask] = [:]
+    private let emptied = Event()
+
+    var count: Int { open.count }
+
+    func serve(_ client: SocketStream) async throws {
+        let me = try await currentTask()
+        open[me.id] = me
+        do {
+            for try await line in client.lines {
+                try await client.write(line)
+            }
+        } catch {
+            await ended(me)
+            throw error
+        }
+        await ended(me)
+    }
+
+    private func ended(_ task: AnyCurioTask) async {
+        open[task.id] = nil
+        if open.isEmpty { await emptied.set() }
+    }
+
+    /// Waits up to `grace` seconds for every connection to end, then
+    /// cancels the rest; returns how many it cancelled.
+    func drain(grace: Double) async throws -> Int {
+        if !open.isEmpty {
+            emptied.clear()
+            _ = try await emptied.wait(timeout: grace)
+        }
+        let left = Array(open.values)
+        for task in left { try await task.cancel() }
+        return left.count
+    }
+}
+
+let connections = Connections()
+let listener = TCPListener()
+let server = CurioResult<CurioTask<Void>>()
+
+let echo = CurioService(
+    drain: {
+        // Stop accepting: the server task closes its listening socket.
+        try await server.unwrap().cancel()
+        say("draining (\(connections.count) open)")
+        let cancelled = try await connections.drain(grace: grace)
+        say("drained (\(cancelled) cancelled)")
+    },
+    {
+        let task = try await spawn(name: "echo-server") {
+            try await tcpServer(host: "127.0.0.1", port: port, ready: listener) { client, _ in
+                try await connections.serve(client)
+            }
+        }
+        try await server.set(task)
+        // A daemon, so that a server failing at start-up (port in use)
+        // ends the service with its error instead of waiting here forever.
+        try await spawn(daemon: true, name: "announce") {
+            let address = try await listener.wait()
+            say("listening on \(address.host):\(address.port)")
+        }
+        _ = try await task.join()
+    })
+
+LoggingSystem.bootstrap(StreamLogHandler.standardError)
+let group = ServiceGroup(services: [echo], gracefulShutdownSignals: [.sigterm, .sigint],
+                         logger: Logger(label: "curio-service"))
+do {
+    try await group.run()
+} catch {
+    // A server that cannot start (port in use) ends the service with its error.
+    var text = "curio-service: \(error)\n"
+    text.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
+    exit(1)
+}
