@@ -55,7 +55,7 @@ extension Kernel {
     private func blockNow(_ t: AnyCurioTask, _ state: TaskState, on queue: WaitQueue?,
                           deadline: Int64, site: CallSite) async throws -> Int {
         try checkDeliverable(t)
-        arm(t, state, deadline: deadline, site: site)
+        guard arm(t, state, deadline: deadline, site: site) else { throw Kernel.timerUnavailable() }
         queue?.append(t)
         let r = await withUnsafeContinuation { t.continuation = $0 }
         if r == Wake.cancel { throw t.takeCancel() }
@@ -63,9 +63,11 @@ extension Kernel {
     }
 
     /// Records the wait and starts its timer (the earlier of the operation's
-    /// own deadline and the task's timeout deadline).
+    /// own deadline and the task's timeout deadline). False when the C
+    /// kernel has no memory for the timer: the caller must not wait on a
+    /// deadline that would never fire.
     @inline(__always)
-    func arm(_ t: AnyCurioTask, _ state: TaskState, deadline: Int64, site: CallSite) {
+    func arm(_ t: AnyCurioTask, _ state: TaskState, deadline: Int64, site: CallSite) -> Bool {
         t.state = state
         t.site = site
         if t.firstFunction == nil { t.firstFunction = site.function }
@@ -77,7 +79,14 @@ extension Kernel {
         t.wakeDeadline = when
         if when != .max {
             t.timer = ck_timer_add(ck, when, Unmanaged.passUnretained(t).toOpaque())
+            if _slowPath(t.timer == 0) { return false }
         }
+        return true
+    }
+
+    /// What a wait whose timer could not be started throws.
+    static func timerUnavailable() -> KernelError {
+        KernelError(errno: ENOMEM, operation: "starting the timer of a timeout")
     }
 
     /// Runs one I/O request for `t`: its result (>= 0) or -errno, or
@@ -90,23 +99,10 @@ extension Kernel {
     /// the cancellation waits for the next blocking call (no data is lost).
     func performIO(_ t: AnyCurioTask, _ args: ck_request_args, _ state: TaskState,
                    deadline: Int64, site: CallSite) async throws -> Int {
-        var r = try await submitIO(t, args, state, deadline: deadline, site: site)
-        // io_uring honours O_NONBLOCK on pipes and files and answers EAGAIN
-        // instead of waiting: wait for readiness, then ask again.
-        while r == -Int(EAGAIN) && args.op != CK_OP_CONNECT {
-            var poll = args
-            poll.op = isOutput(args.op) ? CK_OP_POLL_OUT : CK_OP_POLL_IN
-            poll.buf = nil
-            poll.len = 0
-            let p = try await submitIO(t, poll, state, deadline: deadline, site: site)
-            if p < 0 { return p }
-            r = try await submitIO(t, args, state, deadline: deadline, site: site)
-        }
-        return r
-    }
-
-    private func isOutput(_ op: ck_op) -> Bool {
-        op == CK_OP_WRITE || op == CK_OP_SEND || op == CK_OP_SENDMSG || op == CK_OP_CONNECT || op == CK_OP_POLL_OUT
+        // Both backends wait for readiness themselves (io_uring turns EAGAIN
+        // and a connect in progress into a poll and retries, below the
+        // backend interface), so one request is one answer here.
+        try await submitIO(t, args, state, deadline: deadline, site: site)
     }
 
     private func submitIO(_ t: AnyCurioTask, _ args: ck_request_args, _ state: TaskState,
@@ -126,10 +122,16 @@ extension Kernel {
         var a = args
         let r = ck_submit(ck, &a, Unmanaged.passUnretained(t).toOpaque(), &handle)
         if r != Int64.min { return Int(r) }  // CK_PENDING
-        arm(t, state, deadline: deadline, site: site)
+        let armed = arm(t, state, deadline: deadline, site: site)
         t.ioHandle = handle
         t.ioInterrupt = 0
+        if _slowPath(!armed) {
+            // No timer, so no deadline could end this wait: cancel the
+            // request and wait for it (the buffer stays owned until then).
+            ck_cancel(ck, handle)
+        }
         let res = await withUnsafeContinuation { t.continuation = $0 }
+        if _slowPath(!armed) && res == -Int(ECANCELED) { throw Kernel.timerUnavailable() }
         let reason = t.ioInterrupt
         t.ioInterrupt = 0
         if reason != 0 && res == -Int(ECANCELED) {
