@@ -2,7 +2,10 @@
 #
 #   make deps    install liburing-dev when its header is missing (apt, non-interactive)
 #   make ctest   build and run the C kernel's unit tests (io_uring build and epoll-only build)
-#   make test    ctest, then the Swift tests for the default (io_uring) and Epoll builds
+#   make test    ctest, then the Swift tests for the default (io_uring) and Epoll builds,
+#                then the default build's tests under ThreadSanitizer and AddressSanitizer
+#   make test-tsan   the Swift tests built with --sanitize=thread (.build-tsan)
+#   make test-asan   the Swift tests built with --sanitize=address (.build-asan)
 #   make demo    build and run curio-demo (release)
 #   make bench   run the benchmark package (Benchmarks/)
 #   make bench-echo  the echo benchmark: C io_uring, Curio (io_uring, epoll) and
@@ -29,7 +32,7 @@ CTEST_CFLAGS := -std=c11 -Wall -Wextra -Werror -O1 -g -fno-omit-frame-pointer \
 	-fsanitize=address,undefined -fno-sanitize-recover=all \
 	-I$(KERNEL_DIR)/include -I$(KERNEL_DIR)
 
-.PHONY: deps ctest test demo bench bench-echo clean
+.PHONY: deps ctest test test-tsan test-asan demo bench bench-echo clean
 
 deps:
 	@if [ ! -f $(LIBURING_H) ]; then \
@@ -57,6 +60,30 @@ test: deps ctest
 	$(SWIFT) test $(SWIFT_TEST_FLAGS)
 	$(SWIFT) build --build-tests --traits Epoll --scratch-path .build-epoll
 	$(SWIFT) test --traits Epoll --scratch-path .build-epoll $(SWIFT_TEST_FLAGS)
+	$(MAKE) --no-print-directory test-tsan test-asan
+
+# Sanitizer runs of the default build, each in its own scratch path. Any
+# report fails the run: TSan and ASan exit non-zero at the end of a process
+# that reported (children the tests start are the same instrumented binary
+# or plain programs, and a child that reports fails its test through its
+# exit status). No suppressions: every report is from code we build.
+# ASan's leak checker stays off: the Swift runtime keeps its metadata
+# caches and the cooperative pool's threads for the life of the process on
+# purpose, and the tests that count descriptors and memory check leaks of
+# Curio's own resources.
+SAN_TEST_FLAGS ?= $(SWIFT_TEST_FLAGS)
+TSAN_RUN_OPTIONS := halt_on_error=0 exitcode=66 second_deadlock_stack=1 history_size=4
+ASAN_RUN_OPTIONS := halt_on_error=1 detect_leaks=0 detect_stack_use_after_return=0 abort_on_error=0
+
+test-tsan: deps
+	$(SWIFT) build --build-tests --sanitize=thread --scratch-path .build-tsan
+	TSAN_OPTIONS="$(TSAN_RUN_OPTIONS) $$TSAN_OPTIONS" \
+		$(SWIFT) test --skip-build --sanitize=thread --scratch-path .build-tsan $(SAN_TEST_FLAGS)
+
+test-asan: deps
+	$(SWIFT) build --build-tests --sanitize=address --scratch-path .build-asan
+	ASAN_OPTIONS="$(ASAN_RUN_OPTIONS) $$ASAN_OPTIONS" \
+		$(SWIFT) test --skip-build --sanitize=address --scratch-path .build-asan $(SAN_TEST_FLAGS)
 
 # The demo runs the seed's programs, which are products of their own, and
 # races the seed's echo server against the raw C io_uring server (both C
@@ -80,4 +107,4 @@ bench-echo: deps
 	Benchmarks/echo/run.sh
 
 clean:
-	rm -rf .build .build-epoll .build-demo $(CTEST_DIR) Benchmarks/.build
+	rm -rf .build .build-epoll .build-tsan .build-asan .build-demo $(CTEST_DIR) Benchmarks/.build

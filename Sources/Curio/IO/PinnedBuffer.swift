@@ -16,6 +16,12 @@ struct PinnedBuffer: ~Copyable {
 
     init() {}
 
+    /// Bytes allocated now (0 before the first use).
+    var capacity: Int { storage?.count ?? 0 }
+    /// Where the memory is (nil before the first use): it changes only
+    /// when the buffer grows.
+    var address: UnsafeMutableRawPointer? { storage?.baseAddress }
+
     deinit { storage?.deallocate() }
 
     /// At least `min(count, limit)` bytes (one byte at least), valid until

@@ -117,6 +117,11 @@ public final class Socket: ByteChannel, @unchecked Sendable {
         tx.deallocate()
     }
 
+    /// The receive and send buffers' sizes and addresses, for tests.
+    var pinnedBuffers: (receive: Int, send: Int, receiveAt: UnsafeMutableRawPointer?, sendAt: UnsafeMutableRawPointer?) {
+        (rxBuffer.capacity, txBuffer.capacity, rxBuffer.address, txBuffer.address)
+    }
+
     private func checkOpen(_ what: String) throws {
         if fd < 0 { throw SocketError(errno: EBADF, operation: "\(what) on a closed socket") }
     }
