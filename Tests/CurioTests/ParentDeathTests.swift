@@ -10,7 +10,7 @@ import Testing
 
 @Suite(.timeLimit(.minutes(1)))
 struct ParentDeathTests {
-    static let sleepCommand = ["sleep", "30.0731"]  // no other test runs this
+    static let sleepCommand = ["sleep", "300.0731"]  // no other test runs this
 
     /// Starts two children with runInProcess(command:) and prints their
     /// pids, then waits to be killed.
@@ -33,7 +33,7 @@ struct ParentDeathTests {
     /// A Swift child that just waits (to be killed with its parent).
     static func sleeperScenario() throws {
         SoundScenario.say("SLEEPING")
-        sleep(60)
+        sleep(50)
     }
 
     /// Gone, or a zombie waiting for a reaper that is not ours.
@@ -52,7 +52,7 @@ struct ParentDeathTests {
         let line = parent.stdoutLines.first { $0.hasPrefix("SOUND: CHILDREN") }!
         let pids = line.split(separator: " ").dropFirst(2).compactMap { pid_t($0) }
         #expect(pids.count == 2, "found \(line)")
-        for pid in pids { #expect(!Self.isGone(pid), "child \(pid) ended before its parent") }
+        for pid in pids { #expect(!Self.isGone(pid), "child \(pid) ended before its parent: \(parent.stdout)") }
         kill(parent.pid, SIGKILL)
         parent.waitForExit(limit: 10)
         let left = try await KernelHarness.onThread(limit: 30) { () -> [pid_t] in
