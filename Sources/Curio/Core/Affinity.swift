@@ -4,7 +4,8 @@ import Synchronization
 /// Which kernel a synchronization object belongs to. An object binds to the
 /// kernel of the first task that blocks on it; from then on, blocking calls
 /// from another kernel's tasks get a clear ``CurioUsageError`` and
-/// non-blocking calls from elsewhere are handed to the owning kernel.
+/// non-blocking calls from elsewhere (`Event.set`) post their work to the
+/// owning kernel.
 ///
 /// Binding is one compare-and-swap, so two kernels' tasks that use a fresh
 /// object at the same moment cannot both bind it: one wins, the other gets
@@ -53,18 +54,5 @@ struct Affinity: ~Copyable {
         if current?.toOpaque() != mine.toOpaque() {
             throw CurioUsageError(.wrongKernel, "\(what): this object belongs to another kernel's tasks; use UniversalQueue/UniversalEvent to cross kernels")
         }
-    }
-
-    /// Runs `body` on the owning kernel: inline when the caller is on it (or
-    /// no kernel owns the object yet), posted to it otherwise. Returns
-    /// false when the work was posted and will run later.
-    @discardableResult
-    func perform(_ body: @escaping @Sendable () -> Void) -> Bool {
-        guard let kernel, !kernel.isOnKernelThread else {
-            body()
-            return true
-        }
-        kernel.postMessage { _ in body() }
-        return false
     }
 }
