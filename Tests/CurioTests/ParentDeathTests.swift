@@ -19,14 +19,16 @@ struct ParentDeathTests {
             setenv("CURIO_SOUND_SCENARIO", "sleeper", 1)
             let exe = try IOTest.selfExecutable()
             let swiftChild = [exe] + SoundScenario.arguments
+            var children: [CurioTask<[UInt8]>] = []
             for command in [sleepCommand, swiftChild] {
-                _ = try await spawn(daemon: true) { try await runInProcess(command: command) }
+                children.append(try await spawn(daemon: true) { try await runInProcess(command: command) })
             }
             let found = try await runInThread { () -> [pid_t] in
                 [sleepCommand, swiftChild].compactMap { ProcScan.waitForChild($0, within: 20)?.pid }
             }
             SoundScenario.say("CHILDREN \(found.map(String.init).joined(separator: " "))")
-            try await Curio.sleep(60)
+            // Wait for the children (they outlive this process's kill).
+            _ = try await children[0].join()
         }
     }
 

@@ -36,6 +36,7 @@ enum SoundScenario {
         env["CURIO_TEST_SCENARIO"] = nil
         env["CURIO_IO_SCENARIO"] = nil
         env["CURIOMONITOR"] = nil
+        env["CURIO_TIME_SCALE"] = nil  // a scaled clock would end the scenarios' waits early
         for (k, v) in extra { env[k] = v }
         return try IOTest.Child(path: try IOTest.selfExecutable(), arguments: arguments, environment: env,
                                 terminal: false)

@@ -265,6 +265,11 @@ void ck_signal_unwatch(int sig);
 /* How many watches `sig` has. */
 int ck_signal_watchers(int sig);
 
+/* ThreadSanitizer happens-before annotations (no-ops outside a TSan build):
+ * see tsan_annotations.c. */
+void ck_tsan_acquire(void *addr);
+void ck_tsan_release(void *addr);
+
 #ifdef __cplusplus
 }
 #endif

@@ -72,7 +72,7 @@ public enum ProcessWorker {
 
 /// Thread-safe name → function table.
 private final class FunctionRegistry: Sendable {
-    private let table = Mutex<[String: @Sendable ([UInt8]) throws -> [UInt8]]>([:])
+    private let table = Locked<[String: @Sendable ([UInt8]) throws -> [UInt8]]>([:])
     func set(_ name: String, _ fn: @escaping @Sendable ([UInt8]) throws -> [UInt8]) {
         table.withLock { $0[name] = fn }
     }

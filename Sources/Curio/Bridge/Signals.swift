@@ -52,7 +52,7 @@ public final class SignalSet: @unchecked Sendable {
     private let waiters = WaitQueue()
     private let affinity = Affinity()
     private var watchDepth = 0
-    private let pending = Mutex<[Int32]>([])
+    private let pending = Locked<[Int32]>([])
 
     /// A set of signals: `SignalSet(SIGHUP)`, `SignalSet(SIGINT, SIGTERM)`.
     public init(_ signals: Int32...) {
@@ -139,7 +139,7 @@ public final class SignalSet: @unchecked Sendable {
 /// Says once per signal, through the kernel's logger, when a watch took a
 /// disposition that someone else was using (see ``SignalSet``).
 enum SignalTakeover {
-    private static let reported = Mutex<Set<Int32>>([])
+    private static let reported = Locked<Set<Int32>>([])
 
     /// What the watch of `sig` found, as `ck_signal_watch_outcome` says.
     static func report(_ sig: Int32, outcome: Int32, kernel: Kernel) {
@@ -220,7 +220,7 @@ final class SignalHub: Sendable {
         var listeners: [Listener] = []
         var started = false
     }
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     private init() {}
 

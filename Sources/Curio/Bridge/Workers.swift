@@ -45,7 +45,7 @@ final class WorkerPool: Sendable {
         /// Threads parked (or about to park) with no wake-up granted yet.
         var idle = 0
     }
-    private let state = Mutex(State())
+    private let state = Locked(State())
     private let parker = ThreadParker()
     /// Workers that just finished a job and spin briefly for the next one:
     /// waking a sleeping thread costs tens of microseconds on a VM, more
