@@ -4,7 +4,10 @@
 #                missing, and the openssl CLI the TLS tests use (apt, non-interactive)
 #   make ctest   build and run the C kernel's unit tests (io_uring build and epoll-only build)
 #   make test    ctest, the consumer check, then the Swift tests for the default (io_uring)
-#                and Epoll builds
+#                and Epoll builds, then the default build's tests under ThreadSanitizer
+#                and AddressSanitizer
+#   make test-tsan   the Swift tests built with --sanitize=thread (.build-tsan)
+#   make test-asan   the Swift tests built with --sanitize=address (.build-asan)
 #   make consumer  build and run a package that depends on Curio by URL and version
 #                (default traits and traits: ["Epoll"]; scripts/consumer-check.sh)
 #   make docs    build the DocC documentation of Curio (no warnings allowed)
@@ -38,7 +41,7 @@ CTEST_CFLAGS := -std=c11 -Wall -Wextra -Werror -O1 -g -fno-omit-frame-pointer \
 	-fsanitize=address,undefined -fno-sanitize-recover=all \
 	-DCK_FAULT_INJECTION -I$(KERNEL_DIR)/include
 
-.PHONY: deps ctest test demo bench bench-echo bench-http clean consumer docs
+.PHONY: deps ctest test test-tsan test-asan demo bench bench-echo bench-http clean consumer docs
 
 deps:
 	@if [ ! -f $(LIBURING_H) ]; then \
@@ -82,6 +85,30 @@ test: deps ctest
 	$(SWIFT) test $(SWIFT_TEST_FLAGS)
 	$(SWIFT) build --build-tests --traits Epoll --scratch-path .build-epoll
 	$(SWIFT) test --traits Epoll --scratch-path .build-epoll $(SWIFT_TEST_FLAGS)
+	$(MAKE) --no-print-directory test-tsan test-asan
+
+# Sanitizer runs of the default build, each in its own scratch path. Any
+# report fails the run: TSan and ASan exit non-zero at the end of a process
+# that reported (children the tests start are the same instrumented binary
+# or plain programs, and a child that reports fails its test through its
+# exit status). No suppressions: every report is from code we build.
+# ASan's leak checker stays off: the Swift runtime keeps its metadata
+# caches and the cooperative pool's threads for the life of the process on
+# purpose, and the tests that count descriptors and memory check leaks of
+# Curio's own resources.
+SAN_TEST_FLAGS ?= $(SWIFT_TEST_FLAGS)
+TSAN_RUN_OPTIONS := halt_on_error=0 exitcode=66 second_deadlock_stack=1 history_size=4
+ASAN_RUN_OPTIONS := halt_on_error=1 detect_leaks=0 detect_stack_use_after_return=0 abort_on_error=0
+
+test-tsan: deps
+	$(SWIFT) build --build-tests --sanitize=thread --scratch-path .build-tsan
+	TSAN_OPTIONS="$(TSAN_RUN_OPTIONS) $$TSAN_OPTIONS" \
+		$(SWIFT) test --skip-build --sanitize=thread --scratch-path .build-tsan $(SAN_TEST_FLAGS)
+
+test-asan: deps
+	$(SWIFT) build --build-tests --sanitize=address --scratch-path .build-asan
+	ASAN_OPTIONS="$(ASAN_RUN_OPTIONS) $$ASAN_OPTIONS" \
+		$(SWIFT) test --skip-build --sanitize=address --scratch-path .build-asan $(SAN_TEST_FLAGS)
 
 # A throwaway package outside the repository depends on a tagged clone of it
 # by URL and version, with the default traits and with traits: ["Epoll"].
@@ -113,9 +140,10 @@ bench-echo: deps
 # friends: see Benchmarks/http/run.sh.
 bench-http: deps
 	Benchmarks/http/run.sh
+
 # Fails on any DocC warning (a broken link, an undocumented public symbol).
 docs:
 	scripts/docs-check.sh
 
 clean:
-	rm -rf .build .build-epoll .build-demo $(CTEST_DIR) Benchmarks/.build
+	rm -rf .build .build-epoll .build-tsan .build-asan .build-demo $(CTEST_DIR) Benchmarks/.build

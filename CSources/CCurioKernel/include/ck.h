@@ -333,12 +333,29 @@ int ck_pidfd_open(int pid);
 /* The pipe's read end (created on first use, non-blocking), or -errno. */
 int ck_signal_pipe(void);
 /* Starts catching `sig` (reference-counted); -EINVAL for a bad number,
- * -EPERM for SIGKILL/SIGSTOP. The first watcher saves the old action. */
+ * -EPERM for SIGKILL/SIGSTOP. The first watcher saves the old action; a
+ * handler found there keeps being called after Curio's (chained). 0 on
+ * success; ck_signal_watch_outcome also says what was found (CK_SIGNAL_*). */
 int ck_signal_watch(int sig);
-/* Drops one watch; the last one restores the saved action. */
+int ck_signal_watch_outcome(int sig, int *outcome);
+enum {
+    CK_SIGNAL_TAKEN = 0,        /* the default action was replaced */
+    CK_SIGNAL_CHAINED = 1,      /* a previous handler is called after Curio's */
+    CK_SIGNAL_WAS_IGNORED = 2,  /* the signal was ignored (SIG_IGN), e.g. for a
+                                   Dispatch signal source: it now reaches Curio */
+    CK_SIGNAL_RECLAIMED = 3     /* another handler had replaced Curio's while
+                                   watched: Curio's is back and chains to it */
+};
+/* Drops one watch; the last one restores the saved action, unless someone
+ * else's handler has replaced Curio's meanwhile (that one is kept). */
 void ck_signal_unwatch(int sig);
 /* How many watches `sig` has. */
 int ck_signal_watchers(int sig);
+
+/* ThreadSanitizer happens-before annotations (no-ops outside a TSan build):
+ * see tsan_annotations.c. */
+void ck_tsan_acquire(void *addr);
+void ck_tsan_release(void *addr);
 
 #ifdef __cplusplus
 }

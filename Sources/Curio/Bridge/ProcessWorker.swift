@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Synchronization
 
 /// Functions a program can run in a child process of itself, for work
 /// that must be isolated: a crash there is an error here, not the end of
@@ -17,7 +18,9 @@ import Glibc
 ///
 /// The child is the same executable started again with the function's
 /// name in its environment; it reads its input from stdin, writes its
-/// result to stdout and exits.
+/// result to stdout and exits. It dies with its parent: if the parent
+/// process is killed (even by SIGKILL), Linux sends the child SIGKILL
+/// (`PR_SET_PDEATHSIG`, set before any Swift code runs in the child).
 public enum ProcessWorker {
     private static let registry = FunctionRegistry()
 
@@ -68,19 +71,13 @@ public enum ProcessWorker {
 }
 
 /// Thread-safe name → function table.
-private final class FunctionRegistry: @unchecked Sendable {
-    private var mutex = pthread_mutex_t()
-    private var table: [String: @Sendable ([UInt8]) throws -> [UInt8]] = [:]
-    init() { pthread_mutex_init(&mutex, nil) }
+private final class FunctionRegistry: Sendable {
+    private let table = Locked<[String: @Sendable ([UInt8]) throws -> [UInt8]]>([:])
     func set(_ name: String, _ fn: @escaping @Sendable ([UInt8]) throws -> [UInt8]) {
-        pthread_mutex_lock(&mutex)
-        table[name] = fn
-        pthread_mutex_unlock(&mutex)
+        table.withLock { $0[name] = fn }
     }
     func get(_ name: String) -> (@Sendable ([UInt8]) throws -> [UInt8])? {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
-        return table[name]
+        table.withLock { $0[name] }
     }
 }
 
@@ -102,12 +99,23 @@ public struct ProcessWorkError: Error, CustomStringConvertible {
 
 /// Runs the registered function `name` in a child process (see
 /// ``ProcessWorker``) → its result. A child that crashes or throws gives a
-/// ``ProcessWorkError``; cancelling the call kills and reaps the child.
+/// ``ProcessWorkError``; cancelling the call kills and reaps the child, and
+/// the child dies with this process if it is killed.
 public func runInProcess(_ name: String, input: [UInt8] = [], file: StaticString = #filePath, line: UInt = #line,
                          function: StaticString = #function) async throws -> [UInt8] {
     guard ProcessWorker.function(name) != nil else {
         throw CurioUsageError(.invalidArgument, "runInProcess: no function registered as '\(name)' (ProcessWorker.register it at the top of main)")
     }
+    var env = childEnvironment()
+    env[ProcessWorker.environmentKey] = name
+    env.removeValue(forKey: "CURIOMONITOR")  // the child must not fight over the monitor port
+    return try await runChild(["/proc/self/exe"], environment: env, what: name, input: input,
+                              site: CallSite(file: file, line: line, function: function))
+}
+
+/// This process's environment plus the key that ties a child's life to
+/// this process (see CSources/CCurioKernel/parent_death.c).
+private func childEnvironment() -> [String: String] {
     var env: [String: String] = [:]
     var p = environ
     while let entry = p.pointee {
@@ -115,19 +123,45 @@ public func runInProcess(_ name: String, input: [UInt8] = [], file: StaticString
         if let eq = s.firstIndex(of: "=") { env[String(s[..<eq])] = String(s[s.index(after: eq)...]) }
         p += 1
     }
-    env[ProcessWorker.environmentKey] = name
-    env.removeValue(forKey: "CURIOMONITOR")  // the child must not fight over the monitor port
-    return try await runChild(["/proc/self/exe"], environment: env, what: name, input: input,
-                              site: CallSite(file: file, line: line, function: function))
+    env["CURIO_PARENT_PID"] = String(getpid())
+    return env
+}
+
+/// The path `execvp` will run for `program`, or an error naming it: the
+/// command is exec'd by a shim in the child, so a missing program is
+/// reported here, before anything is spawned.
+private func resolveProgram(_ program: String) throws -> String {
+    func runnable(_ path: String) -> Bool { access(path, X_OK) == 0 }
+    if program.contains("/") {
+        if runnable(program) { return program }
+        throw SocketError(errno: errno, operation: "spawn '\(program)'")
+    }
+    let path = getenv("PATH").map { String(cString: $0) } ?? "/usr/local/bin:/usr/bin:/bin"
+    for dir in path.split(separator: ":", omittingEmptySubsequences: false) {
+        let candidate = (dir.isEmpty ? "." : String(dir)) + "/" + program
+        if runnable(candidate) { return candidate }
+    }
+    throw SocketError(errno: ENOENT, operation: "spawn '\(program)'")
 }
 
 /// Runs `command` in a child process with `input` on its stdin → what it
 /// wrote to stdout; a non-zero exit or a crash gives a ``ProcessWorkError``.
-/// Cancelling the call kills and reaps the child.
+/// Cancelling the call kills and reaps the child. The child dies with this
+/// process: it is started through this executable, which sets
+/// `PR_SET_PDEATHSIG` and then execs `command` (the setting survives the
+/// exec, except into a set-user-ID program). Children started with
+/// ``Subprocess`` directly are not tied to this process.
 public func runInProcess(command: [String], input: [UInt8] = [], file: StaticString = #filePath,
                          line: UInt = #line, function: StaticString = #function) async throws -> [UInt8] {
-    try await runChild(command, environment: nil, what: command.joined(separator: " "), input: input,
-                       site: CallSite(file: file, line: line, function: function))
+    guard let program = command.first else {
+        throw CurioUsageError(.invalidArgument, "runInProcess(command:): the command is empty")
+    }
+    var env = childEnvironment()
+    env["CURIO_EXEC_COMMAND"] = "1"
+    _ = try resolveProgram(program)
+    return try await runChild(["/proc/self/exe"] + command,
+                              environment: env, what: command.joined(separator: " "), input: input,
+                              site: CallSite(file: file, line: line, function: function))
 }
 
 private func runChild(_ argv: [String], environment: [String: String]?, what: String, input: [UInt8],

@@ -2,6 +2,8 @@ import CCurioKernel
 #if canImport(Glibc)
 import Glibc
 #endif
+import Logging
+import Synchronization
 
 /// Waits for Unix signals, as curio's `SignalSet`.
 ///
@@ -20,29 +22,46 @@ import Glibc
 /// outside ``watch(_:)`` watches just for the wait. Signals reach the
 /// kernel as posted messages from a C handler's self-pipe; no Swift code
 /// runs in a signal handler. A waiting task shows `SIGNAL_WAIT`.
+///
+/// ## Other signal users in the same process
+///
+/// Curio does not silently steal a signal:
+/// - a handler installed before the watch (a plain `sigaction`, a C
+///   library's) keeps being called, after Curio's, with the same
+///   `siginfo_t`;
+/// - a handler installed *over* Curio's while it watches is noticed at
+///   the next watch: Curio's goes back in front and chains to it;
+/// - a signal that was ignored (`SIG_IGN`) — what swift-service-lifecycle's
+///   `ServiceGroup` and Dispatch signal sources set up, and what `nohup`
+///   does for SIGHUP — is taken over: Dispatch reads such signals with a
+///   signalfd, which no longer sees them once a handler catches them. Curio
+///   logs a warning once per signal (through the kernel's logger) naming it;
+///   when the watch ends the signal is ignored again and the source fires
+///   as before. Watch a signal with one of the two, not both.
+///
+/// When the last watch ends, the disposition found at the first watch is
+/// put back, unless another handler replaced Curio's meanwhile (that one
+/// is kept).
+// @unchecked Sendable: `signals` is immutable and `pending` is a Mutex;
+// the wait queue and `watchDepth` are touched only by the tasks of the
+// kernel the set is bound to (`affinity.task()` checks it first) and by
+// messages posted to that kernel.
 public final class SignalSet: @unchecked Sendable {
     /// The signal numbers in the set.
     public let signals: [Int32]
     private let waiters = WaitQueue()
-    private var affinity = Affinity()
+    private let affinity = Affinity()
     private var watchDepth = 0
-    private var mutex = pthread_mutex_t()
-    private var pending: [Int32] = []  // guarded by mutex
+    private let pending = Locked<[Int32]>([])
 
     /// A set of signals: `SignalSet(SIGHUP)`, `SignalSet(SIGINT, SIGTERM)`.
     public init(_ signals: Int32...) {
         self.signals = signals
-        pthread_mutex_init(&mutex, nil)
     }
 
     /// The same from an array.
     public init(_ signals: [Int32]) {
         self.signals = signals
-        pthread_mutex_init(&mutex, nil)
-    }
-
-    deinit {
-        pthread_mutex_destroy(&mutex)
     }
 
     /// Watches the set while `body` runs: its signals are caught and queued
@@ -75,9 +94,7 @@ public final class SignalSet: @unchecked Sendable {
     }
 
     private func takePending() -> Int32? {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
-        return pending.isEmpty ? nil : pending.removeFirst()
+        pending.withLock { $0.isEmpty ? nil : $0.removeFirst() }
     }
 
     private func startWatching(_ kernel: Kernel) throws {
@@ -87,7 +104,9 @@ public final class SignalSet: @unchecked Sendable {
             }
             var started: [Int32] = []
             for sig in signals {
-                let r = ck_signal_watch(sig)
+                var outcome: Int32 = 0
+                let r = ck_signal_watch_outcome(sig, &outcome)
+                if r == 0 { SignalTakeover.report(sig, outcome: outcome, kernel: kernel) }
                 if r != 0 {
                     started.forEach { ck_signal_unwatch($0) }
                     throw CurioUsageError(.invalidArgument, r == -EPERM
@@ -106,19 +125,39 @@ public final class SignalSet: @unchecked Sendable {
         if watchDepth == 0 {
             SignalHub.shared.unregister(self)
             signals.forEach { ck_signal_unwatch($0) }
-            pthread_mutex_lock(&mutex)
-            pending.removeAll()
-            pthread_mutex_unlock(&mutex)
+            pending.withLock { $0.removeAll() }
         }
     }
 
     /// Called on the hub thread: queue the signal, wake a waiter.
     func deliver(_ sig: Int32, to kernel: Kernel) {
-        pthread_mutex_lock(&mutex)
-        pending.append(sig)
-        pthread_mutex_unlock(&mutex)
+        pending.withLock { $0.append(sig) }
         kernel.postMessage { [self] k in k.wakeFirst(waiters) }
     }
+}
+
+/// Says once per signal, through the kernel's logger, when a watch took a
+/// disposition that someone else was using (see ``SignalSet``).
+enum SignalTakeover {
+    private static let reported = Locked<Set<Int32>>([])
+
+    /// What the watch of `sig` found, as `ck_signal_watch_outcome` says.
+    static func report(_ sig: Int32, outcome: Int32, kernel: Kernel) {
+        let message: String
+        switch Int(outcome) {
+        case CK_SIGNAL_WAS_IGNORED:
+            message = "curio: \(signalName(sig)) was ignored (SIG_IGN, as set up for a Dispatch signal source, swift-service-lifecycle's ServiceGroup or nohup); Curio's SignalSet now catches it, so such a source does not see it until the watch ends"
+        case CK_SIGNAL_RECLAIMED:
+            message = "curio: another handler replaced Curio's for \(signalName(sig)) while a SignalSet watched it; Curio's is back and calls that handler after its own"
+        default:
+            return  // taken from the default action, or chained: nobody loses it
+        }
+        let first = reported.withLock { $0.insert(sig).inserted }
+        if first { kernel.configuration.logger.warning("\(message)") }
+    }
+
+    /// Forgets what was reported (tests).
+    static func reset() { reported.withLock { $0.removeAll() } }
 }
 
 /// An ``Event`` that is set when one of its signals arrives (curio's
@@ -128,6 +167,8 @@ public final class SignalSet: @unchecked Sendable {
 /// let stop = try await SignalEvent(SIGINT, SIGTERM)
 /// try await stop.wait()
 /// ```
+// @unchecked Sendable: `set` and `event` are Sendable; `watcher` is set
+// and cleared only by tasks of the kernel that created the event.
 public final class SignalEvent: @unchecked Sendable {
     private let set: SignalSet
     private let event = Event()
@@ -166,41 +207,47 @@ public final class SignalEvent: @unchecked Sendable {
 
 /// Reads the self-pipe on its own thread and hands each signal to the
 /// kernels whose sets watch it.
-final class SignalHub: @unchecked Sendable {
+final class SignalHub: Sendable {
     static let shared = SignalHub()
-    private var mutex = pthread_mutex_t()
-    private var sets: [(set: SignalSet, kernel: Kernel)] = []
-    private var listeners: [(sig: Int32, owner: ObjectIdentifier?, call: @Sendable () -> Void)] = []
-    private var started = false
 
-    private init() {
-        pthread_mutex_init(&mutex, nil)
+    private struct Listener {
+        let sig: Int32
+        let owner: ObjectIdentifier?
+        let call: @Sendable () -> Void
     }
+    private struct State {
+        var sets: [(set: SignalSet, kernel: Kernel)] = []
+        var listeners: [Listener] = []
+        var started = false
+    }
+    private let state = Locked(State())
+
+    private init() {}
 
     func register(_ set: SignalSet, kernel: Kernel) throws {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
-        try startLocked()
-        sets.append((set, kernel))
+        try state.withLock { s in
+            try startLocked(&s)
+            s.sets.append((set, kernel))
+        }
     }
 
     /// Calls `call` on the signal thread each time `sig` arrives (the
     /// monitor's Ctrl-C). The caller must also watch `sig`.
     func addListener(_ sig: Int32, owner: AnyObject? = nil, _ call: @escaping @Sendable () -> Void) {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
-        if (try? startLocked()) != nil { listeners.append((sig, owner.map(ObjectIdentifier.init), call)) }
+        state.withLock { s in
+            if (try? startLocked(&s)) != nil {
+                s.listeners.append(Listener(sig: sig, owner: owner.map(ObjectIdentifier.init), call: call))
+            }
+        }
     }
 
     /// Removes the listeners `owner` added.
     func removeListeners(owner: AnyObject) {
-        pthread_mutex_lock(&mutex)
-        listeners.removeAll { $0.owner == ObjectIdentifier(owner) }
-        pthread_mutex_unlock(&mutex)
+        state.withLock { $0.listeners.removeAll { $0.owner == ObjectIdentifier(owner) } }
     }
 
-    private func startLocked() throws {
-        if !started {
+    private func startLocked(_ s: inout State) throws {
+        if !s.started {
             let fd = ck_signal_pipe()
             if fd < 0 { throw KernelError(errno: -fd, operation: "creating the signal pipe") }
             var tid = pthread_t()
@@ -210,14 +257,12 @@ final class SignalHub: @unchecked Sendable {
             }, UnsafeMutableRawPointer(bitPattern: Int(fd)))
             if rc != 0 { throw KernelError(errno: rc, operation: "starting the signal thread") }
             pthread_detach(tid)
-            started = true
+            s.started = true
         }
     }
 
     func unregister(_ set: SignalSet) {
-        pthread_mutex_lock(&mutex)
-        sets.removeAll { $0.set === set }
-        pthread_mutex_unlock(&mutex)
+        state.withLock { $0.sets.removeAll { $0.set === set } }
     }
 
     private func run(fd: Int32) {
@@ -228,14 +273,16 @@ final class SignalHub: @unchecked Sendable {
             while true {
                 let n = read(fd, &buf, buf.count)
                 if n <= 0 { break }
-                pthread_mutex_lock(&mutex)
-                for sig in buf[0..<n] {
-                    for entry in sets where entry.set.signals.contains(Int32(sig)) {
-                        entry.set.deliver(Int32(sig), to: entry.kernel)
+                for sig in buf[0..<n].map({ Int32($0) }) {
+                    // Collected under the lock, called outside it: a
+                    // listener may take locks of its own.
+                    let (sets, calls) = state.withLock { s in
+                        (s.sets.filter { $0.set.signals.contains(sig) },
+                         s.listeners.filter { $0.sig == sig }.map(\.call))
                     }
-                    for l in listeners where l.sig == Int32(sig) { l.call() }
+                    for entry in sets { entry.set.deliver(sig, to: entry.kernel) }
+                    for call in calls { call() }
                 }
-                pthread_mutex_unlock(&mutex)
             }
         }
     }

@@ -4,15 +4,49 @@ import Glibc
 import CCurioKernel
 import Synchronization
 
+/// A counting semaphore for parking plain threads, in memory of its own:
+/// a `sem_t` must not move while threads wait on it, and a Swift stored
+/// property has no stable address, so it lives in a heap allocation made in
+/// `init` and freed in `deinit`. Its owner (a `WorkerPool`, which lives for
+/// the whole process) keeps it alive for as long as any thread can wait.
+// @unchecked Sendable: the pointer never changes after init, and sem_wait /
+// sem_post are thread-safe on the memory it points to.
+final class ThreadParker: @unchecked Sendable {
+    private let sem: UnsafeMutablePointer<sem_t>
+
+    init() {
+        sem = .allocate(capacity: 1)
+        sem_init(sem, 0, 0)
+    }
+
+    deinit {
+        sem_destroy(sem)
+        sem.deallocate()
+    }
+
+    /// Blocks until a matching ``unpark()`` (one that came earlier counts).
+    func park() {
+        while sem_wait(sem) != 0 && errno == EINTR {}
+    }
+
+    /// Lets one parked (or the next parking) thread go.
+    func unpark() {
+        sem_post(sem)
+    }
+}
+
 /// A bounded pool of worker threads. Threads start on demand up to the
 /// bound and then stay, waiting for work.
-final class WorkerPool: @unchecked Sendable {
-    private var mutex = pthread_mutex_t()
-    private var cond = pthread_cond_t()
-    private var jobs: [@Sendable () -> Void] = []
-    private var head = 0
-    private var threads = 0
-    private var idle = 0
+final class WorkerPool: Sendable {
+    private struct State {
+        var jobs: [@Sendable () -> Void] = []
+        var head = 0
+        var threads = 0
+        /// Threads parked (or about to park) with no wake-up granted yet.
+        var idle = 0
+    }
+    private let state = Locked(State())
+    private let parker = ThreadParker()
     /// Workers that just finished a job and spin briefly for the next one:
     /// waking a sleeping thread costs tens of microseconds on a VM, more
     /// than most jobs take.
@@ -25,8 +59,6 @@ final class WorkerPool: @unchecked Sendable {
     init(limit: Int, name: String) {
         self.limit = max(1, limit)
         self.name = name
-        pthread_mutex_init(&mutex, nil)
-        pthread_cond_init(&cond, nil)
     }
 
     /// For CPU-bound work: one thread per core.
@@ -36,19 +68,28 @@ final class WorkerPool: @unchecked Sendable {
     static let blocking = WorkerPool(limit: 64, name: "curio-io")
 
     func submit(_ job: @escaping @Sendable () -> Void) {
-        pthread_mutex_lock(&mutex)
-        jobs.append(job)
-        queued.add(1, ordering: .releasing)
-        if spinning.load(ordering: .acquiring) > 0 {
-            // A spinning worker takes it: it re-checks the queue under the
-            // lock after it stops spinning, so nothing is missed.
-        } else if idle > 0 {
-            pthread_cond_signal(&cond)
-        } else if threads < limit {
-            threads += 1
-            startThread()
+        enum Action { case none, unpark, start }
+        let action = state.withLock { s -> Action in
+            s.jobs.append(job)
+            queued.add(1, ordering: .releasing)
+            if spinning.load(ordering: .acquiring) > 0 {
+                // A spinning worker takes it: it re-checks the queue under
+                // the lock after it stops spinning, so nothing is missed.
+                return .none
+            } else if s.idle > 0 {
+                s.idle -= 1
+                return .unpark
+            } else if s.threads < limit {
+                s.threads += 1
+                return .start
+            }
+            return .none
         }
-        pthread_mutex_unlock(&mutex)
+        switch action {
+        case .none: break
+        case .unpark: parker.unpark()
+        case .start: startThread()
+        }
     }
 
     private func startThread() {
@@ -61,70 +102,94 @@ final class WorkerPool: @unchecked Sendable {
         }, me)
         if r != 0 {
             Unmanaged<WorkerPool>.fromOpaque(me).release()
-            threads -= 1
+            let orphaned = state.withLock { s -> Bool in
+                s.threads -= 1
+                // With no thread at all, the job just queued would wait for
+                // the next submit: run it here rather than strand it.
+                return s.threads == 0 && s.head < s.jobs.count
+            }
+            if orphaned { drainOnCaller() }
             return
         }
         pthread_detach(tid)
     }
 
+    /// Runs queued jobs on the submitting thread (only when no worker
+    /// thread can be started at all).
+    private func drainOnCaller() {
+        while let job = take() { job() }
+    }
+
+    /// The next job, or nil when the queue is empty.
+    private func take() -> (@Sendable () -> Void)? {
+        state.withLock { pop(&$0) }
+    }
+
+    /// Takes the first job of `s` (under the lock).
+    private func pop(_ s: inout State) -> (@Sendable () -> Void)? {
+        guard s.head < s.jobs.count else { return nil }
+        let job = s.jobs[s.head]
+        s.head += 1
+        queued.subtract(1, ordering: .relaxed)
+        if s.head == s.jobs.count {
+            s.jobs.removeAll(keepingCapacity: true)
+            s.head = 0
+        }
+        return job
+    }
+
     private func work() {
-        pthread_mutex_lock(&mutex)
         while true {
-            while head == jobs.count {
-                idle += 1
-                pthread_cond_wait(&cond, &mutex)
-                idle -= 1
+            let job = state.withLock { s -> (@Sendable () -> Void)? in
+                if let job = pop(&s) { return job }
+                s.idle += 1
+                return nil
             }
-            let job = jobs[head]
-            head += 1
-            queued.subtract(1, ordering: .relaxed)
-            if head == jobs.count {
-                jobs.removeAll(keepingCapacity: true)
-                head = 0
+            guard let job else {
+                // `submit` took this thread off `idle` and granted one
+                // wake-up; a grant made before we park is kept by the
+                // semaphore, so none is lost.
+                parker.park()
+                continue
             }
-            pthread_mutex_unlock(&mutex)
             job()
             spinning.add(1, ordering: .releasing)
             let until = ck_now_ns() + WorkerPool.spinNanoseconds
             while queued.load(ordering: .acquiring) == 0 && ck_now_ns() < until {}
             spinning.subtract(1, ordering: .releasing)
-            pthread_mutex_lock(&mutex)
         }
     }
 }
 
-/// The result of work done on a worker thread, carried back to the kernel.
-final class WorkResult<T>: @unchecked Sendable {
-    /// Written by the worker before it posts; read on the kernel thread
-    /// after the post (the post queue's lock orders the two).
+/// What a worker's job and the waiting task share, on the kernel's thread
+/// only: the worker hands its result over inside the message it posts.
+private struct WorkHandOff<T: Sendable> {
     var result: Result<T, any Error>?
-    /// Kernel-thread only.
+    /// The waiting task gave up (cancelled) before the result arrived.
     var abandoned = false
-    var delivered = false
-    let task: AnyCurioTask
-    init(_ task: AnyCurioTask) { self.task = task }
 }
 
 extension Kernel {
     /// Runs `work` on `pool` while `t` waits in `state`; the kernel thread
     /// stays free. A cancelled wait returns at once; the work finishes on
     /// its own and its result is dropped (or handed to `onCancel`).
-    func runOnWorker<T>(_ t: AnyCurioTask, pool: WorkerPool, state: TaskState, site: CallSite,
-                        onCancel: (@Sendable (Result<T, any Error>) -> Void)?,
-                        _ work: @escaping @Sendable () throws -> T) async throws -> T {
+    func runOnWorker<T: Sendable>(_ t: AnyCurioTask, pool: WorkerPool, state: TaskState, site: CallSite,
+                                  onCancel: (@Sendable (Result<T, any Error>) -> Void)?,
+                                  _ work: @escaping @Sendable () throws -> T) async throws -> T {
         try checkDeliverable(t)
-        let box = WorkResult<T>(t)
+        let box = KernelBound(WorkHandOff<T>(), kernel: self)
+        let waiter = KernelBound(t, kernel: self)
         // The job keeps the kernel alive until it has posted its result.
         pool.submit { [self] in
-            box.result = Result { try work() }
+            let result = Result { try work() }
             self.postMessage { k in
-                if box.abandoned {
-                    onCancel?(box.result!)
+                if box.value.abandoned {
+                    onCancel?(result)
                 } else {
-                    box.delivered = true
+                    box.value.result = result
                     // Does nothing if the task was cancelled meanwhile and
                     // has not run yet; it then finds the result below.
-                    k.resume(box.task, Wake.normal)
+                    k.resume(waiter.value, Wake.normal)
                 }
             }
         }
@@ -133,11 +198,14 @@ extension Kernel {
         do {
             _ = try await block(t, state, on: nil, deadline: .max, site: site)
         } catch {
-            box.abandoned = true
-            if box.delivered { onCancel?(box.result!) }
+            if let result = box.value.result {
+                onCancel?(result)
+            } else {
+                box.value.abandoned = true
+            }
             throw error
         }
-        return try box.result!.get()
+        return try box.value.result!.get()
     }
 }
 

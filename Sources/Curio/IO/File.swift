@@ -14,6 +14,10 @@ import Glibc
 /// ```
 ///
 /// Modes as Python's `open`: `r`, `w`, `a`, `x`, each with an optional `+`.
+// @unchecked Sendable: the descriptor state, direction claims and buffers
+// are touched only by the tasks of the kernel the object is bound to
+// (`affinity.task` checks the caller's kernel first); `close` from another
+// thread hands the descriptor to that kernel (`closeRegistered`).
 public final class AsyncFile: AsyncSequence, @unchecked Sendable {
     /// Where ``seek(_:from:)`` counts from.
     public enum Whence: Sendable {
@@ -36,8 +40,11 @@ public final class AsyncFile: AsyncSequence, @unchecked Sendable {
     private var offset: Int64 = 0
     /// Read-ahead for readLine: bytes from offset - readAhead.count.
     private var readAhead: [UInt8] = []
-    private var affinity = Affinity()
-    private var scratch: UnsafeMutableRawBufferPointer?
+    private let affinity = Affinity()
+    /// Where reads land and writes are copied to (see ``PinnedBuffer``).
+    private var pinned = PinnedBuffer()
+    /// A task is reading or writing: the buffer is in use.
+    private var busy = false
     /// Longest line ``AsyncFile/readLine(file:line:function:)`` accepts.
     public var maxLineLength = 1 << 20
 
@@ -51,7 +58,6 @@ public final class AsyncFile: AsyncSequence, @unchecked Sendable {
 
     deinit {
         if fd >= 0 { closeRegistered(fd, kernel: affinity.kernel) }
-        scratch?.deallocate()
     }
 
     /// Opens `path` (on a worker thread: open(2) can block on slow disks
@@ -90,7 +96,21 @@ public final class AsyncFile: AsyncSequence, @unchecked Sendable {
         return t
     }
 
-    /// One read(2)/write(2) at `at`, by io_uring or on a worker thread.
+    /// Claims the file for one read or write (its buffer and position are
+    /// in use until `busy` is cleared), or throws ResourceBusy.
+    private func claim(_ what: StaticString, needs readOrWrite: Bool) throws -> AnyCurioTask {
+        let t = try task(what, needs: readOrWrite)
+        if busy { throw ResourceBusy("another task is already reading or writing \(path)") }
+        busy = true
+        return t
+    }
+
+    /// One read(2)/write(2) at `at` from or into the file's pinned buffer,
+    /// by io_uring or on a worker thread. Either way the call returns only
+    /// once the system is done with `buf`: io_uring requests are waited
+    /// for even when cancelled, and the worker's is waited for with
+    /// cancellation held back until it has finished (then delivered at the
+    /// next blocking call, with the bytes it moved counted).
     private func transfer(_ t: AnyCurioTask, write: Bool, _ buf: UnsafeMutableRawPointer, _ count: Int,
                           at: Int64, site: CallSite) async throws -> Int {
         if t.kernel.backend == .ioUring {
@@ -98,26 +118,25 @@ public final class AsyncFile: AsyncSequence, @unchecked Sendable {
                                        flags: 0, offset: appending && write ? -1 : at)
             return try await t.kernel.performIO(t, args, write ? .writeWait : .readWait, deadline: .max, site: site)
         }
+        try t.kernel.checkDeliverable(t)
         let fd = self.fd, appending = self.appending
+        // The worker is waited for (below), and the buffer is the file's
+        // own, claimed by this task: the pointer is valid for the whole job.
         nonisolated(unsafe) let p = buf
-        return try await runInThread(file: site.file, line: site.line, function: site.function) {
+        t.cancelDisabled += 1
+        defer { t.cancelDisabled -= 1 }
+        return try await t.kernel.runOnWorker(t, pool: .blocking, state: write ? .writeWait : .readWait, site: site,
+                                              onCancel: nil) {
             let r = write ? (appending ? Glibc.write(fd, p, count) : pwrite(fd, p, count, Int(at)))
                           : pread(fd, p, count, Int(at))
             return r < 0 ? -Int(errno) : r
         }
     }
 
-    private func buffer(_ n: Int) -> UnsafeMutableRawBufferPointer {
-        if scratch == nil || scratch!.count < n {
-            scratch?.deallocate()
-            scratch = .allocate(byteCount: Swift.max(n, 65536), alignment: 16)
-        }
-        return scratch!
-    }
-
     /// Reads into the read-ahead; false at end of file.
     private func fill(_ t: AnyCurioTask, _ chunk: Int, _ site: CallSite) async throws -> Bool {
-        let buf = buffer(chunk)
+        let chunk = Swift.min(chunk, PinnedBuffer.limit)
+        let buf = pinned.region(chunk)
         let r = try await transfer(t, write: false, buf.baseAddress!, chunk, at: offset, site: site)
         if r < 0 { throw FileError(errno: Int32(-r), operation: "read", path: path) }
         if r == 0 { return false }
@@ -132,11 +151,14 @@ public final class AsyncFile: AsyncSequence, @unchecked Sendable {
         return out
     }
 
-    /// Up to `maxBytes` bytes from the current position; everything to the
-    /// end of the file when `maxBytes` is negative; empty at end of file.
+    /// Up to `maxBytes` bytes from the current position (one read of at
+    /// most 64 KiB when nothing is read ahead, so a huge `maxBytes` costs
+    /// only what arrives); everything to the end of the file when
+    /// `maxBytes` is negative; empty at end of file.
     public func read(_ maxBytes: Int = -1, file: StaticString = #filePath, line: UInt = #line,
                      function: StaticString = #function) async throws -> [UInt8] {
-        let t = try task("read", needs: true)
+        let t = try claim("read", needs: true)
+        defer { busy = false }
         let site = CallSite(file: file, line: line, function: function)
         if maxBytes < 0 {
             while try await fill(t, 65536, site) {}
@@ -149,7 +171,8 @@ public final class AsyncFile: AsyncSequence, @unchecked Sendable {
     /// One line with its `\n` (the last may lack it); empty at end of file.
     public func readLine(file: StaticString = #filePath, line: UInt = #line,
                          function: StaticString = #function) async throws -> [UInt8] {
-        let t = try task("readLine", needs: true)
+        let t = try claim("readLine", needs: true)
+        defer { busy = false }
         let site = CallSite(file: file, line: line, function: function)
         var scanned = 0
         while true {
@@ -166,25 +189,32 @@ public final class AsyncFile: AsyncSequence, @unchecked Sendable {
     /// mode).
     public func write(_ bytes: [UInt8], file: StaticString = #filePath, line: UInt = #line,
                       function: StaticString = #function) async throws {
-        let t = try task("write", needs: false)
+        let t = try claim("write", needs: false)
+        defer { busy = false }
         let site = CallSite(file: file, line: line, function: function)
         // Bytes read ahead were not consumed: the write goes where the
         // reader stopped.
         offset -= Int64(readAhead.count)
         readAhead.removeAll()
-        let data = stableBytes(bytes)
         var done = 0
-        while done < data.count {
-            let r: Int
-            do {
-                r = try await transfer(t, write: true, UnsafeMutableRawPointer(mutating: data.baseAddress! + done),
-                                       data.count - done, at: offset, site: site)
-            } catch let e as CancelledError {
-                throw withProgress(e, bytesSent: done)
+        while done < bytes.count {
+            // Copied into the file's own buffer: the system never holds a
+            // pointer into the array.
+            let (buf, n) = pinned.load(bytes, from: done)
+            var chunkDone = 0
+            while chunkDone < n {
+                let r: Int
+                do {
+                    r = try await transfer(t, write: true, buf.baseAddress! + chunkDone, n - chunkDone,
+                                           at: offset, site: site)
+                } catch let e as CancelledError {
+                    throw withProgress(e, bytesSent: done + chunkDone)
+                }
+                if r < 0 { throw FileError(errno: Int32(-r), operation: "write", path: path) }
+                chunkDone += r
+                offset += Int64(r)
             }
-            if r < 0 { throw FileError(errno: Int32(-r), operation: "write", path: path) }
-            done += r
-            offset += Int64(r)
+            done += n
         }
     }
 

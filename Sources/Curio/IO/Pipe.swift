@@ -13,11 +13,17 @@ import Glibc
 /// try await w.sendAll(Array("hi\n".utf8))
 /// let bytes = try await r.recv(100)
 /// ```
+// @unchecked Sendable: the descriptor state, direction claims and buffers
+// are touched only by the tasks of the kernel the object is bound to
+// (`affinity.task` checks the caller's kernel first); `close` from another
+// thread hands the descriptor to that kernel (`closeRegistered`).
 public final class Pipe: ByteChannel, @unchecked Sendable {
     /// The descriptor, or -1 once closed.
     public private(set) var fd: Int32
-    private var affinity = Affinity()
-    private var scratch: UnsafeMutableRawBufferPointer?
+    private let affinity = Affinity()
+    /// Where reads land and writes are copied to (see ``PinnedBuffer``).
+    private var rxBuffer = PinnedBuffer()
+    private var txBuffer = PinnedBuffer()
     private var reading = false
     private var writing = false
 
@@ -38,7 +44,6 @@ public final class Pipe: ByteChannel, @unchecked Sendable {
 
     deinit {
         if fd >= 0 { closeRegistered(fd, kernel: affinity.kernel) }
-        scratch?.deallocate()
     }
 
     /// The calling task, with one direction claimed for it (two tasks
@@ -56,7 +61,8 @@ public final class Pipe: ByteChannel, @unchecked Sendable {
         return t
     }
 
-    /// Up to `maxBytes` bytes; empty once the other end is closed.
+    /// Up to `maxBytes` bytes (at most ``Socket/maxTransfer`` at a time);
+    /// empty once the other end is closed. `maxBytes` must be positive.
     public func recv(_ maxBytes: Int, file: StaticString = #filePath, line: UInt = #line,
                      function: StaticString = #function) async throws -> [UInt8] {
         guard maxBytes > 0 else {
@@ -64,38 +70,40 @@ public final class Pipe: ByteChannel, @unchecked Sendable {
         }
         let t = try claim("recv", reading: true)
         defer { reading = false }
-        if scratch == nil || scratch!.count < maxBytes {
-            scratch?.deallocate()
-            scratch = .allocate(byteCount: Swift.max(maxBytes, 4096), alignment: 16)
-        }
-        let args = ck_request_args(op: CK_OP_READ, fd: fd, buf: scratch!.baseAddress, len: UInt64(maxBytes),
+        let count = Swift.min(maxBytes, PinnedBuffer.limit)
+        let buf = rxBuffer.region(count)
+        let args = ck_request_args(op: CK_OP_READ, fd: fd, buf: buf.baseAddress, len: UInt64(count),
                                    flags: 0, offset: -1)
         let r = try await t.kernel.performIO(t, args, .readWait, deadline: .max,
                                              site: CallSite(file: file, line: line, function: function))
         if r < 0 { throw SocketError(errno: Int32(-r), operation: "read") }
-        return Array(UnsafeRawBufferPointer(start: scratch!.baseAddress, count: r))
+        return Array(UnsafeRawBufferPointer(start: buf.baseAddress, count: r))
     }
 
-    /// Writes all of `bytes`.
+    /// Writes all of `bytes`, copied through the pipe's own buffer 64 KiB
+    /// at a time; a cancellation half-way records `bytesSent`.
     public func sendAll(_ bytes: [UInt8], file: StaticString = #filePath, line: UInt = #line,
                         function: StaticString = #function) async throws {
         let t = try claim("sendAll", reading: false)
         defer { writing = false }
-        let buffer = stableBytes(bytes)
+        let site = CallSite(file: file, line: line, function: function)
         var sent = 0
-        while sent < buffer.count {
-            let args = ck_request_args(op: CK_OP_WRITE, fd: fd,
-                                       buf: UnsafeMutableRawPointer(mutating: buffer.baseAddress! + sent),
-                                       len: UInt64(buffer.count - sent), flags: 0, offset: -1)
-            let r: Int
-            do {
-                r = try await t.kernel.performIO(t, args, .writeWait, deadline: .max,
-                                                 site: CallSite(file: file, line: line, function: function))
-            } catch let e as CancelledError {
-                throw withProgress(e, bytesSent: sent)
+        while sent < bytes.count {
+            let (buf, n) = txBuffer.load(bytes, from: sent)
+            var done = 0
+            while done < n {
+                let args = ck_request_args(op: CK_OP_WRITE, fd: fd, buf: buf.baseAddress! + done,
+                                           len: UInt64(n - done), flags: 0, offset: -1)
+                let r: Int
+                do {
+                    r = try await t.kernel.performIO(t, args, .writeWait, deadline: .max, site: site)
+                } catch let e as CancelledError {
+                    throw withProgress(e, bytesSent: sent + done)
+                }
+                if r < 0 { throw SocketError(errno: Int32(-r), operation: "write") }
+                done += r
             }
-            if r < 0 { throw SocketError(errno: Int32(-r), operation: "write") }
-            sent += r
+            sent += n
         }
     }
 

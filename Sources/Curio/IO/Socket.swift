@@ -18,6 +18,16 @@ import Glibc
 /// A socket belongs to the tasks of one kernel. Two tasks receiving (or
 /// sending) on one socket at the same time get ``ResourceBusy``. Closing
 /// a socket cancels what is pending on it.
+///
+/// The bytes of ``send(_:file:line:function:)-([UInt8],_,_,_)`` and friends are copied into a
+/// buffer the socket owns (at most 64 KiB at a time) before the request
+/// goes to the system, and received bytes arrive in another: the system
+/// never holds a pointer into a Swift array, and neither buffer is
+/// allocated again once it has grown to what the traffic needs.
+// @unchecked Sendable: the descriptor state, direction claims and buffers
+// are touched only by the tasks of the kernel the object is bound to
+// (`affinity.task` checks the caller's kernel first); `close` from another
+// thread hands the descriptor to that kernel (`closeRegistered`).
 public final class Socket: ByteChannel, @unchecked Sendable {
     /// The kind of a socket.
     public enum Kind: Sendable {
@@ -72,11 +82,13 @@ public final class Socket: ByteChannel, @unchecked Sendable {
     public let family: SocketAddress.Family
     /// Stream or datagram.
     public let kind: Kind
-    private var affinity = Affinity()
+    private let affinity = Affinity()
     private var receiving = false
     private var sending = false
-    /// Scratch space for ``recv(_:)`` so a receive allocates only its result.
-    private var scratch: UnsafeMutableRawBufferPointer?
+    /// Where receives land and sends are copied to, so a receive allocates
+    /// only its result and a send nothing.
+    private var rxBuffer = PinnedBuffer()
+    private var txBuffer = PinnedBuffer()
     /// Addresses and message headers that must stay put while a request is
     /// in flight: one for the receiving direction, one for the sending one.
     private let rx = UnsafeMutablePointer<IOSlot>.allocate(capacity: 1)
@@ -112,9 +124,13 @@ public final class Socket: ByteChannel, @unchecked Sendable {
             // forget the descriptor before its number is reused.
             closeRegistered(fd, kernel: affinity.kernel)
         }
-        scratch?.deallocate()
         rx.deallocate()
         tx.deallocate()
+    }
+
+    /// The receive and send buffers' sizes and addresses, for tests.
+    var pinnedBuffers: (receive: Int, send: Int, receiveAt: UnsafeMutableRawPointer?, sendAt: UnsafeMutableRawPointer?) {
+        (rxBuffer.capacity, txBuffer.capacity, rxBuffer.address, txBuffer.address)
     }
 
     private func checkOpen(_ what: String) throws {
@@ -270,23 +286,29 @@ public final class Socket: ByteChannel, @unchecked Sendable {
                           file: file, line: line, function: function)
     }
 
-    /// Receives up to `maxBytes`; an empty result means the peer closed.
+    /// The most bytes one ``recv(_:file:line:function:)`` returns (and one
+    /// send moves): 64 KiB. Larger requests are served in pieces of this
+    /// size, so a huge `maxBytes` neither fails nor pins memory.
+    public static let maxTransfer = PinnedBuffer.limit
+
+    /// Receives up to `maxBytes` → the bytes that arrived (at most
+    /// ``maxTransfer`` at a time, as a stream socket may always return
+    /// fewer); an empty result means the peer closed. `maxBytes` must be
+    /// positive: zero or negative throws ``CurioUsageError`` (`.invalidArgument`).
     public func recv(_ maxBytes: Int, file: StaticString = #filePath, line: UInt = #line,
                      function: StaticString = #function) async throws -> [UInt8] {
         guard maxBytes > 0 else {
             throw CurioUsageError(.invalidArgument, "recv: maxBytes must be > 0, got \(maxBytes)")
         }
-        // Claim the receiving direction before touching `scratch`: another
+        // Claim the receiving direction before touching the buffer: another
         // task's receive may be in flight into it (or, from another kernel,
         // it may be another thread's).
         let t = try begin(true, "recv")
         defer { receiving = false }
-        if scratch == nil || scratch!.count < maxBytes {
-            scratch?.deallocate()
-            scratch = .allocate(byteCount: max(maxBytes, 4096), alignment: 16)
-        }
-        let buf = UnsafeMutableRawBufferPointer(rebasing: scratch![0..<maxBytes])
-        let n = try await receive(t, into: buf, flags: 0, site: CallSite(file: file, line: line, function: function))
+        let count = Swift.min(maxBytes, PinnedBuffer.limit)
+        let buf = rxBuffer.region(count)
+        let n = try await receive(t, into: UnsafeMutableRawBufferPointer(rebasing: buf[0..<count]), flags: 0,
+                                  site: CallSite(file: file, line: line, function: function))
         return Array(UnsafeRawBufferPointer(rebasing: buf[0..<n]))
     }
 
@@ -309,49 +331,85 @@ public final class Socket: ByteChannel, @unchecked Sendable {
         return r
     }
 
-    /// Sends some of `bytes` → how many were sent.
+    /// Sends some of `bytes` (at most ``maxTransfer``) → how many were sent.
+    /// The bytes are copied into the socket's own buffer first.
     @discardableResult
     public func send(_ bytes: [UInt8], file: StaticString = #filePath, line: UInt = #line,
                      function: StaticString = #function) async throws -> Int {
-        try await send(stableBytes(bytes), file: file, line: line, function: function)
+        let t = try begin(false, "send")
+        defer { sending = false }
+        let (buf, n) = txBuffer.load(bytes, from: 0)
+        return try await sendOnce(t, buf.baseAddress!, n, flags: 0,
+                                  site: CallSite(file: file, line: line, function: function))
     }
 
-    /// Sends some of the caller's buffer → how many bytes were sent.
+    /// Sends some of the caller's buffer → how many bytes were sent. The
+    /// memory must stay valid until this returns (the system reads it
+    /// directly, across the suspension).
     @discardableResult
     public func send(_ buffer: UnsafeRawBufferPointer, flags: Int32 = 0,
                      file: StaticString = #filePath, line: UInt = #line,
                      function: StaticString = #function) async throws -> Int {
         let t = try begin(false, "send")
         defer { sending = false }
-        let r = try await request(t, CK_OP_SEND, buf: UnsafeMutableRawPointer(mutating: buffer.baseAddress),
-                                  len: buffer.count, flags: flags, state: .writeWait,
+        return try await sendOnce(t, buffer.baseAddress, buffer.count, flags: flags,
                                   site: CallSite(file: file, line: line, function: function))
+    }
+
+    /// One send for `t`, which has claimed the sending direction.
+    private func sendOnce(_ t: AnyCurioTask, _ base: UnsafeRawPointer?, _ count: Int, flags: Int32,
+                          site: CallSite) async throws -> Int {
+        let r = try await request(t, CK_OP_SEND, buf: UnsafeMutableRawPointer(mutating: base),
+                                  len: count, flags: flags, state: .writeWait, site: site)
         if r < 0 { throw SocketError(errno: Int32(-r), operation: "send") }
         return r
     }
 
-    /// Sends all of `bytes`. If cancelled (or timed out) half-way, the
-    /// error's `bytesSent` tells how many bytes went out.
+    /// Sends all of `bytes`, copied through the socket's buffer 64 KiB at a
+    /// time. If cancelled (or timed out) half-way, the error's `bytesSent`
+    /// tells how many bytes went out. No other task's send interleaves.
     public func sendAll(_ bytes: [UInt8], file: StaticString = #filePath, line: UInt = #line,
                         function: StaticString = #function) async throws {
-        try await sendAll(stableBytes(bytes), file: file, line: line, function: function)
+        let t = try begin(false, "sendAll")
+        defer { sending = false }
+        let site = CallSite(file: file, line: line, function: function)
+        var sent = 0
+        while sent < bytes.count {
+            let (buf, n) = txBuffer.load(bytes, from: sent)
+            var done = 0
+            do {
+                while done < n {
+                    done += try await sendOnce(t, buf.baseAddress! + done, n - done, flags: 0, site: site)
+                }
+            } catch let e as CancelledError {
+                throw withProgress(e, bytesSent: sent + done)
+            }
+            sent += n
+        }
     }
 
-    /// Sends all of the caller's buffer; see ``sendAll(_:file:line:function:)-([UInt8],_,_,_)``.
+    /// Sends all of the caller's buffer, which must stay valid until this
+    /// returns; see ``sendAll(_:file:line:function:)-([UInt8],_,_,_)``.
     public func sendAll(_ buffer: UnsafeRawBufferPointer, file: StaticString = #filePath, line: UInt = #line,
                         function: StaticString = #function) async throws {
+        let t = try begin(false, "sendAll")
+        defer { sending = false }
+        let site = CallSite(file: file, line: line, function: function)
         var sent = 0
         while sent < buffer.count {
             do {
-                sent += try await send(UnsafeRawBufferPointer(rebasing: buffer[sent...]),
-                                       file: file, line: line, function: function)
+                sent += try await sendOnce(t, buffer.baseAddress! + sent, buffer.count - sent, flags: 0, site: site)
             } catch let e as CancelledError {
                 throw withProgress(e, bytesSent: sent)
             }
         }
     }
 
-    /// Receives one datagram of up to `maxBytes` → its bytes and sender.
+    /// Receives one datagram of up to `maxBytes` → its bytes and sender
+    /// (the rest of a longer datagram is discarded, as recvfrom(2) does).
+    /// A datagram larger than ``maxTransfer`` is received into memory of
+    /// its own size, freed when the call returns, so asking for a huge
+    /// `maxBytes` allocates only what arrives. `maxBytes` must be positive.
     public func recvFrom(_ maxBytes: Int, file: StaticString = #filePath, line: UInt = #line,
                          function: StaticString = #function) async throws -> ([UInt8], SocketAddress) {
         let t = try begin(true, "recvFrom")
@@ -359,16 +417,28 @@ public final class Socket: ByteChannel, @unchecked Sendable {
         guard maxBytes > 0 else {
             throw CurioUsageError(.invalidArgument, "recvFrom: maxBytes must be > 0, got \(maxBytes)")
         }
-        if scratch == nil || scratch!.count < maxBytes {
-            scratch?.deallocate()
-            scratch = .allocate(byteCount: max(maxBytes, 4096), alignment: 16)
+        let site = CallSite(file: file, line: line, function: function)
+        var count = Swift.min(maxBytes, PinnedBuffer.limit)
+        var buf = rxBuffer.region(count)
+        var large: UnsafeMutableRawBufferPointer?
+        defer { large?.deallocate() }
+        if maxBytes > PinnedBuffer.limit && kind == .datagram {
+            // How long is the next datagram? MSG_TRUNC makes a peek report
+            // its full length whatever fits.
+            let r = try await request(t, CK_OP_RECV, buf: buf.baseAddress, len: 1,
+                                      flags: Int32(MSG_PEEK) | Int32(MSG_TRUNC), state: .readWait, site: site)
+            if r < 0 { throw SocketError(errno: Int32(-r), operation: "recvfrom") }
+            if r > count {
+                count = Swift.min(maxBytes, r)
+                large = .allocate(byteCount: count, alignment: 16)
+                buf = large!
+            }
         }
-        rx.pointee.prepare(data: scratch!.baseAddress!, count: maxBytes, addressLength: socklen_t(MemoryLayout<sockaddr_storage>.size))
+        rx.pointee.prepare(data: buf.baseAddress!, count: count, addressLength: socklen_t(MemoryLayout<sockaddr_storage>.size))
         _ = rx.linked()
-        let r = try await request(t, CK_OP_RECVMSG, buf: rx.messagePointer, len: 0, state: .readWait,
-                                  site: CallSite(file: file, line: line, function: function))
+        let r = try await request(t, CK_OP_RECVMSG, buf: rx.messagePointer, len: 0, state: .readWait, site: site)
         if r < 0 { throw SocketError(errno: Int32(-r), operation: "recvfrom") }
-        let bytes = Array(UnsafeRawBufferPointer(start: scratch!.baseAddress, count: r))
+        let bytes = Array(UnsafeRawBufferPointer(start: buf.baseAddress, count: Swift.min(r, count)))
         return (bytes, SocketAddress(storage: rx.pointee.address, length: rx.pointee.message.msg_namelen))
     }
 
@@ -378,12 +448,21 @@ public final class Socket: ByteChannel, @unchecked Sendable {
                        line: UInt = #line, function: StaticString = #function) async throws -> Int {
         let t = try begin(false, "sendTo")
         defer { sending = false }
-        let data = stableBytes(bytes)
+        // A datagram goes whole: one larger than the socket's buffer is
+        // copied into memory of its own for the call.
+        var large: UnsafeMutableRawBufferPointer?
+        defer { large?.deallocate() }
+        let data: UnsafeMutableRawBufferPointer
+        if bytes.count > PinnedBuffer.limit {
+            large = .allocate(byteCount: bytes.count, alignment: 16)
+            large!.copyBytes(from: bytes)
+            data = large!
+        } else {
+            data = txBuffer.load(bytes, from: 0).0
+        }
         tx.pointee.address = address.storage
-        tx.pointee.prepare(data: UnsafeMutableRawPointer(mutating: data.baseAddress), count: data.count,
-                           addressLength: address.length)
+        tx.pointee.prepare(data: data.baseAddress, count: bytes.count, addressLength: address.length)
         _ = tx.linked()
-        // `bytes` is a parameter: the caller keeps it alive for the call.
         let r = try await request(t, CK_OP_SENDMSG, buf: tx.messagePointer, len: 0, state: .writeWait,
                                   site: CallSite(file: file, line: line, function: function))
         if r < 0 { throw SocketError(errno: Int32(-r), operation: "sendto \(address)") }
@@ -461,12 +540,4 @@ extension UnsafeMutablePointer where Pointee == IOSlot {
     private func field<V>(_ path: KeyPath<IOSlot, V>) -> UnsafeMutableRawPointer {
         UnsafeMutableRawPointer(self).advanced(by: MemoryLayout<IOSlot>.offset(of: path)!)
     }
-}
-
-/// The bytes of an array as a pointer that stays valid while the array is
-/// alive and unmodified: a non-empty Swift array on Linux keeps its
-/// elements in one heap buffer that never moves while nothing mutates it.
-/// Callers keep `bytes` alive across the request.
-func stableBytes(_ bytes: [UInt8]) -> UnsafeRawBufferPointer {
-    bytes.withUnsafeBytes { $0 }
 }

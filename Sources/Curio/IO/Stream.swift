@@ -23,6 +23,10 @@ public protocol ByteChannel: AnyObject, Sendable {
 /// or times out leaves what arrived in the buffer for the next read, and
 /// its error (``TaskCancelled`` or ``TaskTimeout``) says in `bytesRead` how
 /// much that was.
+// @unchecked Sendable: the buffer is touched only by tasks of the kernel
+// the stream is bound to (every read checks `affinity` first, so a task of
+// another kernel gets `.wrongKernel` before it touches anything); `channel`
+// is immutable and Sendable.
 public final class SocketStream: AsyncSequence, @unchecked Sendable {
     /// The socket or pipe underneath; the stream owns it and closes it.
     public let channel: any ByteChannel
@@ -34,6 +38,7 @@ public final class SocketStream: AsyncSequence, @unchecked Sendable {
     private var start = 0  // first unread byte of `buffer`
     private var eof = false
     private let chunk: Int
+    private let affinity = Affinity()
 
     /// Wraps a socket or pipe. `chunk` is the most one receive asks for.
     public init(_ channel: any ByteChannel, chunk: Int = 65536, maxLineLength: Int = 65536) {
@@ -78,6 +83,7 @@ public final class SocketStream: AsyncSequence, @unchecked Sendable {
     /// end of stream. `read()` with no limit reads everything until the end.
     public func read(_ maxBytes: Int = -1, file: StaticString = #filePath, line: UInt = #line,
                      function: StaticString = #function) async throws -> [UInt8] {
+        _ = try affinity.task("SocketStream.read")
         if maxBytes < 0 { return try await readAll(file: file, line: line, function: function) }
         if maxBytes == 0 { return [] }
         if buffered == 0 {
@@ -93,6 +99,7 @@ public final class SocketStream: AsyncSequence, @unchecked Sendable {
     /// Everything until the peer closes its side.
     public func readAll(file: StaticString = #filePath, line: UInt = #line,
                         function: StaticString = #function) async throws -> [UInt8] {
+        _ = try affinity.task("SocketStream.readAll")
         do {
             while try await fill(file, line, function) {}
         } catch let e as CancelledError {
@@ -106,6 +113,7 @@ public final class SocketStream: AsyncSequence, @unchecked Sendable {
     public func readExactly(_ n: Int, file: StaticString = #filePath, line: UInt = #line,
                             function: StaticString = #function) async throws -> [UInt8] {
         guard n >= 0 else { throw CurioUsageError(.invalidArgument, "readExactly: n must be >= 0, got \(n)") }
+        _ = try affinity.task("SocketStream.readExactly")
         do {
             while buffered < n {
                 if try await !fill(file, line, function) {
@@ -123,6 +131,7 @@ public final class SocketStream: AsyncSequence, @unchecked Sendable {
     /// than ``maxLineLength`` (the bytes stay buffered).
     public func readLine(file: StaticString = #filePath, line: UInt = #line,
                          function: StaticString = #function) async throws -> [UInt8] {
+        _ = try affinity.task("SocketStream.readLine")
         var scanned = 0
         do {
             while true {

@@ -26,11 +26,15 @@ import CCurioKernel
 /// ``CancelledError`` propagates, as in `threading` and curio. Waiting or
 /// notifying without holding the lock throws ``CurioUsageError``.
 /// Notifications wake waiters in the order they started waiting.
+// @unchecked Sendable: every mutable field is touched only by the tasks of
+// the kernel the object is bound to (`affinity.task` checks the caller's
+// kernel before each access), so one thread at a time; a task of another
+// kernel gets `.wrongKernel` instead of touching it.
 public final class Condition: @unchecked Sendable {
     /// The lock that guards the condition's state.
     public let lock: Lock
     private let waiters = WaitQueue()
-    private var affinity = Affinity()
+    private let affinity = Affinity()
 
     /// Creates a condition over `lock`, or over a new ``Lock``.
     public init(lock: Lock? = nil) {

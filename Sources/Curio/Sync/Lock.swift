@@ -28,12 +28,16 @@ func syncDeadline(_ timeout: Double?) throws -> Int64 {
 /// task that holds it (use ``RLock`` for that) throws ``CurioUsageError``.
 /// A lock binds to the kernel of the first task that uses it; tasks of
 /// another kernel get ``CurioUsageError`` with kind `.wrongKernel`.
+// @unchecked Sendable: every mutable field is touched only by the tasks of
+// the kernel the object is bound to (`affinity.task` checks the caller's
+// kernel before each access), so one thread at a time; a task of another
+// kernel gets `.wrongKernel` instead of touching it.
 public final class Lock: @unchecked Sendable {
     /// The id of the task holding the lock; 0 when unlocked. With hand-off,
     /// an unlocked lock has no waiters.
     private(set) var ownerID = 0
     private let waiters = WaitQueue()
-    private var affinity = Affinity()
+    private let affinity = Affinity()
 
     /// Creates an unlocked lock.
     public init() {}
@@ -174,10 +178,14 @@ public final class Lock: @unchecked Sendable {
 ///
 /// Fair and cancellation-safe like ``Lock``. Releasing it from a task that
 /// does not hold it throws ``CurioUsageError`` with kind `.invalidRelease`.
+// @unchecked Sendable: every mutable field is touched only by the tasks of
+// the kernel the object is bound to (`affinity.task` checks the caller's
+// kernel before each access), so one thread at a time; a task of another
+// kernel gets `.wrongKernel` instead of touching it.
 public final class RLock: @unchecked Sendable {
     private let base = Lock()
     private var depth = 0
-    private var affinity = Affinity()
+    private let affinity = Affinity()
 
     /// Creates an unlocked reentrant lock.
     public init() {}

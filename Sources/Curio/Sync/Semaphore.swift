@@ -18,6 +18,15 @@
 ///
 /// In a file that imports Glibc, write `Curio.Semaphore`: Glibc declares a
 /// `Semaphore` of its own.
+///
+/// A negative initial value is a mistake the semaphore reports, not a
+/// crash: `Semaphore(value: -1)` is created (the spelling stays the
+/// non-throwing `threading` one), and its first ``acquire(timeout:file:line:function:)``,
+/// ``release()`` or ``withLock(file:line:function:_:)`` throws
+/// ``CurioUsageError`` with kind `.invalidArgument` naming the value.
+// @unchecked Sendable: `value` and the wait queue are touched only by the
+// tasks of the kernel the semaphore is bound to (`affinity.task` checks
+// that before every access); `bound` and `invalidValue` are immutable.
 public class Semaphore: @unchecked Sendable {
     /// The permits available now. With hand-off, permits and waiters never
     /// coexist: a waiting task means the value is 0.
@@ -25,15 +34,28 @@ public class Semaphore: @unchecked Sendable {
     /// The bound of a ``BoundedSemaphore``.
     let bound: Int?
     private let waiters = WaitQueue()
-    private var affinity = Affinity()
+    private let affinity = Affinity()
+    /// The rejected initial value, reported by every call.
+    private let invalidValue: Int?
 
     init(value: Int, bound: Int?) {
-        precondition(value >= 0, "Semaphore(value:) needs a value >= 0, got \(value)")
-        self.value = value
-        self.bound = bound
+        self.invalidValue = value < 0 ? value : nil
+        self.value = Swift.max(0, value)
+        self.bound = bound.map { Swift.max(0, $0) }
     }
 
-    /// Creates a semaphore with `value` permits (at least 0).
+    /// The calling task, once the semaphore is known to be valid.
+    private func task(_ what: StaticString) throws -> AnyCurioTask {
+        if let invalidValue {
+            let type = bound == nil ? "Semaphore" : "BoundedSemaphore"
+            throw CurioUsageError(.invalidArgument,
+                "\(what): this \(type) was created with value \(invalidValue); the initial value must be >= 0")
+        }
+        return try affinity.task(what)
+    }
+
+    /// Creates a semaphore with `value` permits (at least 0; a negative
+    /// value makes every call throw, see ``Semaphore``).
     public convenience init(value: Int = 1) {
         self.init(value: value, bound: nil)
     }
@@ -52,7 +74,7 @@ public class Semaphore: @unchecked Sendable {
     @discardableResult
     public func acquire(timeout: Double? = nil, file: StaticString = #filePath, line: UInt = #line,
                         function: StaticString = #function) async throws -> Bool {
-        let t = try affinity.task("Semaphore.acquire")
+        let t = try task("Semaphore.acquire")
         let deadline = try syncDeadline(timeout)
         if value > 0 {
             assert(waiters.isEmpty, "a Semaphore with permits and waiters: hand-off broken")
@@ -71,7 +93,7 @@ public class Semaphore: @unchecked Sendable {
     /// A ``BoundedSemaphore`` throws ``CurioUsageError`` (`.invalidRelease`)
     /// when this would raise its value above the initial one.
     public func release() async throws {
-        let t = try affinity.task("Semaphore.release")
+        let t = try task("Semaphore.release")
         if let bound, value >= bound {
             throw CurioUsageError(.invalidRelease,
                 "BoundedSemaphore.release: released more times than acquired; its value would exceed its bound of \(bound)")
@@ -110,8 +132,10 @@ public class Semaphore: @unchecked Sendable {
 /// try await pool.release()
 /// try await pool.release()   // throws: the bound is 2
 /// ```
+// @unchecked Sendable: adds no state to ``Semaphore``.
 public final class BoundedSemaphore: Semaphore, @unchecked Sendable {
-    /// Creates a semaphore with `value` permits, which is also its bound.
+    /// Creates a semaphore with `value` permits, which is also its bound
+    /// (at least 0; a negative value makes every call throw).
     public init(value: Int = 1) {
         super.init(value: value, bound: value)
     }
