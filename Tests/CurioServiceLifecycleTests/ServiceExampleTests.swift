@@ -87,7 +87,7 @@ struct ServiceExampleTests {
     final class Client: Sendable {
         let fd: Int32
         init(port: Int) throws {
-            fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
             var tv = timeval(tv_sec: 30, tv_usec: 0)
             setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
             guard Client.connect(fd, port: port) == 0 else {
@@ -112,7 +112,7 @@ struct ServiceExampleTests {
 
         /// Whether a new connection to `port` is refused (the listener is closed).
         static func refused(port: Int) -> Bool {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
             defer { Glibc.close(fd) }
             return connect(fd, port: port) != 0 && errno == ECONNREFUSED
         }
@@ -191,7 +191,7 @@ struct ServiceExampleTests {
 
     @Test func aPortInUseEndsTheServiceWithAnErrorNotAHang() async throws {
         // Hold a port, then ask the example for it.
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         defer { Glibc.close(fd) }
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)

@@ -317,27 +317,39 @@ struct KernelTests {
         let kernelThread = Mutex<pthread_t?>(nil)
         let sawThread = Mutex<pthread_t?>(nil)
         let evt = Event()
-        async let main: Int = KernelHarness.onThread {
+        // The kernel's thread starts here and now, not from a child task:
+        // a child task may wait for a thread of Swift's pool, which other
+        // suites can keep busy for longer than any bound.
+        let mainResult = Mutex<Result<Int, any Error>?>(nil)
+        let finished = KernelHarness.Flag()
+        KernelHarness.startThread {
             kernelThread.withLock { $0 = pthread_self() }
-            let v = try kernel.run { () -> Int in
-                running.set()
-                try await evt.wait()
-                return 1
+            let r = Result { () throws -> Int in
+                let v = try kernel.run { () -> Int in
+                    running.set()
+                    try await evt.wait()
+                    return 1
+                }
+                try kernel.shutdown()
+                return v
             }
-            try kernel.shutdown()
-            return v
+            mainResult.withLock { $0 = r }
+            finished.set()
         }
         // The main task waits for an event only the added task sets: run
         // returns only if the task added from this other thread ran.
         let added = try await KernelHarness.onThread { () -> CurioTask<Int> in
-            guard running.wait(15) else { throw KernelHarness.Failure(description: "kernel never ran") }
+            guard running.wait(30) else { throw KernelHarness.Failure(description: "kernel never ran") }
             return kernel.addTask(name: "from-outside") { () -> Int in
                 sawThread.withLock { $0 = pthread_self() }
                 await evt.set()
                 return 99
             }
         }
-        let mainValue = try await main
+        let mainValue = try await KernelHarness.onThread { () -> Int in
+            guard finished.wait(30) else { throw KernelHarness.Failure(description: "the kernel's run did not return") }
+            return try mainResult.withLock { $0! }.get()
+        }
         #expect(mainValue == 1)
         #expect(added.id == 2)
         #expect(added.name == "from-outside")

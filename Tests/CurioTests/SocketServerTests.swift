@@ -163,7 +163,7 @@ struct SocketServerTests {
         defer { IOTest.removeDirectory(dir) }
         let path = dir + "/server.sock"
         // A stale socket file at the path is replaced.
-        let stale = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        let stale = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         _ = try SocketAddress(unixPath: path).withSockaddr { Glibc.bind(stale, $0, $1) }
         Glibc.close(stale)
         let r = try IOTest.run { () -> [String] in

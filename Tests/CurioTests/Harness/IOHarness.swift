@@ -87,7 +87,7 @@ enum IOTest {
 
     /// Whether this machine has an IPv6 loopback to bind to.
     static let hasIPv6Loopback: Bool = {
-        let fd = socket(AF_INET6, Int32(SOCK_STREAM.rawValue), 0)
+        let fd = socket(AF_INET6, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { return false }
         defer { Glibc.close(fd) }
         var a = sockaddr_in6()
