@@ -76,6 +76,10 @@ func withProgress(_ error: any Error, bytesRead: Int? = nil, bytesSent: Int? = n
         e.bytesRead = bytesRead ?? e.bytesRead
         e.bytesSent = bytesSent ?? e.bytesSent
         return e
+    case var e as UncaughtTimeoutError:
+        e.bytesRead = bytesRead ?? e.bytesRead
+        e.bytesSent = bytesSent ?? e.bytesSent
+        return e
     default:
         return error
     }
@@ -84,9 +88,36 @@ func withProgress(_ error: any Error, bytesRead: Int? = nil, bytesSent: Int? = n
 /// A timeout reached a block whose own deadline has not passed and that
 /// has no enclosing block it could belong to: somebody let a timeout escape.
 public struct UncaughtTimeoutError: TimeoutError, CustomStringConvertible {
+    /// The kernel clock when the timeout fired.
     public let clock: Double
+    /// Partial progress of the interrupted read or write, as on ``TaskCancelled``.
+    public var bytesRead: Int?
+    public var bytesSent: Int?
     public init(clock: Double) { self.clock = clock }
-    public var description: String { "UncaughtTimeoutError(clock: \(clock)): a timeout escaped from the block that owned it" }
+    public var description: String {
+        "UncaughtTimeoutError(clock: \(clock)): a timeout escaped from the block that owned it" + progressDescription(bytesRead, bytesSent)
+    }
+}
+
+/// The partial progress (`bytesRead`, `bytesSent`) recorded on `error`, if
+/// it is one of Curio's cancellations or timeouts.
+func progress(of error: any Error) -> (read: Int?, sent: Int?) {
+    switch error {
+    case let e as TaskCancelled: return (e.bytesRead, e.bytesSent)
+    case let e as TaskTimeout: return (e.bytesRead, e.bytesSent)
+    case let e as TimeoutCancellationError: return (e.bytesRead, e.bytesSent)
+    case let e as UncaughtTimeoutError: return (e.bytesRead, e.bytesSent)
+    default: return (nil, nil)
+    }
+}
+
+/// `replacement` with the partial progress of `original` carried over: an
+/// error that replaces another on the way out of a timeout block keeps the
+/// count, so a caller can always tell how much of a stream went through.
+func carryProgress<E: Error>(of original: any Error, to replacement: E) -> any Error {
+    let (read, sent) = progress(of: original)
+    if read == nil && sent == nil { return replacement }
+    return withProgress(replacement, bytesRead: read, bytesSent: sent)
 }
 
 /// Thrown by ``CurioTask/join(timeout:)`` when the task ended by throwing.
