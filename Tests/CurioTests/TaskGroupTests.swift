@@ -113,7 +113,7 @@ func taskGroupSpawnStartsMembers() throws {
         #expect(try a.result == 1)
         #expect(try b.result == 2)
         #expect(try d.result == 3)
-        #expect(try g.results.sorted() == [1, 2, 3])
+        #expect(try g.results == [1, 2])   // the daemon member is left out
     }
 }
 
