@@ -162,7 +162,7 @@ struct UniversalTests {
                     // (the first in line, often this one) when it is
                     // cancelled: a marker, -2, counted like any item.
                     if Int.random(in: 0..<3, using: &rng) == 0 && q.isEmpty {
-                        q.put(-2)
+                        try await q.put(-2)
                         report.cancelledHolding += 1
                     }
                     try await live[i].cancel()
@@ -176,7 +176,7 @@ struct UniversalTests {
                 }
             }
             // Every item is in; one sentinel per consumer left.
-            for _ in 0..<(curioConsumers + threadConsumers) { q.put(-1) }
+            for _ in 0..<(curioConsumers + threadConsumers) { try await q.put(-1) }
             for t in live {
                 if try await BridgeTest.joinOrCancel(t, 40) == true { report.ended += 1 }
             }
@@ -204,7 +204,7 @@ struct UniversalTests {
                 tasks.append(try await spawn {
                     let base = (producerThreads + p) * perProducer
                     for i in 0..<perProducer {
-                        q.put(base + i)
+                        try await q.put(base + i)
                         if i % 25 == 24 { try await Curio.sleep(0.001) }
                     }
                 })
@@ -242,15 +242,15 @@ struct UniversalTests {
             _ = try await BridgeTest.poll { a.state == .queueGet && b.state == .queueGet }
             // Handed to `a` (its wake-up is posted), then `a` is cancelled
             // before it runs: the item must go on to `b`.
-            q.put("x")
+            try await q.put("x")
             try await a.cancel()
             seen.append("a \(String(describing: try await a.join()))")
             seen.append("b \(try await BridgeTest.joinOrCancel(b, 10) ?? "nothing")")
             // The same with nobody else waiting: the item goes back in front.
             let c = try await spawn(name: "c") { try await q.get() }
             _ = try await BridgeTest.poll { c.state == .queueGet }
-            q.put("y")
-            q.put("z")
+            try await q.put("y")
+            try await q.put("z")
             try await c.cancel()
             seen.append("c \(String(describing: try await c.join())) count \(q.count)")
             let y = try await timeoutAfter(5) { try await q.get() }
@@ -295,7 +295,7 @@ struct UniversalTests {
         }
         async let kernelSide: Void = KernelHarness.run(limit: 50) { _ in
             for i in (total / 2)..<total {
-                q.put(i)
+                try await q.put(i)
                 if i % 50 == 49 { try await Curio.sleep(0.0005) }
             }
         }
@@ -313,7 +313,7 @@ struct UniversalTests {
         try await kernelSide
         let producedInTime = try await KernelHarness.onThread(limit: 30) { try threadDone.blockingWait(timeout: 25) }
         // One sentinel per getter; cancelled ones leave theirs behind.
-        for _ in 0..<getters { q.put(-1) }
+        for _ in 0..<getters { try await q.put(-1) }
         var endings: [String] = []
         for t in tasks { endings.append(await t.value) }
         var leftovers: [Int] = []
@@ -346,12 +346,12 @@ struct UniversalTests {
         #expect(await early.value == "CancellationError")
         getter.cancel()
         #expect(await getter.value == "CancellationError")
-        q.put(7)
+        try await q.put(7)
         #expect(q.count == 1)
         let next = Task.detached { try await q.get() }
         #expect(try await next.value == 7)
         // A cancelled task still takes an item that is already there.
-        q.put(8)
+        try await q.put(8)
         let late = Task.detached { () -> String in
             withUnsafeCurrentTask { $0?.cancel() }
             do { return "got \(try await q.get())" } catch { return "\(type(of: error))" }

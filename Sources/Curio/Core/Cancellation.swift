@@ -26,11 +26,12 @@ public func checkCancellation() async throws {
 /// The cancellation waiting for the calling task, without delivering it:
 /// inside ``disableCancellation(_:)`` this tells a task that it should stop.
 /// A timeout deadline that has passed counts (a ``TaskTimeout``), as in
-/// curio 1.6, since the next blocking call would deliver it.
+/// curio 1.6, since the next blocking call would deliver it — unless the
+/// task has been cancelled, which drops its deadlines.
 public func pendingCancellation() async throws -> (any Error)? {
     let t = try Kernel.currentTask()
     if let e = t.pendingCancel { return e }
-    if t.effectiveDeadline != .max && !t.deadlineDelivered {
+    if t.effectiveDeadline != .max && !t.deadlineDelivered && !t.cancelled {
         let now = ck_now_ns()
         if now >= t.effectiveDeadline { return TaskTimeout(clock: Double(now) / 1e9) }
     }

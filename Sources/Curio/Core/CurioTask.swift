@@ -68,6 +68,9 @@ public class AnyCurioTask: @unchecked Sendable, CustomStringConvertible {
     @exclusivity(unchecked) var inSwiftTaskTable = false
     /// The group this task belongs to, told when the task ends.
     @exclusivity(unchecked) var group: (any TaskEndObserver)?
+    /// The user took this task's outcome (an explicit `join`, or a group's
+    /// `nextDone`): its group leaves it out of `results` and `exceptions`.
+    @exclusivity(unchecked) var takenByUser = false
 
     // The kernel's task list.
     @exclusivity(unchecked) var allNext: AnyCurioTask?
@@ -135,7 +138,14 @@ public class AnyCurioTask: @unchecked Sendable, CustomStringConvertible {
     /// Cancels the task: it sees a ``TaskCancelled`` at its current or next
     /// blocking call. With `blocking` (the default) this returns once the
     /// task has finished handling it and ended. Returns false when the task
-    /// had already ended.
+    /// had already ended or had already been cancelled.
+    ///
+    /// Only the first cancel counts (curio 1.6): a second `cancel()` of a
+    /// task that is already handling its cancellation (cleaning up in a
+    /// `catch`, say) does not interrupt that handling; it waits like the
+    /// first, and both return once the task has ended. Cancelling a task
+    /// also drops its deadlines: no ``timeoutAfter(_:_:)`` block it is in
+    /// fires into its clean-up.
     ///
     /// A task may cancel itself; the call then returns at once and the
     /// cancellation arrives at its next blocking call.
@@ -144,12 +154,13 @@ public class AnyCurioTask: @unchecked Sendable, CustomStringConvertible {
                        function: StaticString = #function) async throws -> Bool {
         guard let me = try callerOnSameKernel() else { return try await cancelFromOutside(blocking: blocking) }
         if terminated { return false }
+        let first = !cancelled
         kernel.deliverCancel(self, TaskCancelled())
         if blocking && me !== self && !terminated {
             _ = try await kernel.block(me, .taskJoin, on: joinQueue(), deadline: .max,
                                        site: CallSite(file: file, line: line, function: function))
         }
-        return true
+        return first
     }
 
     func joinQueue() -> WaitQueue {
@@ -205,6 +216,7 @@ public final class CurioTask<T>: AnyCurioTask, @unchecked Sendable {
     public func join(timeout: Double? = nil, file: StaticString = #filePath, line: UInt = #line,
                      function: StaticString = #function) async throws -> T? {
         try await awaitEnd(timeout: timeout, site: CallSite(file: file, line: line, function: function))
+        takenByUser = true
         if let e = joinFailure() { throw e }
         return value
     }

@@ -82,6 +82,10 @@ func withProgress(_ error: any Error, bytesRead: Int? = nil, bytesSent: Int? = n
         e.bytesRead = bytesRead ?? e.bytesRead
         e.bytesSent = bytesSent ?? e.bytesSent
         return e
+    case var e as UncaughtTimeoutError:
+        e.bytesRead = bytesRead ?? e.bytesRead
+        e.bytesSent = bytesSent ?? e.bytesSent
+        return e
     default:
         return error
     }
@@ -92,9 +96,36 @@ func withProgress(_ error: any Error, bytesRead: Int? = nil, bytesSent: Int? = n
 public struct UncaughtTimeoutError: TimeoutError, CustomStringConvertible {
     /// When the stray timeout fired, in seconds on ``clock()``.
     public let clock: Double
+    /// Bytes of the interrupted read that were received, as on ``TaskCancelled``.
+    public var bytesRead: Int?
+    /// Bytes of the interrupted write that went out, as on ``TaskCancelled``.
+    public var bytesSent: Int?
     /// A timeout that fired at `clock` and reached a block whose own deadline had not passed.
     public init(clock: Double) { self.clock = clock }
-    public var description: String { "UncaughtTimeoutError(clock: \(clock)): a timeout escaped from the block that owned it" }
+    public var description: String {
+        "UncaughtTimeoutError(clock: \(clock)): a timeout escaped from the block that owned it" + progressDescription(bytesRead, bytesSent)
+    }
+}
+
+/// The partial progress (`bytesRead`, `bytesSent`) recorded on `error`, if
+/// it is one of Curio's cancellations or timeouts.
+func progress(of error: any Error) -> (read: Int?, sent: Int?) {
+    switch error {
+    case let e as TaskCancelled: return (e.bytesRead, e.bytesSent)
+    case let e as TaskTimeout: return (e.bytesRead, e.bytesSent)
+    case let e as TimeoutCancellationError: return (e.bytesRead, e.bytesSent)
+    case let e as UncaughtTimeoutError: return (e.bytesRead, e.bytesSent)
+    default: return (nil, nil)
+    }
+}
+
+/// `replacement` with the partial progress of `original` carried over: an
+/// error that replaces another on the way out of a timeout block keeps the
+/// count, so a caller can always tell how much of a stream went through.
+func carryProgress<E: Error>(of original: any Error, to replacement: E) -> any Error {
+    let (read, sent) = progress(of: original)
+    if read == nil && sent == nil { return replacement }
+    return withProgress(replacement, bytesRead: read, bytesSent: sent)
 }
 
 /// Thrown by ``CurioTask/join(timeout:file:line:function:)-(Double?,_,_,_)`` when the task ended by throwing.

@@ -124,6 +124,13 @@ func absoluteDeadline(_ clockDeadline: Double) throws -> Int64 {
 
 extension Kernel {
     /// The nesting rules of curio 1.6's timeout blocks.
+    ///
+    /// Two more rules hold on the way out: a timeout that belongs to this
+    /// block (or to an inner one already left) never outlives it — on
+    /// io_uring a deadline can fire while a recv is being cancelled and
+    /// the data still win, leaving the ``TaskTimeout`` pending with no
+    /// block left to own it — and an error that replaces another carries
+    /// the partial progress (`bytesRead` / `bytesSent`) over.
     func withDeadline<T>(_ t: AnyCurioTask, _ deadline: Int64, ignore: Bool,
                          _ body: () async throws -> T) async throws -> T? {
         let level = t.timeouts.count
@@ -135,6 +142,10 @@ extension Kernel {
             t.deadlineDelivered = false
         }
         func restore() {
+            if let pending = t.pendingCancel as? TaskTimeout,
+               judge(t, level: level, clock: pending.clock) != .outer {
+                t.pendingCancel = nil
+            }
             t.timeouts.removeLast(t.timeouts.count - level)
             t.effectiveDeadline = savedEffective
             t.deadlineDelivered = savedDelivered
@@ -147,17 +158,17 @@ extension Kernel {
             let verdict = judge(t, level: level, clock: e.clock)
             restore()
             switch verdict {
-            case .none: throw UncaughtTimeoutError(clock: e.clock)
-            case .outer: throw TimeoutCancellationError(clock: e.clock)
+            case .none: throw carryProgress(of: e, to: UncaughtTimeoutError(clock: e.clock))
+            case .outer: throw carryProgress(of: e, to: TimeoutCancellationError(clock: e.clock))
             case .mine: if ignore { return nil } else { throw e }
             }
         } catch let e as TimeoutCancellationError {
             let verdict = judge(t, level: level, clock: e.clock)
             restore()
             switch verdict {
-            case .none: throw UncaughtTimeoutError(clock: e.clock)
+            case .none: throw carryProgress(of: e, to: UncaughtTimeoutError(clock: e.clock))
             case .outer: throw e
-            case .mine: if ignore { return nil } else { throw TaskTimeout(clock: e.clock) }
+            case .mine: if ignore { return nil } else { throw carryProgress(of: e, to: TaskTimeout(clock: e.clock)) }
             }
         } catch {
             restore()
@@ -165,11 +176,11 @@ extension Kernel {
         }
     }
 
-    private enum Verdict { case none, outer, mine }
+    fileprivate enum Verdict { case none, outer, mine }
 
     /// Which block a timeout that fired at `clock` belongs to: the
     /// outermost block whose deadline had passed by then.
-    private func judge(_ t: AnyCurioTask, level: Int, clock: Double) -> Verdict {
+    fileprivate func judge(_ t: AnyCurioTask, level: Int, clock: Double) -> Verdict {
         let firedAt = Int64(clock * 1e9)
         for (i, d) in t.timeouts.enumerated() where d <= firedAt {
             return i < level ? .outer : (i == level ? .mine : .none)

@@ -27,7 +27,9 @@ extension Kernel {
             t.pendingCancel = nil
             throw e
         }
-        if t.effectiveDeadline != .max && !t.deadlineDelivered {
+        // A cancelled task's deadlines are dropped (curio clears the
+        // pending timeout when it cancels): none fires into its clean-up.
+        if t.effectiveDeadline != .max && !t.deadlineDelivered && !t.cancelled {
             let now = ck_now_ns()
             if now >= t.effectiveDeadline {
                 t.deadlineDelivered = true
@@ -212,11 +214,20 @@ extension Kernel {
     /// Requests cancellation of `t` with `error` (a TaskCancelled or a
     /// timeout). A suspended task with cancellation enabled is interrupted
     /// now; otherwise the error waits for its next blocking call.
+    ///
+    /// Only the first ``TaskCancelled`` counts: a task that is already
+    /// cancelled is handling it (maybe cleaning up), and a second one
+    /// must not interrupt that; the caller just waits for the end.
+    /// Cancelling also drops the task's deadlines: a timeout that was
+    /// pending is replaced by the cancellation.
     func deliverCancel(_ t: AnyCurioTask, _ error: any Error) {
         guard !t.terminated else { return }
         if error is TaskCancelled {
-            if !t.cancelled { t.swiftTask?.cancel() }
+            if t.cancelled { return }
+            t.swiftTask?.cancel()
             t.cancelled = true
+        } else if t.cancelled {
+            return
         }
         if t.pendingCancel == nil || error is TaskCancelled { t.pendingCancel = error }
         if t.continuation != nil && t.cancelDisabled == 0 {
@@ -227,7 +238,7 @@ extension Kernel {
     func timerFired(_ t: AnyCurioTask, deadline: Int64) {
         t.timer = 0
         guard t.continuation != nil else { return }
-        if t.cancelDisabled == 0 && !t.deadlineDelivered && deadline >= t.effectiveDeadline {
+        if t.cancelDisabled == 0 && !t.deadlineDelivered && !t.cancelled && deadline >= t.effectiveDeadline {
             t.deadlineDelivered = true
             if t.pendingCancel == nil { t.pendingCancel = TaskTimeout(clock: Double(ck_now_ns()) / 1e9) }
             interrupt(t, Wake.cancel)

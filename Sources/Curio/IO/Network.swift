@@ -172,13 +172,21 @@ public func openUnixConnection(path: String, file: StaticString = #filePath, lin
 
 /// Serves TCP clients with `handler`, each in its own task with its own
 /// stream (closed when the handler ends), until cancelled. `ready`, if
-/// given, learns the listening address once the server listens.
+/// given, learns the listening address once the server listens, and can
+/// drain the server (``TCPListener/drain(grace:)``).
 ///
 /// ```swift
 /// try await tcpServer(host: "", port: 25000) { client, addr in
 ///     for try await line in client { try await client.write(line) }
 /// }
 /// ```
+///
+/// The server owns its connection handlers as a task group: cancelling
+/// the server cancels every handler, waits for each to end and closes its
+/// connection, and only then does the cancellation propagate (so
+/// `cancel()` of the server task returns with no handler left). A drain
+/// stops accepting, lets the handlers finish for a grace period, cancels
+/// the rest the same way and returns normally.
 public func tcpServer(host: String, port: Int, reusePort: Bool = false, backlog: Int = 128,
                       ready: TCPListener? = nil,
                       handler: @escaping @Sendable (SocketStream, SocketAddress) async throws -> Void) async throws {
@@ -192,7 +200,8 @@ public func tcpServer(host: String, port: Int, reusePort: Bool = false, backlog:
     try await serveClients(sock, ready: ready, handler: handler)
 }
 
-/// Serves Unix-socket clients at `path` with `handler` until cancelled.
+/// Serves Unix-socket clients at `path` with `handler` until cancelled or
+/// drained; handlers are owned as in ``tcpServer(host:port:reusePort:backlog:ready:handler:)``.
 public func unixServer(path: String, backlog: Int = 128, ready: TCPListener? = nil,
                        handler: @escaping @Sendable (SocketStream, SocketAddress) async throws -> Void) async throws {
     let sock = try Socket(.unix, .stream)
@@ -207,9 +216,30 @@ public func unixServer(path: String, backlog: Int = 128, ready: TCPListener? = n
 }
 
 /// Tells the starter of ``tcpServer(host:port:reusePort:backlog:ready:handler:)``
-/// when the server listens and where (useful with port 0).
+/// (or ``unixServer(path:backlog:ready:handler:)``) when the server listens
+/// and where (useful with port 0), and drains it.
+///
+/// ```swift
+/// let listener = TCPListener()
+/// let server = try await spawn { try await tcpServer(host: "", port: 0, ready: listener, handler: serve) }
+/// let addr = try await listener.wait()
+/// ...
+/// try await listener.drain(grace: 5)   // stop accepting; 5 s for in-flight clients
+/// ```
+///
+/// ``drain(grace:)`` stops accepting (the listening socket closes, so new
+/// clients are refused), lets the connection handlers in flight finish for
+/// `grace` seconds, then cancels the ones still running (an idle
+/// keep-alive client among them) and closes their connections; the server
+/// call then returns normally. It works from a task of the server's kernel,
+/// from a task of another kernel and from a Swift task on any executor (the
+/// request is posted to the server's kernel); ``beginDrain(grace:)`` starts
+/// one from a plain thread without waiting. A drain asked for before the
+/// server listens takes effect as soon as it does. Cancelling the server
+/// during a drain cancels the remaining handlers at once.
 public final class TCPListener: @unchecked Sendable {
     private let event = Event()
+    let control = ServerControl()
     /// The listening address, once ``wait()`` has returned.
     public private(set) var address: SocketAddress?
     /// Creates a listener to pass as a server's `ready:`.
@@ -223,21 +253,46 @@ public final class TCPListener: @unchecked Sendable {
         address = a
         await event.set()
     }
+
+    /// True once a drain has been asked for. Safe from any thread.
+    public var isDraining: Bool { control.isDraining }
+
+    /// Drains the server and returns once it has stopped serving (every
+    /// handler ended, every connection closed). Negative, NaN or infinite
+    /// `grace` throws ``CurioUsageError``.
+    public func drain(grace: Double) async throws {
+        try await control.drain(grace: grace)
+    }
+
+    /// Drains the server with a `Duration` grace: `drain(grace: .seconds(5))`.
+    public func drain(grace: Duration) async throws {
+        try await control.drain(grace: seconds(grace))
+    }
+
+    /// Starts a drain without waiting for it; safe from any thread.
+    /// Negative, NaN or infinite `grace` throws ``CurioUsageError``.
+    public func beginDrain(grace: Double) throws {
+        _ = try nanoseconds(grace, "grace")
+        control.requestDrain(grace: grace)
+    }
 }
 
 func serveClients(_ sock: Socket, ready: TCPListener?,
                   handler: @escaping @Sendable (SocketStream, SocketAddress) async throws -> Void) async throws {
     if let ready { await ready.announce(try sock.localAddress) }
-    try await acceptForever(sock, site: CallSite(file: #filePath, line: #line, function: #function)) { client, peer in
-        try await spawn(name: "client \(peer)") {
-            let stream = SocketStream(client)
-            defer { stream.close(); noteConnectionClosed() }
-            do {
-                try await handler(stream, peer)
-            } catch let e as SocketError where e.errno == ECONNRESET || e.errno == EPIPE {
-                // The client went away.
-            } catch let e where !(e is CancelledError) {
-                diagnose(.error, peer: peer, "curio: client handler for \(peer) failed: \(e)\n")
+    try await serveOwningHandlers(control: ready?.control, stopAccepting: { sock.close() }) { handlers in
+        let me = try Kernel.currentTask()
+        try await acceptForever(sock, site: CallSite(file: #filePath, line: #line, function: #function)) { client, peer in
+            handlers.spawn(me, name: "client \(peer)") {
+                let stream = SocketStream(client)
+                defer { stream.close(); noteConnectionClosed() }
+                do {
+                    try await handler(stream, peer)
+                } catch let e as SocketError where e.errno == ECONNRESET || e.errno == EPIPE {
+                    // The client went away.
+                } catch let e where !(e is CancelledError) {
+                    diagnose(.error, peer: peer, "curio: client handler for \(peer) failed: \(e)\n")
+                }
             }
         }
     }

@@ -84,11 +84,18 @@ open class DatagramRequestHandler: BaseRequestHandler {
 /// is reported on stderr and the server goes on; so does a client that
 /// resets the connection. When `accept` fails for lack of descriptors
 /// (EMFILE/ENFILE), the server reports it once, backs off and retries.
+///
+/// The server owns its handlers as a task group: cancelling
+/// ``serveForever(file:line:function:)`` (or ``shutdown()``) cancels every
+/// handler, waits for each to end and closes its connection before it
+/// returns. ``drain(grace:)`` stops accepting, gives the handlers in flight
+/// a grace period, then cancels the rest (see ``TCPListener``).
 public class SocketServer: @unchecked Sendable {
     let socket: Socket
     let handler: BaseRequestHandler.Type
     private var serving: AnyCurioTask?
     private var stopping = false
+    let control = ServerControl()
 
     init(socket: Socket, handler: BaseRequestHandler.Type) {
         self.socket = socket
@@ -109,7 +116,9 @@ public class SocketServer: @unchecked Sendable {
             socket.close()
         }
         do {
-            try await serve(file: file, line: line, function: function)
+            try await serveOwningHandlers(control: control, stopAccepting: { stopAccepting() }) { handlers in
+                try await serve(handlers, file: file, line: line, function: function)
+            }
         } catch is CancelledError where stopping {
             return
         }
@@ -117,14 +126,40 @@ public class SocketServer: @unchecked Sendable {
 
     /// Stream servers accept clients and serve each in its own task; the
     /// UDP server overrides this with its datagram loop.
-    func serve(file: StaticString, line: UInt, function: StaticString) async throws {
-        try await acceptLoop(socket, handler, file: file, line: line, function: function)
+    func serve(_ handlers: ServerHandlers, file: StaticString, line: UInt, function: StaticString) async throws {
+        try await acceptLoop(socket, handler, handlers, file: file, line: line, function: function)
     }
 
-    /// Stops ``SocketServer/serveForever(file:line:function:)`` (from another task); running handlers go on.
+    /// A drain stops accepting: stream servers close the listening socket.
+    func stopAccepting() { socket.close() }
+
+    /// Stops ``SocketServer/serveForever(file:line:function:)`` (from another task of its kernel): cancels
+    /// every running handler, waits for them and closes their connections.
     public func shutdown() async throws {
         stopping = true
         if let t = serving, !t.terminated { try await t.cancel() }
+    }
+
+    /// True once a drain has been asked for. Safe from any thread.
+    public var isDraining: Bool { control.isDraining }
+
+    /// Stops accepting, lets the handlers in flight finish for `grace`
+    /// seconds, cancels the rest and closes their connections; returns once
+    /// ``serveForever(file:line:function:)`` has returned. From any task
+    /// (the request is posted to the server's kernel).
+    public func drain(grace: Double) async throws {
+        try await control.drain(grace: grace)
+    }
+
+    /// ``drain(grace:)`` with a `Duration`.
+    public func drain(grace: Duration) async throws {
+        try await control.drain(grace: seconds(grace))
+    }
+
+    /// Starts a drain without waiting; safe from any thread.
+    public func beginDrain(grace: Double) throws {
+        _ = try nanoseconds(grace, "grace")
+        control.requestDrain(grace: grace)
     }
 }
 
@@ -190,11 +225,16 @@ public final class UDPServer: SocketServer, @unchecked Sendable {
         super.init(socket: sock, handler: handler)
     }
 
-    override func serve(file: StaticString, line: UInt, function: StaticString) async throws {
+    /// Handlers in flight reply through the server's socket: a drain keeps
+    /// it open until they have ended.
+    override func stopAccepting() {}
+
+    override func serve(_ handlers: ServerHandlers, file: StaticString, line: UInt, function: StaticString) async throws {
+        let me = try Kernel.currentTask()
         while true {
             let (data, peer) = try await socket.recvFrom(maxPacketSize, file: file, line: line, function: function)
             let handler = self.handler, socket = self.socket, replyLock = self.replyLock
-            try await spawn(name: String(describing: handler)) {
+            handlers.spawn(me, name: String(describing: handler)) {
                 let h = handler.init(request: socket, clientAddress: peer)
                 if let d = h as? DatagramRequestHandler {
                     d.packet = data
@@ -207,10 +247,11 @@ public final class UDPServer: SocketServer, @unchecked Sendable {
 }
 
 /// Accepts clients and serves each in its own task until cancelled.
-func acceptLoop(_ socket: Socket, _ handler: BaseRequestHandler.Type,
+func acceptLoop(_ socket: Socket, _ handler: BaseRequestHandler.Type, _ handlers: ServerHandlers,
                 file: StaticString, line: UInt, function: StaticString) async throws {
+    let me = try Kernel.currentTask()
     try await acceptForever(socket, site: CallSite(file: file, line: line, function: function)) { client, peer in
-        try await spawn(name: String(describing: handler)) {
+        handlers.spawn(me, name: String(describing: handler)) {
             try await runHandler(handler.init(request: client, clientAddress: peer), close: client)
         }
     }

@@ -14,9 +14,21 @@ import Glibc
 /// ```
 ///
 /// ``wait(file:line:function:)`` waits on a pidfd through the kernel, so it never blocks the
-/// kernel thread. A cancelled ``wait(file:line:function:)`` kills the child (SIGKILL) and
-/// reaps it before the cancellation propagates; a child dropped without
-/// being waited for is reaped by a worker thread. No zombies either way.
+/// kernel thread. A cancelled or timed-out ``wait(file:line:function:)``, ``communicate(input:file:line:function:)``
+/// or `checkOutput` kills the child (SIGKILL) and reaps it
+/// before the error propagates: an interrupted call never orphans a child.
+/// A child dropped without being waited for is reaped by Curio's reaper
+/// thread (it polls the child's pidfd; never a thread of the shared
+/// blocking pool, so `runInThread` never waits behind a dropped child). No
+/// zombies either way.
+///
+/// If the parent process is killed outright (SIGKILL, a crash), its plain
+/// subprocesses are not killed with it: they are re-parented to init (or
+/// the nearest subreaper) and run on. Their pipes to the parent break —
+/// stdin reads end-of-file, writes to stdout/stderr fail with EPIPE (or
+/// SIGPIPE) — so a child that talks to its parent usually stops soon; one
+/// that does not must be stopped by other means (a process group, a
+/// supervisor). `runInProcess` workers, unlike these, die with their parent.
 public final class Subprocess: @unchecked Sendable {
     /// Where a standard stream of the child goes.
     public enum Redirect: Sendable {
@@ -134,14 +146,10 @@ public final class Subprocess: @unchecked Sendable {
 
     deinit {
         if pidfd >= 0 { closeRegistered(pidfd, kernel: pidfdKernel) }
-        if status == nil {
-            // Never waited for: reap it whenever it ends so it never lingers
-            // as a zombie.
-            let pid = self.pid
-            WorkerPool.blocking.submit {
-                var st: Int32 = 0
-                while waitpid(pid, &st, 0) < 0 && errno == EINTR {}
-            }
+        if status == nil && !reap(block: false) {
+            // Never waited for and still running: the reaper thread reaps it
+            // whenever it ends, so it never lingers as a zombie.
+            ChildReaper.shared.adopt(pid)
         }
     }
 
@@ -194,27 +202,60 @@ public final class Subprocess: @unchecked Sendable {
 
     /// Sends `input` to stdin (then closes it), reads stdout and stderr to
     /// their end, and waits for the child → what it wrote.
+    ///
+    /// When the child closes its stdin before taking all of `input`, this
+    /// still reads its output to the end and reaps it, then throws
+    /// ``BrokenPipeError`` (curio's `BrokenPipeError`) with what it wrote and
+    /// how it ended. A timeout or a cancellation kills the child (SIGKILL)
+    /// and reaps it before the error propagates.
     public func communicate(input: [UInt8]? = nil, file: StaticString = #filePath, line: UInt = #line,
                             function: StaticString = #function) async throws -> (stdout: [UInt8], stderr: [UInt8]) {
         let stdinStream = stdin, stdoutStream = stdout, stderrStream = stderr
-        return try await withCurioTaskGroup(of: [UInt8].self) { g in
-            let writer = try await g.spawn(name: "communicate stdin") {
-                if let s = stdinStream {
-                    if let input, !input.isEmpty {
-                        do { try await s.write(input) } catch let e as SocketError where e.errno == EPIPE {}
-                    }
-                    s.close()
+        let t = try Kernel.currentTask()
+        let site = CallSite(file: file, line: line, function: function)
+        do {
+            let (o, e, brokenPipe) = try await withCurioTaskGroup(of: [UInt8].self) { g in
+                let writer = try await g.spawn(name: "communicate stdin") { () -> [UInt8] in
+                    guard let s = stdinStream else { return [] }
+                    defer { s.close() }
+                    if let input, !input.isEmpty { try await s.write(input) }
+                    return []
                 }
-                return []
+                let out = try await g.spawn(name: "communicate stdout") { try await stdoutStream?.readAll() ?? [] }
+                let err = try await g.spawn(name: "communicate stderr") { try await stderrStream?.readAll() ?? [] }
+                var brokenPipe = false
+                do {
+                    _ = try await writer.join()
+                } catch let e as TaskError {
+                    guard let s = e.cause as? SocketError, s.errno == EPIPE else { throw e.cause }
+                    brokenPipe = true
+                }
+                let o = try await Self.unwrapJoin(out)
+                let e = try await Self.unwrapJoin(err)
+                return (o, e, brokenPipe)
             }
-            let out = try await g.spawn(name: "communicate stdout") { try await stdoutStream?.readAll() ?? [] }
-            let err = try await g.spawn(name: "communicate stderr") { try await stderrStream?.readAll() ?? [] }
-            _ = try await writer.join()
-            let o = try await out.join() ?? []
-            let e = try await err.join() ?? []
-            try await wait(file: file, line: line, function: function)
+            try await waitForExit(t, site: site)
+            if brokenPipe {
+                throw BrokenPipeError(arguments: [], status: status!, stdout: o, stderr: e)
+            }
             return (o, e)
+        } catch let e as BrokenPipeError {
+            throw e
+        } catch {
+            try await killAndReap(t, site: site)
+            throw error
         }
+    }
+
+    private static func unwrapJoin(_ t: CurioTask<[UInt8]>) async throws -> [UInt8] {
+        do { return try await t.join() ?? [] } catch let e as TaskError { throw e.cause }
+    }
+
+    /// SIGKILL, then waits for the child with cancellation held back.
+    private func killAndReap(_ t: AnyCurioTask, site: CallSite) async throws {
+        guard status == nil else { return }
+        Glibc.kill(pid, SIGKILL)
+        try await disableCancellation { try await waitForExit(t, site: site) }
     }
 
     /// Sends `signal` to the child (if it has not been reaped).
@@ -231,13 +272,41 @@ public final class Subprocess: @unchecked Sendable {
 /// Runs a command to its end and returns its output, as Python's
 /// `subprocess.check_output`: throws ``SubprocessError`` when the exit
 /// status is not 0.
+///
+/// A timeout or cancellation kills the child and reaps it before the error
+/// propagates. A child that closes its stdin before taking all of `input`
+/// makes it throw ``BrokenPipeError``.
 public func checkOutput(_ arguments: [String], input: [UInt8]? = nil) async throws -> [UInt8] {
     let p = try Subprocess(arguments, stdin: input == nil ? .devNull : .pipe, stdout: .pipe)
-    let (out, _) = try await p.communicate(input: input)
+    let out: [UInt8]
+    do {
+        (out, _) = try await p.communicate(input: input)
+    } catch var e as BrokenPipeError {
+        e.arguments = arguments
+        throw e
+    }
     if p.status?.returnCode != 0 {
         throw SubprocessError(arguments: arguments, status: p.status!, output: out)
     }
     return out
+}
+
+/// The child closed its stdin before taking all the input written to it
+/// (`EPIPE`; curio's `BrokenPipeError`). The child has been reaped: its
+/// status and everything it wrote are here.
+public struct BrokenPipeError: Error, CustomStringConvertible {
+    /// The command (empty when thrown by ``Subprocess/communicate(input:file:line:function:)``).
+    public internal(set) var arguments: [String]
+    /// How the child ended.
+    public let status: Subprocess.Status
+    /// What the child wrote before it ended.
+    public let stdout: [UInt8]
+    public let stderr: [UInt8]
+    /// Always `EPIPE`.
+    public var errno: Int32 { EPIPE }
+    public var description: String {
+        "BrokenPipeError: \(arguments.isEmpty ? "the child" : arguments.joined(separator: " ")) closed its stdin before reading all the input (\(status))"
+    }
 }
 
 /// A command run by ``checkOutput(_:input:)`` failed.

@@ -13,9 +13,13 @@
 //   else (`count` leaves them out, so fast-path getters cannot take them);
 //   the woken getter, when it runs, releases one reservation and pops. The
 //   discipline decides which item it gets at that moment (FIFO: the front).
-// - putters wait only while the queue is full, with their item parked in
+// - reserved items still count toward `maxSize` (they are in the buffer
+//   until their getter runs): a producer is never more than `maxSize`
+//   items ahead of the consumers, also when getters wait.
+// - putters wait only while the buffer is full, with their item parked in
 //   `parked`; a get that frees a place moves the first putter's item into
-//   the buffer and wakes the putter, whose put has then completed.
+//   the buffer (promising it to the next waiting getter, if any) and wakes
+//   the putter, whose put has then completed.
 // - a waiter that is cancelled or times out was unlinked by the kernel
 //   without being popped, so nothing was reserved for it; a putter takes
 //   its parked item back.
@@ -225,18 +229,18 @@ class QueueWaits {
     @usableFromInline
     final var hasGetters: Bool { !getters.isEmpty }
 
-    /// The item just pushed is promised to the first waiting getter.
+    /// The item just pushed is promised to the first waiting getter
+    /// (`counted`: it was counted as unfinished already).
     @usableFromInline
-    final func promiseToFirstGetter(_ t: AnyCurioTask) {
+    final func promiseToFirstGetter(_ t: AnyCurioTask, counted: Bool = false) {
         reserved += 1
-        unfinished += 1
+        if !counted { unfinished += 1 }
         t.kernel.wakeFirst(getters)
     }
 
     /// An item went into the buffer without waiting.
     @usableFromInline
     final func counted() {
-        assert(putters.isEmpty, "a queue with room and waiting putters: hand-off broken")
         unfinished += 1
     }
 
@@ -309,7 +313,8 @@ final class QueueCore<Buffer: QueueBuffer>: QueueWaits {
     /// Items available to a get (reserved ones are already promised).
     @inlinable var count: Int { buffer.count - reserved }
     @inlinable var isEmpty: Bool { count == 0 }
-    @inlinable var isFull: Bool { maxSize > 0 && count >= maxSize }
+    /// Reserved items count: they stay in the buffer until their getter runs.
+    @inlinable var isFull: Bool { maxSize > 0 && buffer.count >= maxSize }
     /// Items reserved for woken getters not yet run, plus items of waiting
     /// putters (for tests: 0 once every waiter has run).
     var itemsInFlight: Int { reserved + parked.count }
@@ -318,17 +323,16 @@ final class QueueCore<Buffer: QueueBuffer>: QueueWaits {
     @inlinable
     func put(_ item: Element, timeout: Double?, site: CallSite, _ what: StaticString) async throws -> Bool {
         let (t, deadline) = try begin(what, timeout)
-        if hasGetters {
-            // Getters wait only while nothing is available: promise the
-            // item to the first one.
-            assert(count == 0, "a queue with items and waiting getters: hand-off broken")
-            buffer.push(item)
-            promiseToFirstGetter(t)
-            return true
-        }
         if !isFull {
             buffer.push(item)
-            counted()
+            if hasGetters {
+                // Getters wait only while nothing is available: promise the
+                // item to the first one.
+                assert(count == 1, "a queue with items and waiting getters: hand-off broken")
+                promiseToFirstGetter(t)
+            } else {
+                counted()
+            }
             return true
         }
         let key = ObjectIdentifier(t)
@@ -351,19 +355,27 @@ final class QueueCore<Buffer: QueueBuffer>: QueueWaits {
         let (t, deadline) = try begin(what, timeout)
         if count > 0 {
             let item = buffer.pop()
-            if let p = firstPutter {
-                // Room now: the longest-waiting putter's item goes in.
-                guard let moved = parked.take(p) else {
-                    preconditionFailure("curio: a waiting putter without its item")
-                }
-                buffer.push(moved)
-                completeFirstPutter(t)
-            }
+            admitFirstPutter(t)
             return item
         }
         guard try await waitToGet(t, deadline, site) else { return nil }
         // Woken by a put: one item in the buffer was ours.
-        return .some(buffer.pop())
+        let item = buffer.pop()
+        admitFirstPutter(t)
+        return .some(item)
+    }
+
+    /// A place just freed: the longest-waiting putter's item goes in, and
+    /// to the first waiting getter if there is one.
+    @inlinable
+    func admitFirstPutter(_ t: AnyCurioTask) {
+        guard let p = firstPutter else { return }
+        guard let moved = parked.take(p) else {
+            preconditionFailure("curio: a waiting putter without its item")
+        }
+        buffer.push(moved)
+        completeFirstPutter(t)
+        if hasGetters { promiseToFirstGetter(t, counted: true) }
     }
 }
 
@@ -415,6 +427,8 @@ public final class Queue<T>: @unchecked Sendable {
     /// True when the queue holds no item.
     @inlinable public var isEmpty: Bool { core.isEmpty }
     /// True when a bounded queue holds `maxSize` items (a put would wait).
+    /// Items already promised to woken getters that have not run yet still
+    /// count, so a producer is never more than `maxSize` items ahead.
     @inlinable public var isFull: Bool { core.isFull }
 
     /// Adds `item` at the back, waiting while the queue is full.
@@ -491,6 +505,8 @@ public final class PriorityQueue<T: Comparable>: @unchecked Sendable {
     /// True when the queue holds no item.
     @inlinable public var isEmpty: Bool { core.isEmpty }
     /// True when a bounded queue holds `maxSize` items (a put would wait).
+    /// Items already promised to woken getters that have not run yet still
+    /// count, so a producer is never more than `maxSize` items ahead.
     @inlinable public var isFull: Bool { core.isFull }
 
     /// Adds `item`, waiting while the queue is full.
@@ -565,6 +581,8 @@ public final class LifoQueue<T>: @unchecked Sendable {
     /// True when the queue holds no item.
     @inlinable public var isEmpty: Bool { core.isEmpty }
     /// True when a bounded queue holds `maxSize` items (a put would wait).
+    /// Items already promised to woken getters that have not run yet still
+    /// count, so a producer is never more than `maxSize` items ahead.
     @inlinable public var isFull: Bool { core.isFull }
 
     /// Pushes `item`, waiting while the queue is full.

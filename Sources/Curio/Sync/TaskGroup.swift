@@ -14,14 +14,22 @@
 /// for try await task in g { print(try task.result ?? -1) }
 /// ```
 ///
-/// ``join(file:line:function:)`` waits as the policy says, then cancels whatever is still
-/// running and waits for it to end, so no task outlives its group's join.
+/// ``join(file:line:function:)`` waits as the policy says for the non-daemon members, then
+/// cancels whatever is still running — daemon members always — and waits
+/// for it to end, so no task outlives its group's join and a daemon member
+/// that loops forever never holds `join()` up.
 /// ``withCurioTaskGroup(of:wait:_:)`` always joins, also when its body
 /// throws — prefer it.
 ///
 /// Errors of member tasks do not make ``join(file:line:function:)`` throw (curio 1.6); read
 /// them from ``exceptions``, ``result``, ``results`` or ``nextResult(file:line:function:)``.
 /// A failure nobody reads is reported on stderr when the group goes away.
+///
+/// What the user already took is left out of the group's outcome (as in
+/// curio): a member joined explicitly (``CurioTask/join(timeout:file:line:function:)``),
+/// a daemon member, and a member handed out by ``nextDone()``,
+/// ``nextResult()`` or iteration are not in ``results``, ``exceptions`` or
+/// ``result``, and they do not satisfy the wait policy.
 public final class CurioTaskGroup<T>: AsyncSequence, TaskEndObserver, @unchecked Sendable {
     /// When ``CurioTaskGroup/join(file:line:function:)`` stops waiting.
     public enum WaitPolicy: Sendable {
@@ -41,6 +49,8 @@ public final class CurioTaskGroup<T>: AsyncSequence, TaskEndObserver, @unchecked
     private var finished: [CurioTask<T>] = []  // ended, not yet handed out by nextDone
     private var finishedHead = 0
     private var allEnded: [CurioTask<T>] = []  // every ended task, in order
+    private var members: [CurioTask<T>] = []  // every task, in the order added
+    private var nonDaemonRunning = 0
     private let doneWaiters = WaitQueue()
     private var affinity = Affinity()
     private var joined = false
@@ -77,6 +87,7 @@ public final class CurioTaskGroup<T>: AsyncSequence, TaskEndObserver, @unchecked
             throw CurioUsageError(.invalidArgument, "task \(task.id) already belongs to a task group")
         }
         if task.terminated {
+            members.append(task)
             taskDidEnd(task)
         } else {
             adopt(task)
@@ -85,8 +96,14 @@ public final class CurioTaskGroup<T>: AsyncSequence, TaskEndObserver, @unchecked
 
     private func adopt(_ t: CurioTask<T>) {
         running[ObjectIdentifier(t)] = t
+        members.append(t)
+        if !t.daemon { nonDaemonRunning += 1 }
         t.group = self
     }
+
+    /// Whether `t` counts for the group's outcome: not a daemon, and not
+    /// already taken by the user.
+    private func counts(_ t: AnyCurioTask) -> Bool { !t.daemon && !t.takenByUser }
 
     private func checkOpen() throws {
         if joined {
@@ -95,7 +112,9 @@ public final class CurioTaskGroup<T>: AsyncSequence, TaskEndObserver, @unchecked
     }
 
     func taskDidEnd(_ t: AnyCurioTask) {
-        guard let t = running.removeValue(forKey: ObjectIdentifier(t)) ?? (t as? CurioTask<T>) else { return }
+        let wasRunning = running.removeValue(forKey: ObjectIdentifier(t))
+        guard let t = wasRunning ?? (t as? CurioTask<T>) else { return }
+        if wasRunning != nil && !t.daemon { nonDaemonRunning -= 1 }
         // The kernel clears `group` when a task ends; keep a mark so that
         // an ended member cannot be added to a group (this one or another) again.
         t.group = formerGroupMember
@@ -105,7 +124,9 @@ public final class CurioTaskGroup<T>: AsyncSequence, TaskEndObserver, @unchecked
     }
 
     /// The next task to end (in the order they ended), or nil when every
-    /// task has been handed out. Waits if none has ended yet.
+    /// task has been handed out (daemon members that have not ended are not
+    /// waited for). Waits if none has ended yet. A task handed out here is
+    /// the caller's: it leaves ``results``, ``exceptions`` and ``result``.
     public func nextDone(file: StaticString = #filePath, line: UInt = #line,
                          function: StaticString = #function) async throws -> CurioTask<T>? {
         let me = try affinity.task()
@@ -117,9 +138,10 @@ public final class CurioTaskGroup<T>: AsyncSequence, TaskEndObserver, @unchecked
                     finished.removeAll(keepingCapacity: true)
                     finishedHead = 0
                 }
+                t.takenByUser = true
                 return t
             }
-            if running.isEmpty { return nil }
+            if nonDaemonRunning == 0 { return nil }
             _ = try await me.kernel.block(me, .taskJoin, on: doneWaiters, deadline: .max,
                                           site: CallSite(file: file, line: line, function: function))
         }
@@ -136,9 +158,10 @@ public final class CurioTaskGroup<T>: AsyncSequence, TaskEndObserver, @unchecked
         return try t.result
     }
 
-    /// Waits as the policy says, then cancels the tasks still running and
-    /// waits for them to end. If the caller is cancelled while waiting, the
-    /// members are cancelled too before the cancellation propagates.
+    /// Waits as the policy says for the non-daemon members, then cancels
+    /// the tasks still running (daemon members always) and waits for them
+    /// to end. If the caller is cancelled while waiting, the members are
+    /// cancelled too before the cancellation propagates.
     public func join(file: StaticString = #filePath, line: UInt = #line,
                      function: StaticString = #function) async throws {
         let me = try affinity.task()
@@ -148,10 +171,11 @@ public final class CurioTaskGroup<T>: AsyncSequence, TaskEndObserver, @unchecked
                 while seen < allEnded.count {
                     let t = allEnded[seen]
                     seen += 1
+                    guard counts(t) else { continue }
                     if completed == nil && policy == .all { completed = t }
                     if satisfies(t) { break waiting }
                 }
-                if running.isEmpty { break }
+                if nonDaemonRunning == 0 { break }
                 _ = try await me.kernel.block(me, .taskJoin, on: doneWaiters, deadline: .max,
                                               site: CallSite(file: file, line: line, function: function))
             }
@@ -203,7 +227,8 @@ public final class CurioTaskGroup<T>: AsyncSequence, TaskEndObserver, @unchecked
     }
 
     /// The value of ``completed``: throws ``TaskError`` if it failed and
-    /// ``CurioUsageError`` if no task completed.
+    /// ``CurioUsageError`` if no task completed (members the user took are
+    /// never ``completed``).
     public var result: T? {
         get throws {
             guard let completed else {
@@ -213,12 +238,14 @@ public final class CurioTaskGroup<T>: AsyncSequence, TaskEndObserver, @unchecked
         }
     }
 
-    /// The values of every task that ended by returning, in the order they
-    /// ended. Throws the first ``TaskError`` if a task failed.
+    /// The values of the members that ended by returning, in the order the
+    /// tasks were added (spawn / ``add(_:)`` order), leaving out what the
+    /// user already took (see the type's notes). Throws the first
+    /// ``TaskError`` (in that order) if a member failed.
     public var results: [T] {
         get throws {
             var out: [T] = []
-            for t in allEnded {
+            for t in members where t.terminated && counts(t) {
                 if let e = t.joinFailure() { throw e }
                 if let v = t.value { out.append(v) }
             }
@@ -226,10 +253,11 @@ public final class CurioTaskGroup<T>: AsyncSequence, TaskEndObserver, @unchecked
         }
     }
 
-    /// What the failed tasks threw, in the order they ended.
+    /// What the failed members threw, in the order the tasks were added,
+    /// leaving out what the user already took.
     public var exceptions: [any Error] {
-        allEnded.compactMap { t in
-            guard let f = t.failure else { return nil }
+        members.compactMap { t in
+            guard t.terminated, counts(t), let f = t.failure else { return nil }
             t.failureRetrieved = true
             return f
         }
