@@ -26,58 +26,38 @@ func say(_ line: String) {
     fflush(nil)
 }
 
-/// The connections being served, so that the drain can wait for them and
-/// cancel the ones left. Touched only by tasks of the service's kernel,
-/// which all run on the kernel's one thread, one at a time.
+/// The connections being served, counted for the drain's report. Touched
+/// only by tasks of the service's kernel, which all run on the kernel's one
+/// thread, one at a time.
 final class Connections: @unchecked Sendable {
-    private var open: [Int: AnyCurioTask] = [:]
-    private let emptied = Event()
-
-    var count: Int { open.count }
+    private(set) var count = 0
+    private(set) var cancelled = 0
 
     func serve(_ client: SocketStream) async throws {
-        let me = try await currentTask()
-        open[me.id] = me
+        count += 1
+        defer { count -= 1 }
         do {
             for try await line in client.lines {
                 try await client.write(line)
             }
-        } catch {
-            await ended(me)
-            throw error
+        } catch is CancelledError {
+            // The drain's grace ended with this connection still open.
+            cancelled += 1
+            throw TaskCancelled()
         }
-        await ended(me)
-    }
-
-    private func ended(_ task: AnyCurioTask) async {
-        open[task.id] = nil
-        if open.isEmpty { await emptied.set() }
-    }
-
-    /// Waits up to `grace` seconds for every connection to end, then
-    /// cancels the rest; returns how many it cancelled.
-    func drain(grace: Double) async throws -> Int {
-        if !open.isEmpty {
-            emptied.clear()
-            _ = try await emptied.wait(timeout: grace)
-        }
-        let left = Array(open.values)
-        for task in left { try await task.cancel() }
-        return left.count
     }
 }
 
 let connections = Connections()
 let listener = TCPListener()
-let server = CurioResult<CurioTask<Void>>()
 
 let echo = CurioService(
     drain: {
-        // Stop accepting: the server task closes its listening socket.
-        try await server.unwrap().cancel()
+        // The server stops accepting at once, lets open connections finish
+        // for the grace period, then cancels the rest and closes them.
         say("draining (\(connections.count) open)")
-        let cancelled = try await connections.drain(grace: grace)
-        say("drained (\(cancelled) cancelled)")
+        try await listener.drain(grace: grace)
+        say("drained (\(connections.cancelled) cancelled)")
     },
     {
         let task = try await spawn(name: "echo-server") {
@@ -85,7 +65,6 @@ let echo = CurioService(
                 try await connections.serve(client)
             }
         }
-        try await server.set(task)
         // A daemon, so that a server failing at start-up (port in use)
         // ends the service with its error instead of waiting here forever.
         try await spawn(daemon: true, name: "announce") {
