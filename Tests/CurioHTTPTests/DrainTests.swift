@@ -55,8 +55,14 @@ struct DrainTests {
             while draining.state != .eventWait { try await Curio.sleep(0) }
             var refused = false
             do {
+                // Refused, unless a suite running in parallel has bound the
+                // port number this listener just gave up: then that server
+                // answers (or closes). Only this listener, left open with
+                // nobody accepting, would leave the request unanswered.
                 let late = try await HTTPTest.connect(port)
-                late.close()
+                defer { late.close() }
+                try await late.write("GET /late HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+                refused = try await ignoreAfter(10) { _ = try await late.read(1); return true } ?? false
             } catch is SocketError {
                 refused = true
             }
