@@ -249,6 +249,14 @@ extension Kernel {
             // waiting for the operation's own deadline.
             t.wakeDeadline = t.ownDeadline
             t.timer = ck_timer_add(ck, t.ownDeadline, Unmanaged.passUnretained(t).toOpaque())
+            if _slowPath(t.timer == 0) {
+                // No memory for the timer: the operation's own deadline
+                // could never end the wait. Fail it now instead (even with
+                // cancellation disabled: it is an error, not a cancel).
+                t.wakeDeadline = .max
+                t.pendingCancel = Kernel.timerUnavailable()
+                interrupt(t, Wake.cancel)
+            }
         } else {
             t.wakeDeadline = .max
         }

@@ -24,7 +24,7 @@ final class Monitor: Sendable {
     private let watchesSIGINT: Bool
     private let stopped = Atomic<Bool>(false)
     /// What the monitor thread holds now, for tests and leak checks.
-    let stats = SanitizerVisibleMutex(MonitorStats())
+    let stats = Locked(MonitorStats())
 
     static let maxClients = 4
     /// TCP clients that have not sent the token yet; beyond this the oldest is dropped.

@@ -245,7 +245,7 @@ func peerUID(_ fd: Int32) -> uid_t? {
 /// file still held is removed at exit (a kernel's deinit removes its own
 /// earlier).
 enum MonitorFiles {
-    private static let held = SanitizerVisibleMutex<Set<String>>([])
+    private static let held = Locked<Set<String>>([])
     private static let exitHook = Atomic<Bool>(false)
 
     /// `<dir>/<pid>.sock`, or `<pid>-2.sock`, ... when this process holds

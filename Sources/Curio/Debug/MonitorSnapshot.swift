@@ -54,7 +54,7 @@ struct UnseenRunningTask: Sendable {
 /// A reader waiting for a fresh copy parks on a pipe of its own, which
 /// ``publish(_:threshold:)`` writes to: `Synchronization.Mutex` has no
 /// condition variable, and a stored `pthread_cond_t` has no stable address.
-/// The state is behind a ``SanitizerVisibleMutex``.
+/// The state is behind a ``Locked``.
 final class MonitorLink: Sendable {
     private struct State {
         var rows: [TaskRow] = []
@@ -65,14 +65,14 @@ final class MonitorLink: Sendable {
         var longBlockThreshold: Double
     }
 
-    private let state: SanitizerVisibleMutex<State>
+    private let state: Locked<State>
     /// The highest task id the last copy held: the kernel thread compares a
     /// starting task's id with it (an atomic load per slice) to know
     /// whether the task is one no copy has shown.
     private let newestPublishedID = Atomic<Int>(0)
 
     init(longBlockThreshold: Double = 1) {
-        state = SanitizerVisibleMutex(State(longBlockThreshold: longBlockThreshold))
+        state = Locked(State(longBlockThreshold: longBlockThreshold))
     }
 
     /// Kernel thread: a new copy of the table.

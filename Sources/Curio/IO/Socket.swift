@@ -263,19 +263,10 @@ public final class Socket: ByteChannel, @unchecked Sendable {
         defer { sending = false }
         let site = CallSite(file: file, line: line, function: function)
         tx.pointee.address = address.storage
-        var r = try await request(t, CK_OP_CONNECT, buf: tx.addressPointer, len: Int(address.length),
+        // Both backends finish a non-blocking connect themselves (they wait
+        // for writability and read SO_ERROR below the backend interface).
+        let r = try await request(t, CK_OP_CONNECT, buf: tx.addressPointer, len: Int(address.length),
                                   state: .writeWait, site: site)
-        if r == -Int(EINPROGRESS) || r == -Int(EALREADY) || r == -Int(EAGAIN) {
-            // The socket is non-blocking; wait until it is writable and
-            // read the outcome.
-            r = try await request(t, CK_OP_POLL_OUT, buf: nil, len: 0, state: .writeWait, site: site)
-            if r >= 0 {
-                var err: Int32 = 0
-                var len = socklen_t(MemoryLayout<Int32>.size)
-                getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len)
-                r = -Int(err)
-            }
-        }
         if r < 0 { throw SocketError(errno: Int32(-r), operation: "connect to \(address)") }
     }
 
