@@ -71,7 +71,7 @@ let package = Package(
         ),
         .testTarget(
             name: "CurioTLSTests",
-            dependencies: ["CurioTLS", "Curio", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["CurioTLS", "Curio", "CurioTestSupport", .product(name: "Logging", package: "swift-log")],
             path: "Tests/CurioTLSTests",
             swiftSettings: [.enableUpcomingFeature("NonisolatedNonsendingByDefault")]
         ),
@@ -97,7 +97,7 @@ let package = Package(
         ),
         .testTarget(
             name: "CurioHTTPTests",
-            dependencies: ["CurioHTTP", "Curio", .product(name: "HTTPTypes", package: "swift-http-types")],
+            dependencies: ["CurioHTTP", "Curio", "CurioTestSupport", .product(name: "HTTPTypes", package: "swift-http-types")],
             path: "Tests/CurioHTTPTests"
         ),
         // swift-service-lifecycle: a kernel and its servers as a `Service`.
@@ -129,10 +129,12 @@ let package = Package(
             ],
             path: "Tests/CurioServiceLifecycleTests"
         ),
+        // Threads and bounded waits every test target shares (not a product).
+        .target(name: "CurioTestSupport", path: "Tests/CurioTestSupport"),
         .testTarget(
             name: "CurioTests",
             dependencies: [
-                "Curio", "CCurioKernel",
+                "Curio", "CCurioKernel", "CurioTestSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
             ],

@@ -390,7 +390,7 @@ public final class TLSConnection: ByteChannel, @unchecked Sendable {
             // An empty write still pushes out anything left by a cancelled one.
             if bytes.isEmpty { try await flush(site) }
         } catch let e as CancelledError {
-            throw progress(e, bytesSent: committed)
+            throw withProgress(e, bytesSent: committed)
         }
     }
 
@@ -567,27 +567,6 @@ private func isTLSRecordType(_ b: UInt8) -> Bool { (20...23).contains(b) }
 private func isIPAddress(_ s: String) -> Bool {
     var v4 = in_addr(), v6 = in6_addr()
     return inet_pton(AF_INET, s, &v4) == 1 || inet_pton(AF_INET6, s, &v6) == 1
-}
-
-/// `error` with the partial progress of an interrupted write recorded on
-/// it, when it is one of Curio's cancellations (as Curio's own streams do).
-func progress(_ error: any Error, bytesRead: Int? = nil, bytesSent: Int? = nil) -> any Error {
-    switch error {
-    case var e as TaskCancelled:
-        e.bytesRead = bytesRead ?? e.bytesRead
-        e.bytesSent = bytesSent ?? e.bytesSent
-        return e
-    case var e as TaskTimeout:
-        e.bytesRead = bytesRead ?? e.bytesRead
-        e.bytesSent = bytesSent ?? e.bytesSent
-        return e
-    case var e as TimeoutCancellationError:
-        e.bytesRead = bytesRead ?? e.bytesRead
-        e.bytesSent = bytesSent ?? e.bytesSent
-        return e
-    default:
-        return error
-    }
 }
 
 extension SocketStream {

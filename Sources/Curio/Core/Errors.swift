@@ -67,8 +67,9 @@ func progressDescription(_ read: Int?, _ sent: Int?) -> String {
 }
 
 /// `error` with the partial progress of an interrupted read or write
-/// recorded on it, when it is one of Curio's cancellations.
-func withProgress(_ error: any Error, bytesRead: Int? = nil, bytesSent: Int? = nil) -> any Error {
+/// recorded on it, when it is one of Curio's cancellations. `package`: the
+/// TLS and HTTP layers record their progress the same way.
+package func withProgress(_ error: any Error, bytesRead: Int? = nil, bytesSent: Int? = nil) -> any Error {
     switch error {
     case var e as TaskCancelled:
         e.bytesRead = bytesRead ?? e.bytesRead

@@ -6,6 +6,7 @@
 // what the server or the client reports, never by sleeping. Kernel tasks
 // do not call #expect: they return what they saw and the test checks it.
 import Curio
+import CurioTestSupport
 import CurioHTTP
 import Glibc
 import HTTPTypes
@@ -18,74 +19,9 @@ enum HTTPTest {
         init(_ description: String) { self.description = description }
     }
 
-    /// Delivers one result to a continuation, whoever comes first.
-    private final class Slot<T: Sendable>: Sendable {
-        private enum State {
-            case idle
-            case waiting(CheckedContinuation<T, any Error>)
-            case early(Result<T, any Error>)
-            case done
-        }
-        private let state = Mutex(State.idle)
-
-        func install(_ c: CheckedContinuation<T, any Error>) {
-            let early: Result<T, any Error>? = state.withLock { s in
-                if case .early(let r) = s {
-                    s = .done
-                    return r
-                }
-                s = .waiting(c)
-                return nil
-            }
-            if let early { c.resume(with: early) }
-        }
-
-        func finish(_ r: Result<T, any Error>) {
-            let c: CheckedContinuation<T, any Error>? = state.withLock { s in
-                switch s {
-                case .idle:
-                    s = .early(r)
-                    return nil
-                case .waiting(let c):
-                    s = .done
-                    return c
-                case .early, .done:
-                    return nil
-                }
-            }
-            c?.resume(with: r)
-        }
-    }
-
-    private final class Box: @unchecked Sendable {
-        // Unchecked: handed to exactly one new thread, which takes it.
-        let body: @Sendable () -> Void
-        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
-    }
-
     /// Runs `body` on a new thread → its value; fails after `limit` seconds.
     static func onThread<T: Sendable>(limit: Double, _ body: @escaping @Sendable () throws -> T) async throws -> T {
-        let slot = Slot<T>()
-        let watchdog = Task {
-            try? await Task.sleep(for: .seconds(limit))
-            slot.finish(.failure(Failure("the kernel thread did not finish within \(limit) s")))
-        }
-        defer { watchdog.cancel() }
-        return try await withCheckedThrowingContinuation { c in
-            slot.install(c)
-            let arg = Unmanaged.passRetained(Box { slot.finish(Result { try body() }) }).toOpaque()
-            var tid = pthread_t()
-            let rc = pthread_create(&tid, nil, { raw in
-                Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue().body()
-                return nil
-            }, arg)
-            if rc != 0 {
-                Unmanaged<Box>.fromOpaque(arg).release()
-                slot.finish(.failure(Failure("pthread_create failed: \(rc)")))
-            } else {
-                pthread_detach(tid)
-            }
-        }
+        try await TestThreads.onThread(limit: limit, body)
     }
 
     /// Runs `main` as the main task of a new kernel on its own thread.

@@ -12,6 +12,7 @@ import Synchronization
 import Testing
 
 @testable import Curio
+import CurioTestSupport
 
 enum KernelHarness {
     /// A failure of the harness itself (a bound that ran out).
@@ -94,79 +95,14 @@ enum KernelHarness {
 
     /// Starts a detached pthread running `body`.
     static func startThread(_ body: @escaping @Sendable () -> Void) {
-        final class Box {
-            let body: @Sendable () -> Void
-            init(_ body: @escaping @Sendable () -> Void) { self.body = body }
-        }
-        let arg = Unmanaged.passRetained(Box(body)).toOpaque()
-        var tid = pthread_t()
-        let rc = pthread_create(&tid, nil, { raw in
-            let box = Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue()
-            box.body()
-            return nil
-        }, arg)
-        precondition(rc == 0, "pthread_create failed: \(rc)")
-        pthread_detach(tid)
-    }
-
-    /// Delivers one result to a continuation, whoever comes first: the
-    /// thread, the watchdog or the test's cancellation (its time limit).
-    private final class Slot<T: Sendable>: Sendable {
-        private enum State {
-            case idle
-            case waiting(CheckedContinuation<T, any Error>)
-            case early(Result<T, any Error>)
-            case done
-        }
-        private let state = Mutex(State.idle)
-
-        func install(_ c: CheckedContinuation<T, any Error>) {
-            let early: Result<T, any Error>? = state.withLock { s in
-                if case .early(let r) = s {
-                    s = .done
-                    return r
-                }
-                s = .waiting(c)
-                return nil
-            }
-            if let early { c.resume(with: early) }
-        }
-
-        func finish(_ r: Result<T, any Error>) {
-            let c: CheckedContinuation<T, any Error>? = state.withLock { s in
-                switch s {
-                case .idle:
-                    s = .early(r)
-                    return nil
-                case .waiting(let c):
-                    s = .done
-                    return c
-                case .early, .done:
-                    return nil
-                }
-            }
-            c?.resume(with: r)
-        }
+        TestThreads.start(body)
     }
 
     /// Runs `body` on a new thread and returns what it returns. Fails after
     /// `limit` seconds (the thread is then abandoned).
     static func onThread<T: Sendable>(limit: Double = 20,
                                       _ body: @escaping @Sendable () throws -> T) async throws -> T {
-        let slot = Slot<T>()
-        let watchdog = Task {
-            try? await Task.sleep(for: .seconds(limit))
-            slot.finish(.failure(Failure(description: "the kernel thread did not finish within \(limit) s")))
-        }
-        defer { watchdog.cancel() }
-        return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { c in
-                slot.install(c)
-                startThread { slot.finish(Result { try body() }) }
-            }
-        } onCancel: {
-            slot.finish(.failure(CancellationError()))
-        }
+        try await TestThreads.onThread(limit: limit, body)
     }
 
     /// Runs `main` as the main task of a new kernel on a thread of its own,

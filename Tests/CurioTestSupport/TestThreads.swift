@@ -1,0 +1,94 @@
+// Threads for tests, shared by every test target: a kernel runs on a
+// thread of its own, never on a thread of Swift's cooperative pool
+// (blocking one would starve the test runner and its time limits), and
+// every wait for such a thread is bounded, so a hang fails instead of
+// hanging.
+import Glibc
+import Synchronization
+
+/// Starting plain threads and waiting for what they return, with bounds.
+public enum TestThreads {
+    /// What a bounded wait throws when its bound runs out.
+    public struct Timeout: Error, CustomStringConvertible {
+        /// Which wait ran out, and after how long.
+        public let description: String
+    }
+
+    /// Starts a detached pthread running `body`.
+    public static func start(_ body: @escaping @Sendable () -> Void) {
+        final class Box {
+            let body: @Sendable () -> Void
+            init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+        }
+        let arg = Unmanaged.passRetained(Box(body)).toOpaque()
+        var tid = pthread_t()
+        let rc = pthread_create(&tid, nil, { raw in
+            Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue().body()
+            return nil
+        }, arg)
+        precondition(rc == 0, "pthread_create failed: \(rc)")
+        pthread_detach(tid)
+    }
+
+    /// Runs `body` on a new thread and returns what it returns. Fails with
+    /// ``Timeout`` after `limit` seconds (the thread is then abandoned), or
+    /// with `CancellationError` when the calling task is cancelled (a
+    /// test's time limit).
+    public static func onThread<T: Sendable>(limit: Double,
+                                             _ body: @escaping @Sendable () throws -> T) async throws -> T {
+        let slot = Slot<T>()
+        let watchdog = Task {
+            try? await Task.sleep(for: .seconds(limit))
+            slot.finish(.failure(Timeout(description: "the kernel thread did not finish within \(limit) s")))
+        }
+        defer { watchdog.cancel() }
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { c in
+                slot.install(c)
+                start { slot.finish(Result { try body() }) }
+            }
+        } onCancel: {
+            slot.finish(.failure(CancellationError()))
+        }
+    }
+
+    /// Delivers one result to a continuation, whoever comes first: the
+    /// thread, the watchdog or the test's cancellation.
+    private final class Slot<T: Sendable>: Sendable {
+        private enum State {
+            case idle
+            case waiting(CheckedContinuation<T, any Error>)
+            case early(Result<T, any Error>)
+            case done
+        }
+        private let state = Mutex(State.idle)
+
+        func install(_ c: CheckedContinuation<T, any Error>) {
+            let early: Result<T, any Error>? = state.withLock { s in
+                if case .early(let r) = s {
+                    s = .done
+                    return r
+                }
+                s = .waiting(c)
+                return nil
+            }
+            if let early { c.resume(with: early) }
+        }
+
+        func finish(_ r: Result<T, any Error>) {
+            let c: CheckedContinuation<T, any Error>? = state.withLock { s in
+                switch s {
+                case .idle:
+                    s = .early(r)
+                    return nil
+                case .waiting(let c):
+                    s = .done
+                    return c
+                case .early, .done:
+                    return nil
+                }
+            }
+            c?.resume(with: r)
+        }
+    }
+}
