@@ -71,7 +71,7 @@ let package = Package(
         ),
         .testTarget(
             name: "CurioTLSTests",
-            dependencies: ["CurioTLS", "Curio", "CurioTestSupport", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["CurioTLS", "CurioHTTP", "Curio", "CurioTestSupport", .product(name: "Logging", package: "swift-log")],
             path: "Tests/CurioTLSTests",
             swiftSettings: [.enableUpcomingFeature("NonisolatedNonsendingByDefault")]
         ),
