@@ -1,6 +1,7 @@
 // Uses Curio from outside its repository: a kernel, tasks, Duration
 // timeouts, the Clock, an Event, a Queue, swift-log configuration and a
-// TCP echo round trip; with CONSUMER_LIFECYCLE, also CurioServiceLifecycle
+// TCP echo round trip; service mode, kernel.call, adopted Swift tasks and
+// a drained server (Embedding.swift); with CONSUMER_LIFECYCLE, also CurioServiceLifecycle
 // in a ServiceGroup. Prints the backend first; the check compares it with
 // the trait the consumer asked for.
 import Curio
@@ -57,6 +58,7 @@ func kernelChecks() throws -> Int {
 }
 
 print("sum: \(try kernelChecks())")
+try await embeddingChecks()
 #if CONSUMER_LIFECYCLE
 try await lifecycleChecks()
 #endif
