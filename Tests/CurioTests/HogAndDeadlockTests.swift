@@ -205,7 +205,10 @@ struct HogAndDeadlockTests {
 
     // MARK: The CPU hog
 
-    @Test(.timeLimit(.minutes(1)))
+    // Under a sanitizer the kernel thread's live stack is the instrumented
+    // build's, whose frames the test cannot name.
+    @Test(.timeLimit(.minutes(1)),
+          .disabled(if: getenv("CURIO_SANITIZER") != nil, "frame names differ in a sanitizer build"))
     func cpuHogIsNamedWhileItRuns() throws {
         let (child, ep) = try H.startWithRemoteMonitor(
             "hello-hog", environment: ["CURIO_TIME_SCALE": "0.1", "CURIO_LONG_BLOCK": "0.3"])
