@@ -95,13 +95,12 @@ test: deps ctest
 # ASan's leak checker stays off: the Swift runtime keeps its metadata
 # caches and the cooperative pool's threads for the life of the process on
 # purpose, and the tests that count descriptors and memory check leaks of
-# Curio's own resources. handle_segv=0: a test child that crashes on
-# purpose must die by SIGSEGV, not be turned into a report and exit 1.
-# CURIO_SANITIZER tells the few tests that cannot hold under instrumentation
-# (a live stack's frame names, resident memory with ASan's quarantine).
+# Curio's own resources. CURIO_SANITIZER tells the few tests that cannot hold under instrumentation
+# (a live stack's frame names, resident memory with ASan's quarantine, a
+# child's deliberate SIGSEGV, which the sanitizer runtime takes over).
 SAN_TEST_FLAGS ?= $(SWIFT_TEST_FLAGS)
-TSAN_RUN_OPTIONS := halt_on_error=0 exitcode=66 second_deadlock_stack=1 history_size=4 handle_segv=0
-ASAN_RUN_OPTIONS := halt_on_error=1 detect_leaks=0 detect_stack_use_after_return=0 abort_on_error=0 handle_segv=0
+TSAN_RUN_OPTIONS := halt_on_error=0 exitcode=66 second_deadlock_stack=1 history_size=4
+ASAN_RUN_OPTIONS := halt_on_error=1 detect_leaks=0 detect_stack_use_after_return=0 abort_on_error=0
 
 test-tsan: deps
 	$(SWIFT) build --build-tests --sanitize=thread --scratch-path .build-tsan

@@ -128,12 +128,18 @@ struct LoggingTests {
         let capture = LogCapture()
         let kernel = Self.kernel(capture)
         let event = Event()
-        async let ran: Void = KernelHarness.onThread {
-            try kernel.run { () async throws -> Void in
-                let waiter = try await spawn(name: "stuck") { try await event.wait() }
-                try await waiter.join()
+        // The kernel's thread starts here and now, not from a child task
+        // that may wait for a thread of Swift's busy pool.
+        let ranResult = Mutex<Result<Void, any Error>?>(nil)
+        KernelHarness.startThread {
+            let r = Result {
+                try kernel.run { () async throws -> Void in
+                    let waiter = try await spawn(name: "stuck") { try await event.wait() }
+                    try await waiter.join()
+                }
+                try kernel.shutdown()
             }
-            try kernel.shutdown()
+            ranResult.withLock { $0 = r }
         }
         let e = try await KernelHarness.onThread { try capture.first(startingWith: "curio: deadlock:") }
         let entry = try #require(e)
@@ -142,7 +148,10 @@ struct LoggingTests {
         #expect(entry.metadata[CurioLogMetadataKey.kernel] == "\(kernel.serial)")
         // Break it from outside so the kernel can end.
         kernel.addTask { await event.set() }
-        try await ran
+        try await KernelHarness.onThread(limit: 30) {
+            while ranResult.withLock({ $0 == nil }) { usleep(1000) }
+            try ranResult.withLock { $0! }.get()
+        }
     }
 
     @Test func aLongBlockIsAWarningWithTheTask() async throws {

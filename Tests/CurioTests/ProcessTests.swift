@@ -162,7 +162,10 @@ struct ProcessTests {
         Self.checkClean(r)
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    // A sanitizer runtime takes over the child's SIGSEGV (a report and exit
+    // 1, or a hang with its handler off): the crash cannot be seen as such.
+    @Test(.timeLimit(.minutes(1)),
+          .disabled(if: getenv("CURIO_SANITIZER") != nil, "a sanitizer runtime handles the child's SIGSEGV"))
     func helloProcessCrash() async throws {
         let r = try await Self.runExample("crash", expectedLines: 2)
         #expect(r.lines == ["crash: child crashed: killed by signal 11", "fail: the input was rejected"])
