@@ -89,16 +89,8 @@ public final class Lock: @unchecked Sendable {
     public func withLock<T>(file: StaticString = #filePath, line: UInt = #line,
                             function: StaticString = #function,
                             _ body: () async throws -> T) async throws -> T {
-        try await acquire(file: file, line: line, function: function)
-        let value: T
-        do {
-            value = try await body()
-        } catch {
-            try? await release()
-            throw error
-        }
-        try await release()
-        return value
+        try await holding({ try await acquire(file: file, line: line, function: function) },
+                          { try await release() }, body)
     }
 
     // MARK: - Shared with RLock and Condition
@@ -237,15 +229,7 @@ public final class RLock: @unchecked Sendable {
     public func withLock<T>(file: StaticString = #filePath, line: UInt = #line,
                             function: StaticString = #function,
                             _ body: () async throws -> T) async throws -> T {
-        try await acquire(file: file, line: line, function: function)
-        let value: T
-        do {
-            value = try await body()
-        } catch {
-            try? await release()
-            throw error
-        }
-        try await release()
-        return value
+        try await holding({ try await acquire(file: file, line: line, function: function) },
+                          { try await release() }, body)
     }
 }

@@ -108,16 +108,8 @@ public class Semaphore: @unchecked Sendable {
     public func withLock<T>(file: StaticString = #filePath, line: UInt = #line,
                             function: StaticString = #function,
                             _ body: () async throws -> T) async throws -> T {
-        try await acquire(file: file, line: line, function: function)
-        let result: T
-        do {
-            result = try await body()
-        } catch {
-            try? await release()
-            throw error
-        }
-        try await release()
-        return result
+        try await holding({ try await acquire(file: file, line: line, function: function) },
+                          { try await release() }, body)
     }
 }
 
