@@ -83,14 +83,12 @@ public final class SignalSet: @unchecked Sendable {
         let scoped = watchDepth > 0
         if !scoped { try startWatching(t.kernel) }
         defer { if !scoped { stopWatching() } }
-        t.kernel.externalWaits += 1
-        defer { t.kernel.externalWaits -= 1 }
-        while true {
-            if let sig = takePending() { return sig }
-            let r = try await t.kernel.block(t, .signalWait, on: waiters, deadline: deadline,
-                                             site: CallSite(file: file, line: line, function: function))
-            if r == Wake.timeout { return takePending() }
+        if let sig = takePending() { return sig }
+        _ = try await t.kernel.blockExternally(t, .signalWait, on: waiters, deadline: deadline,
+                                               site: CallSite(file: file, line: line, function: function)) {
+            pending.withLock { !$0.isEmpty }
         }
+        return takePending()
     }
 
     private func takePending() -> Int32? {

@@ -138,25 +138,23 @@ public class UniversalWaitList: @unchecked Sendable {
         switch w.kind {
         case .curio(let k, let t):
             defer { w.active = false }
-            k.externalWaits += 1
-            defer { k.externalWaits -= 1 }
-            while true {
-                let r: Int
-                do {
-                    r = try await k.block(t, state, on: nil, deadline: deadline ?? .max, site: site)
-                } catch {
-                    let listed = lock.withLock { unlist(w) }
-                    if listed { throw error }
-                    try handedThenCancelled(w, error)
-                    return true
+            let r: WaitOutcome
+            do {
+                r = try await k.blockExternally(t, state, on: nil, deadline: deadline ?? .max, site: site) {
+                    lock.withLock { w.handed }
                 }
-                if r == Wake.timeout {
-                    // Not listed any more: handed over meanwhile (its resume,
-                    // still on the way, finds the wait inactive).
-                    return !lock.withLock { unlist(w) }
-                }
-                if lock.withLock({ w.handed }) { return true }
+            } catch {
+                let listed = lock.withLock { unlist(w) }
+                if listed { throw error }
+                try handedThenCancelled(w, error)
+                return true
             }
+            if r == .timedOut {
+                // Not listed any more: handed over meanwhile (its resume,
+                // still on the way, finds the wait inactive).
+                return !lock.withLock { unlist(w) }
+            }
+            return true
         case .thread:
             return blockThread(w, deadline: deadline, unlist: unlist)
         case .swift:

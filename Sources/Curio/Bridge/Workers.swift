@@ -193,10 +193,10 @@ extension Kernel {
                 }
             }
         }
-        externalWaits += 1
-        defer { externalWaits -= 1 }
         do {
-            _ = try await block(t, state, on: nil, deadline: .max, site: site)
+            _ = try await blockExternally(t, state, on: nil, deadline: .max, site: site) {
+                box.value.result != nil
+            }
         } catch {
             if let result = box.value.result {
                 onCancel?(result)

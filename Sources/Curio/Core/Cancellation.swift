@@ -11,9 +11,7 @@ import CCurioKernel
 /// ```
 public func disableCancellation<T>(_ body: () async throws -> T) async throws -> T {
     let t = try Kernel.currentTask()
-    t.cancelDisabled += 1
-    defer { t.cancelDisabled -= 1 }
-    return try await body()
+    return try await t.kernel.holdingCancellation(t, body)
 }
 
 /// Throws the cancellation (or timeout) pending for the calling task, if
@@ -31,11 +29,7 @@ public func checkCancellation() async throws {
 public func pendingCancellation() async throws -> (any Error)? {
     let t = try Kernel.currentTask()
     if let e = t.pendingCancel { return e }
-    if t.effectiveDeadline != .max && !t.deadlineDelivered && !t.cancelled {
-        let now = ck_now_ns()
-        if now >= t.effectiveDeadline { return TaskTimeout(clock: Double(now) / 1e9) }
-    }
-    return nil
+    return t.taskDeadlineDueNow().map { TaskTimeout(clock: Double($0) / 1e9) }
 }
 
 /// Swift's own cancellation error counts as a Curio cancellation, so

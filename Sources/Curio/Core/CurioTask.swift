@@ -33,17 +33,14 @@ public class AnyCurioTask: @unchecked Sendable, CustomStringConvertible {
     // exclusivity checks cost more here than they protect (only the kernel
     // thread writes it, and never re-entrantly).
 
-    // The current wait. Exactly one of waitQueue / timer / ioHandle / the
-    // yield list links the task while `continuation` is set.
-    @exclusivity(unchecked) var continuation: UnsafeContinuation<Int, Never>?
-    @exclusivity(unchecked) unowned(unsafe) var waitQueue: WaitQueue?
+    // The current wait, while `continuation` is set: what undoes it on a
+    // cancellation or timeout (Traps.swift), the wait-queue links, and
+    // the timer of its deadline, if any.
+    @exclusivity(unchecked) var continuation: UnsafeContinuation<Wake, Never>?
+    @exclusivity(unchecked) var cancelHook: CancelHook = .none
     @exclusivity(unchecked) unowned(unsafe) var wqPrev: AnyCurioTask?
     @exclusivity(unchecked) unowned(unsafe) var wqNext: AnyCurioTask?
     @exclusivity(unchecked) var timer: UInt64 = 0
-    @exclusivity(unchecked) var yielding = false
-    @exclusivity(unchecked) var ioHandle: UInt64 = 0
-    /// Why an I/O wait was interrupted (Wake.cancel / Wake.timeout), or 0.
-    @exclusivity(unchecked) var ioInterrupt = 0
     /// Absolute deadline of the operation's own timeout (Int64.max: none).
     @exclusivity(unchecked) var ownDeadline: Int64 = .max
     /// When the pending timer fires (for the monitor's Timeout column).
@@ -184,9 +181,9 @@ public class AnyCurioTask: @unchecked Sendable, CustomStringConvertible {
         if me === self {
             throw CurioUsageError(.invalidArgument, "a task cannot join itself")
         }
-        let deadline = try timeout.map { try deadlineAfter($0) } ?? .max
+        let deadline = try syncDeadline(timeout)
         let r = try await kernel.block(me, .taskJoin, on: joinQueue(), deadline: deadline, site: site)
-        if r == Wake.timeout { throw TaskTimeout(clock: clock()) }
+        if r == .timedOut { throw TaskTimeout(clock: clock()) }
     }
 
     /// The error for a join of a task that ended by throwing.

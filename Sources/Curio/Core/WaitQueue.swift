@@ -11,7 +11,7 @@ final class WaitQueue {
     var isEmpty: Bool { count == 0 }
 
     func append(_ t: AnyCurioTask) {
-        t.waitQueue = self
+        t.cancelHook = .queue(Unmanaged.passUnretained(self))
         t.wqNext = nil
         t.wqPrev = last
         if let last { last.wqNext = t } else { first = t }
@@ -24,7 +24,7 @@ final class WaitQueue {
         if let n = t.wqNext { n.wqPrev = t.wqPrev } else { last = t.wqPrev }
         t.wqPrev = nil
         t.wqNext = nil
-        t.waitQueue = nil
+        t.cancelHook = .none
         count -= 1
     }
 

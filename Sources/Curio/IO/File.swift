@@ -123,13 +123,13 @@ public final class AsyncFile: AsyncSequence, @unchecked Sendable {
         // The worker is waited for (below), and the buffer is the file's
         // own, claimed by this task: the pointer is valid for the whole job.
         nonisolated(unsafe) let p = buf
-        t.cancelDisabled += 1
-        defer { t.cancelDisabled -= 1 }
-        return try await t.kernel.runOnWorker(t, pool: .blocking, state: write ? .writeWait : .readWait, site: site,
-                                              onCancel: nil) {
-            let r = write ? (appending ? Glibc.write(fd, p, count) : pwrite(fd, p, count, Int(at)))
-                          : pread(fd, p, count, Int(at))
-            return r < 0 ? -Int(errno) : r
+        return try await t.kernel.holdingCancellation(t) {
+            try await t.kernel.runOnWorker(t, pool: .blocking, state: write ? .writeWait : .readWait, site: site,
+                                           onCancel: nil) {
+                let r = write ? (appending ? Glibc.write(fd, p, count) : pwrite(fd, p, count, Int(at)))
+                              : pread(fd, p, count, Int(at))
+                return r < 0 ? -Int(errno) : r
+            }
         }
     }
 

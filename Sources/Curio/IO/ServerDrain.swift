@@ -32,7 +32,7 @@ final class ServerHandlers: TaskEndObserver {
         while !running.isEmpty {
             let r = try await me.kernel.block(me, .taskJoin, on: emptied, deadline: deadline,
                                               site: CallSite(file: #filePath, line: #line, function: #function))
-            if r == Wake.timeout { return running.isEmpty }
+            if r == .timedOut { return running.isEmpty }
         }
         return true
     }
@@ -41,12 +41,12 @@ final class ServerHandlers: TaskEndObserver {
     /// connection as it ends). Not interruptible: a cancellation of the
     /// caller arriving meanwhile waits for its next blocking call.
     func cancelAll(_ me: AnyCurioTask) async throws {
-        me.cancelDisabled += 1
-        defer { me.cancelDisabled -= 1 }
-        while !running.isEmpty {
-            let victims = running.values.sorted { $0.id < $1.id }
-            for t in victims { me.kernel.deliverCancel(t, TaskCancelled()) }
-            for t in victims where !t.terminated { try await t.wait() }
+        try await me.kernel.holdingCancellation(me) {
+            while !running.isEmpty {
+                let victims = running.values.sorted { $0.id < $1.id }
+                for t in victims { me.kernel.deliverCancel(t, TaskCancelled()) }
+                for t in victims where !t.terminated { try await t.wait() }
+            }
         }
     }
 }

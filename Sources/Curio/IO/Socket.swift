@@ -133,7 +133,7 @@ public final class Socket: ByteChannel, @unchecked Sendable {
         (rxBuffer.capacity, txBuffer.capacity, rxBuffer.address, txBuffer.address)
     }
 
-    private func checkOpen(_ what: String) throws {
+    private func checkOpen(_ what: StaticString) throws {
         if fd < 0 { throw SocketError(errno: EBADF, operation: "\(what) on a closed socket") }
     }
 
@@ -217,7 +217,7 @@ public final class Socket: ByteChannel, @unchecked Sendable {
     /// Claims one direction for the calling task, or throws ResourceBusy.
     private func begin(_ receive: Bool, _ what: StaticString) throws -> AnyCurioTask {
         let t = try affinity.task(what)
-        try checkOpen("\(what)")
+        try checkOpen(what)
         if receive {
             if receiving { throw ResourceBusy("another task is already receiving on socket \(fd)") }
             receiving = true
@@ -348,8 +348,24 @@ public final class Socket: ByteChannel, @unchecked Sendable {
     }
 
     /// One send for `t`, which has claimed the sending direction.
+    ///
+    /// Tried at once first: a send that finds room in the socket's buffer
+    /// (nearly every send of a request/response protocol) completes without
+    /// suspending the task, which saves a whole suspend/resume of its Swift
+    /// task. Only a send that would block goes to the backend. Adopted Swift
+    /// tasks take the backend's path, which also listens for Swift
+    /// cancellation.
     private func sendOnce(_ t: AnyCurioTask, _ base: UnsafeRawPointer?, _ count: Int, flags: Int32,
                           site: CallSite) async throws -> Int {
+        if _fastPath(t.swiftTask != nil) {
+            try t.kernel.checkDeliverable(t)
+            let n = Glibc.send(fd, base, count, flags | Int32(MSG_DONTWAIT) | Int32(MSG_NOSIGNAL))
+            if n >= 0 { return n }
+            let e = errno
+            if e != EAGAIN && e != EWOULDBLOCK && e != EINTR {
+                throw SocketError(errno: e, operation: "send")
+            }
+        }
         let r = try await request(t, CK_OP_SEND, buf: UnsafeMutableRawPointer(mutating: base),
                                   len: count, flags: flags, state: .writeWait, site: site)
         if r < 0 { throw SocketError(errno: Int32(-r), operation: "send") }

@@ -148,7 +148,7 @@ public final class Condition: @unchecked Sendable {
         // A pending cancellation is delivered while the lock is still held.
         try t.kernel.checkDeliverable(t)
         lock.handOff(t.kernel)
-        let r: Int
+        let r: WaitOutcome
         do {
             r = try await t.kernel.block(t, .condWait, on: waiters, deadline: deadline, site: site)
         } catch {
@@ -156,6 +156,6 @@ public final class Condition: @unchecked Sendable {
             throw error
         }
         await lock.reacquire(t, site: site)
-        return r != Wake.timeout
+        return r != .timedOut
     }
 }

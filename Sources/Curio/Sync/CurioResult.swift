@@ -66,7 +66,7 @@ public final class CurioResult<T>: @unchecked Sendable {
         if outcome != nil { return true }
         let r = try await t.kernel.block(t, .eventWait, on: waiters, deadline: deadline,
                                          site: CallSite(file: file, line: line, function: function))
-        return r != Wake.timeout
+        return r != .timedOut
     }
 
     private func settle(_ result: Result<T, any Error>, _ what: StaticString) throws {

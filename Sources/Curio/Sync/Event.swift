@@ -59,6 +59,6 @@ public final class Event: @unchecked Sendable {
         if flag.load(ordering: .sequentiallyConsistent) { return true }
         let r = try await t.kernel.block(t, .eventWait, on: waiters, deadline: deadline,
                                          site: CallSite(file: file, line: line, function: function))
-        return r != Wake.timeout
+        return r != .timedOut
     }
 }

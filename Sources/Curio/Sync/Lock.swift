@@ -1,12 +1,3 @@
-/// The absolute deadline for the optional `timeout:` of a synchronization
-/// call (`.max` when there is none), or ``CurioUsageError`` with kind
-/// `.invalidTimeout` for a negative, NaN or infinite timeout.
-@inline(__always)
-func syncDeadline(_ timeout: Double?) throws -> Int64 {
-    guard let timeout else { return .max }
-    return try deadlineAfter(timeout)
-}
-
 /// A mutual-exclusion lock for the tasks of one kernel (curio's `Lock`).
 ///
 /// ```swift
@@ -107,7 +98,7 @@ public final class Lock: @unchecked Sendable {
                 "Lock.acquire: the calling task (\(t.id)) already holds this lock, so waiting for it would deadlock; use RLock for a lock a task may acquire again")
         }
         let r = try await t.kernel.block(t, .lockAcquire, on: waiters, deadline: deadline, site: site)
-        if r == Wake.timeout { return false }
+        if r == .timedOut { return false }
         assert(ownerID == t.id, "woken without the lock: hand-off broken")
         return true
     }
@@ -142,15 +133,7 @@ public final class Lock: @unchecked Sendable {
             ownerID = t.id
             return
         }
-        t.cancelDisabled += 1
-        defer { t.cancelDisabled -= 1 }
-        do {
-            _ = try await t.kernel.block(t, .lockAcquire, on: waiters, deadline: .max, site: site)
-        } catch {
-            // With cancellation disabled and no deadline, block neither
-            // throws nor times out; getting here is a kernel bug.
-            preconditionFailure("curio: a wait with cancellation disabled was interrupted by \(error)")
-        }
+        await t.kernel.blockUninterrupted(t, .lockAcquire, on: waiters, site: site)
         assert(ownerID == t.id, "woken without the lock: hand-off broken")
     }
 }

@@ -263,7 +263,7 @@ class QueueWaits {
     @usableFromInline
     final func waitToPut(_ t: AnyCurioTask, _ deadline: Int64, _ site: CallSite) async throws -> Bool {
         let r = try await t.kernel.block(t, .queuePut, on: putters, deadline: deadline, site: site)
-        return r != Wake.timeout
+        return r != .timedOut
     }
 
     /// Waits for an item; true when one was reserved for the caller (the
@@ -271,7 +271,7 @@ class QueueWaits {
     @usableFromInline
     final func waitToGet(_ t: AnyCurioTask, _ deadline: Int64, _ site: CallSite) async throws -> Bool {
         let r = try await t.kernel.block(t, .queueGet, on: getters, deadline: deadline, site: site)
-        if r == Wake.timeout { return false }
+        if r == .timedOut { return false }
         precondition(reserved > 0, "curio: a getter woken without an item")
         reserved -= 1
         return true
@@ -282,7 +282,7 @@ class QueueWaits {
         let (t, deadline) = try begin(what, timeout)
         if unfinished == 0 { return true }
         let r = try await t.kernel.block(t, .queueJoin, on: joiners, deadline: deadline, site: site)
-        return r != Wake.timeout
+        return r != .timedOut
     }
 
     final func taskDone(_ what: StaticString) throws {

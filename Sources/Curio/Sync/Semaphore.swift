@@ -84,7 +84,7 @@ public class Semaphore: @unchecked Sendable {
         let r = try await t.kernel.block(t, .semaAcquire, on: waiters, deadline: deadline,
                                          site: CallSite(file: file, line: line, function: function))
         // A normal wake carries the releaser's permit.
-        return r != Wake.timeout
+        return r != .timedOut
     }
 
     /// Gives a permit back: to the first waiting task if there is one,

@@ -213,15 +213,15 @@ public final class CurioTaskGroup<T>: AsyncSequence, TaskEndObserver, @unchecked
     public func cancelRemaining(file: StaticString = #filePath, line: UInt = #line,
                                 function: StaticString = #function) async throws {
         let me = try affinity.task()
-        me.cancelDisabled += 1
-        defer { me.cancelDisabled -= 1 }
-        // A member may spawn into the group while it is being cancelled:
-        // repeat until none is left.
-        while !running.isEmpty {
-            let victims = tasks
-            for t in victims { me.kernel.deliverCancel(t, TaskCancelled()) }
-            for t in victims where !t.terminated {
-                try await t.wait(file: file, line: line, function: function)
+        try await me.kernel.holdingCancellation(me) {
+            // A member may spawn into the group while it is being cancelled:
+            // repeat until none is left.
+            while !running.isEmpty {
+                let victims = tasks
+                for t in victims { me.kernel.deliverCancel(t, TaskCancelled()) }
+                for t in victims where !t.terminated {
+                    try await t.wait(file: file, line: line, function: function)
+                }
             }
         }
     }
