@@ -2195,6 +2195,408 @@ static size_t capture_stderr_end(int saved, FILE *tmp, char *out, size_t cap) {
     return n;
 }
 
+/* ------------------------------------------------------------------ streaming receive */
+
+/* What a stream has delivered so far: bytes in order, the buffers still
+ * held (when the test holds them) and the end. */
+typedef struct stream_sink {
+    uint8_t *data;
+    size_t len, cap;
+    uint32_t held[64];
+    int nheld;
+    int chunks;
+    bool ended;
+    int64_t end;
+} stream_sink;
+
+static void sink_free(stream_sink *s) { free(s->data); }
+
+/* Takes one event of stream `token`; `hold` keeps the buffer instead of
+ * releasing it at once. False for an event the test did not expect. */
+static bool sink_take(ck_kernel *k, stream_sink *s, const ck_event *e, void *token, bool hold) {
+    if (e->token != token) return false;
+    if (e->kind == CK_EVENT_STREAM_END) {
+        if (s->ended) return false;
+        s->ended = true;
+        s->end = e->result;
+        return true;
+    }
+    if (e->kind != CK_EVENT_CHUNK || s->ended || e->result <= 0) return false;
+    uint8_t *b = ck_stream_buffer(k, e->aux);
+    if (!b) return false;
+    if (s->len + (size_t)e->result > s->cap) {
+        s->cap = (s->len + (size_t)e->result) * 2;
+        s->data = realloc(s->data, s->cap);
+    }
+    memcpy(s->data + s->len, b, (size_t)e->result);
+    s->len += (size_t)e->result;
+    s->chunks++;
+    if (hold) {
+        if (s->nheld == 64) return false;
+        s->held[s->nheld++] = e->aux;
+        return true;
+    }
+    return ck_stream_release(k, e->aux);
+}
+
+static void sink_release_all(ck_kernel *k, stream_sink *s) {
+    for (int i = 0; i < s->nheld; i++) ck_stream_release(k, s->held[i]);
+    s->nheld = 0;
+}
+
+/* Polls (bounded) until the sink has `want` bytes or the stream ended. */
+static bool sink_until(ck_kernel *k, stream_sink *s, void *token, size_t want, bool hold) {
+    int64_t end = ck_now_ns() + 5 * SEC;
+    ck_event ev[64];
+    while (s->len < want && !s->ended) {
+        int64_t left = end - ck_now_ns();
+        if (left <= 0) return false;
+        int n = ck_poll(k, true, left, ev, 64);
+        if (n < 0) return false;
+        for (int i = 0; i < n; i++)
+            if (!sink_take(k, s, &ev[i], token, hold)) return false;
+    }
+    return true;
+}
+
+static void fill_pattern(uint8_t *b, size_t n, size_t from) {
+    for (size_t i = 0; i < n; i++) b[i] = (uint8_t)((from + i) * 31 + ((from + i) >> 9));
+}
+
+static bool check_pattern(const uint8_t *b, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (b[i] != (uint8_t)(i * 31 + (i >> 9))) return false;
+    return true;
+}
+
+static uint64_t start_stream(ck_kernel *k, int fd, uint32_t bound, void *token) {
+    ck_request_args a = req(CK_OP_RECV_STREAM, fd, NULL, bound);
+    uint64_t h = 0;
+    int64_t r = ck_submit(k, &a, token, &h);
+    return r == CK_PENDING ? h : 0;
+}
+
+/* Bytes arrive as chunks in pool buffers, in order, and the stream ends
+ * with 0 at EOF; every buffer is back and no stream is left. A megabyte
+ * through 16 buffers of 4 KiB checks that buffers go round intact. */
+static void test_stream_transfer(const config *cfg) {
+    NEWK(k);
+    CHECK(ck_stream_configure(k, 16, 4096) == 0);
+    int sv[2];
+    CHECK(make_socketpair(cfg, sv) == 0);
+    set_nonblock(sv[1], true);
+    uint64_t h = start_stream(k, sv[0], 4, tok(1));
+    CHECK(h != 0);
+    ck_stream_stats st;
+    ck_get_stream_stats(k, &st);
+    CHECKF(st.buffers == 16 && st.buffer_size == 4096 && st.streams == 1, "stats %u %u %u",
+           st.buffers, st.buffer_size, st.streams);
+    if (cfg->expect == CK_BACKEND_IO_URING) CHECKF(st.ring, "io_uring on Linux >= 6.0 uses a buffer ring");
+    else CHECK(!st.ring);
+    CHECK(poll_quiet(k, 5 * MS) == 0);
+
+    const size_t total = 1 << 20;
+    uint8_t *src = malloc(total);
+    fill_pattern(src, total, 0);
+    stream_sink s = {0};
+    size_t sent = 0;
+    while (sent < total) {
+        ssize_t w = write(sv[1], src + sent, total - sent);
+        if (w > 0) sent += (size_t)w;
+        else CHECKF(errno == EAGAIN, "write: %s", strerror(errno));
+        if (!sink_until(k, &s, tok(1), s.len + 1, false)) break;
+    }
+    CHECK(sink_until(k, &s, tok(1), total, false));
+    close(sv[1]);
+    CHECK(sink_until(k, &s, tok(1), SIZE_MAX, false));
+    CHECKF(s.ended && s.end == 0, "end %lld", (long long)s.end);
+    CHECKF(s.len == total && check_pattern(s.data, s.len), "%zu of %zu bytes, intact %d", s.len, total,
+           check_pattern(s.data, s.len));
+    ck_get_stream_stats(k, &st);
+    CHECKF(st.held == 0 && st.streams == 0 && st.chunks == (uint64_t)s.chunks, "held %u streams %u chunks %llu",
+           st.held, st.streams, (unsigned long long)st.chunks);
+    CHECK(ck_pending_requests(k) == 0);
+    free(src);
+    sink_free(&s);
+    close_fd(k, sv[0]);
+    free_kernel(k);
+}
+
+/* A pool of two buffers shared by two streams: held chunks empty it, the
+ * streams stop (ENOBUFS on io_uring) and nothing arrives; each release
+ * starts one again, and every byte arrives, in order, on its stream. */
+static void test_stream_exhausted(const config *cfg) {
+    NEWK(k);
+    CHECK(ck_stream_configure(k, 2, 64) == 0);
+    int a[2], b[2];
+    CHECK(make_socketpair(cfg, a) == 0 && make_socketpair(cfg, b) == 0);
+    uint8_t src[1000];
+    fill_pattern(src, sizeof src, 0);
+    CHECK(write(a[1], src, sizeof src) == (ssize_t)sizeof src);
+    CHECK(write(b[1], src, sizeof src) == (ssize_t)sizeof src);
+    CHECK(start_stream(k, a[0], 0, tok(1)) != 0);
+    CHECK(start_stream(k, b[0], 0, tok(2)) != 0);
+    stream_sink sa = {0}, sb = {0};
+    ck_event ev[16];
+    /* Both buffers go out; then nothing more while they are held. */
+    int got = 0;
+    int64_t end = ck_now_ns() + 5 * SEC;
+    while (got < 2 && ck_now_ns() < end) {
+        int n = ck_poll(k, true, end - ck_now_ns(), ev, 16);
+        CHECK(n >= 0);
+        for (int i = 0; i < n; i++) {
+            stream_sink *s = ev[i].token == tok(1) ? &sa : &sb;
+            CHECK(sink_take(k, s, &ev[i], ev[i].token, true));
+            got++;
+        }
+    }
+    CHECKF(got == 2, "%d chunks", got);
+    CHECK(poll_quiet(k, 10 * MS) == 0);
+    ck_stream_stats st;
+    ck_get_stream_stats(k, &st);
+    CHECKF(st.held == 2 && st.exhausted >= 1, "held %u exhausted %llu", st.held,
+           (unsigned long long)st.exhausted);
+    /* Releasing one at a time drives both to the end. */
+    while (sa.len < sizeof src || sb.len < sizeof src) {
+        sink_release_all(k, &sa);
+        sink_release_all(k, &sb);
+        int n = poll_until(k, ev, 16, 1, 5 * SEC);
+        CHECKF(n > 0, "stalled with %zu and %zu bytes", sa.len, sb.len);
+        for (int i = 0; i < n; i++) {
+            stream_sink *s = ev[i].token == tok(1) ? &sa : &sb;
+            CHECK(sink_take(k, s, &ev[i], ev[i].token, true));
+        }
+    }
+    sink_release_all(k, &sa);
+    sink_release_all(k, &sb);
+    CHECK(sa.len == sizeof src && check_pattern(sa.data, sa.len));
+    CHECK(sb.len == sizeof src && check_pattern(sb.data, sb.len));
+    ck_get_stream_stats(k, &st);
+    CHECKF(st.held == 0 && st.rearmed >= 1, "held %u rearmed %llu", st.held, (unsigned long long)st.rearmed);
+    close(a[1]);
+    close(b[1]);
+    while (!sa.ended || !sb.ended) {
+        int n = poll_until(k, ev, 16, 1, 5 * SEC);
+        CHECK(n > 0);
+        for (int i = 0; i < n; i++) {
+            stream_sink *s = ev[i].token == tok(1) ? &sa : &sb;
+            CHECK(sink_take(k, s, &ev[i], ev[i].token, false));
+        }
+    }
+    CHECK(sa.end == 0);
+    CHECK(sb.ended && sb.end == 0);
+    CHECK(ck_pending_requests(k) == 0);
+    sink_free(&sa);
+    sink_free(&sb);
+    close_fd(k, a[0]);
+    close_fd(k, b[0]);
+    free_kernel(k);
+}
+
+/* A slow consumer: a stream bound to two buffers stops when it holds them
+ * (the writer then fills the socket and would block: TCP's back-pressure),
+ * and goes on when the consumer releases; nothing is lost. */
+static void test_stream_slow_consumer(const config *cfg) {
+    NEWK(k);
+    CHECK(ck_stream_configure(k, 64, 256) == 0);
+    int sv[2];
+    CHECK(make_socketpair(cfg, sv) == 0);
+    set_nonblock(sv[1], true);
+    CHECK(start_stream(k, sv[0], 2, tok(1)) != 0);
+    const size_t total = 256 * 1024;
+    uint8_t *src = malloc(total);
+    fill_pattern(src, total, 0);
+    size_t sent = 0;
+    stream_sink s = {0};
+    bool blocked = false;
+    while (s.len < total) {
+        /* Write until the socket is full. */
+        while (sent < total) {
+            ssize_t w = write(sv[1], src + sent, total - sent);
+            if (w <= 0) {
+                CHECK(errno == EAGAIN);
+                blocked = true;
+                break;
+            }
+            sent += (size_t)w;
+        }
+        /* Take what comes, holding it: the stream stops at its bound (the
+         * kernel may hand over a few chunks it already had on io_uring). */
+        ck_event ev[64];
+        int n = poll_until(k, ev, 64, 1, 5 * SEC);
+        CHECKF(n > 0, "no chunk with %zu of %zu bytes", s.len, total);
+        for (int i = 0; i < n; i++) CHECK(sink_take(k, &s, &ev[i], tok(1), true));
+        CHECK(poll_quiet(k, 2 * MS) >= 0);
+        ck_stream_stats st;
+        ck_get_stream_stats(k, &st);
+        CHECKF(st.held <= st.buffers && (size_t)s.nheld == st.held, "held %u of %u", st.held, st.buffers);
+        sink_release_all(k, &s);
+    }
+    CHECK(blocked);
+    ck_stream_stats st;
+    ck_get_stream_stats(k, &st);
+    CHECKF(st.paused >= 1, "the stream never stopped at its bound");
+    CHECK(s.len == total && check_pattern(s.data, s.len));
+    free(src);
+    sink_free(&s);
+    close(sv[1]);
+    close_fd(k, sv[0]);
+    CHECK(poll_until(k, (ck_event[4]){0}, 4, 1, 5 * SEC) == 1);
+    CHECK(ck_pending_requests(k) == 0);
+    free_kernel(k);
+}
+
+/* A peer that resets mid-stream: the data before the reset arrives, then
+ * the stream ends with -ECONNRESET, and every buffer comes back. */
+static void test_stream_reset(const config *cfg) {
+    NEWK(k);
+    struct sockaddr_in sa;
+    int ls = listen_loopback(cfg, &sa);
+    CHECK(ls >= 0);
+    int c = dial(&sa);
+    CHECK(c >= 0);
+    int s = accept4(ls, NULL, NULL, SOCK_CLOEXEC);
+    CHECK(s >= 0);
+    set_nonblock(s, cfg->nonblocking);
+    CHECK(start_stream(k, s, 0, tok(1)) != 0);
+    uint8_t src[3000];
+    fill_pattern(src, sizeof src, 0);
+    CHECK(write(c, src, sizeof src) == (ssize_t)sizeof src);
+    stream_sink sk = {0};
+    CHECK(sink_until(k, &sk, tok(1), sizeof src, false));
+    CHECK(sk.len == sizeof src && check_pattern(sk.data, sk.len));
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    CHECK(setsockopt(c, SOL_SOCKET, SO_LINGER, &lg, sizeof lg) == 0);
+    close(c); /* an RST */
+    CHECK(sink_until(k, &sk, tok(1), SIZE_MAX, false));
+    CHECKF(sk.ended && sk.end == -ECONNRESET, "end %lld", (long long)sk.end);
+    ck_stream_stats st;
+    ck_get_stream_stats(k, &st);
+    CHECK(st.held == 0 && st.streams == 0);
+    CHECK(ck_pending_requests(k) == 0);
+    sink_free(&sk);
+    close_fd(k, s);
+    close(ls);
+    free_kernel(k);
+}
+
+/* Cancelling a running stream, a stopped one and forgetting its
+ * descriptor: one STREAM_END with -ECANCELED each; chunks delivered before
+ * stay valid until released. */
+static void test_stream_cancel(const config *cfg) {
+    NEWK(k);
+    CHECK(ck_stream_configure(k, 8, 64) == 0);
+    int sv[2];
+    CHECK(make_socketpair(cfg, sv) == 0);
+    /* Running, with a chunk held. */
+    uint64_t h = start_stream(k, sv[0], 0, tok(1));
+    CHECK(h != 0);
+    CHECK(write(sv[1], "abc", 3) == 3);
+    stream_sink s = {0};
+    CHECK(sink_until(k, &s, tok(1), 3, true));
+    CHECK(ck_cancel(k, h));
+    CHECK(sink_until(k, &s, tok(1), SIZE_MAX, true));
+    CHECKF(s.ended && s.end == -ECANCELED, "end %lld", (long long)s.end);
+    CHECK(memcmp(ck_stream_buffer(k, s.held[0]), "abc", 3) == 0);
+    sink_release_all(k, &s);
+    CHECK(!ck_stream_release(k, s.held[0])); /* released twice */
+    CHECK(ck_stream_buffer(k, s.held[0]) == NULL);
+    sink_free(&s);
+
+    /* Stopped at its bound of one: nothing of it is in the backend. */
+    stream_sink s2 = {0};
+    h = start_stream(k, sv[0], 1, tok(2));
+    CHECK(h != 0);
+    CHECK(write(sv[1], "defghi", 6) == 6);
+    CHECK(sink_until(k, &s2, tok(2), 1, true));
+    CHECK(ck_cancel(k, h));
+    CHECK(sink_until(k, &s2, tok(2), SIZE_MAX, true));
+    CHECKF(s2.ended && s2.end == -ECANCELED, "end %lld", (long long)s2.end);
+    sink_release_all(k, &s2);
+
+    /* Forgetting the descriptor ends a third. */
+    stream_sink s3 = {0};
+    CHECK(start_stream(k, sv[0], 0, tok(3)) != 0);
+    close_fd(k, sv[0]);
+    CHECK(sink_until(k, &s3, tok(3), SIZE_MAX, false));
+    CHECKF(s3.ended && s3.end == -ECANCELED, "end %lld", (long long)s3.end);
+    ck_stream_stats st;
+    ck_get_stream_stats(k, &st);
+    CHECK(st.held == 0 && st.streams == 0);
+    CHECK(ck_pending_requests(k) == 0);
+    sink_free(&s2);
+    sink_free(&s3);
+    close(sv[1]);
+    free_kernel(k);
+}
+
+/* The pool's shape is checked and fixed by the first stream. */
+static void test_stream_configure(const config *cfg) {
+    NEWK(k);
+    CHECK(ck_stream_configure(k, 0, 4096) == -EINVAL);
+    CHECK(ck_stream_configure(k, 40000, 4096) == -EINVAL);
+    CHECK(ck_stream_configure(k, 8, 8) == -EINVAL);
+    CHECK(ck_stream_configure(k, 5, 100) == 0);
+    CHECK(ck_stream_buffer(k, 0) == NULL && !ck_stream_release(k, 0));
+    int sv[2];
+    CHECK(make_socketpair(cfg, sv) == 0);
+    uint64_t h = start_stream(k, sv[0], 0, tok(1));
+    CHECK(h != 0);
+    ck_stream_stats st;
+    ck_get_stream_stats(k, &st);
+    CHECKF(st.buffers == 8 && st.buffer_size == 100, "rounded to %u × %u", st.buffers, st.buffer_size);
+    CHECK(ck_stream_configure(k, 16, 100) == -EBUSY);
+    CHECK(!ck_stream_release(k, 99));
+    CHECK(ck_cancel(k, h));
+    stream_sink s = {0};
+    CHECK(sink_until(k, &s, tok(1), SIZE_MAX, false) && s.end == -ECANCELED);
+    sink_free(&s);
+    close_fd(k, sv[0]);
+    close(sv[1]);
+    free_kernel(k);
+}
+
+/* No buffer ring (an old kernel, or its set-up failed): io_uring receives
+ * on readiness into the pool, with the same events. No memory for the
+ * pool: the stream fails at once and the next one works. */
+static void test_fault_stream_setup(const config *cfg) {
+    NEWK(k);
+    CHECK(ck_stream_configure(k, 4, 64) == 0);
+    int sv[2];
+    CHECK(make_socketpair(cfg, sv) == 0);
+    CHECK(ck_fault_inject(CK_FAULT_POOL_ALLOC, 1));
+    ck_request_args a = req(CK_OP_RECV_STREAM, sv[0], NULL, 0);
+    uint64_t h = 1;
+    CHECK(ck_submit(k, &a, tok(1), &h) == -ENOMEM && h == 0);
+    CHECK(ck_fault_inject(CK_FAULT_BUF_RING, 1));
+    h = start_stream(k, sv[0], 2, tok(2));
+    CHECK(h != 0);
+    ck_stream_stats st;
+    ck_get_stream_stats(k, &st);
+    CHECK(!st.ring && st.buffers == 4);
+    uint8_t src[2000];
+    fill_pattern(src, sizeof src, 0);
+    CHECK(write(sv[1], src, sizeof src) == (ssize_t)sizeof src);
+    stream_sink s = {0};
+    /* Held chunks stop it at two; released, it goes on. */
+    CHECK(sink_until(k, &s, tok(2), 128, true));
+    CHECK(poll_quiet(k, 5 * MS) == 0);
+    CHECK(s.nheld == 2);
+    while (s.len < sizeof src) {
+        sink_release_all(k, &s);
+        CHECK(sink_until(k, &s, tok(2), s.len + 1, true));
+    }
+    sink_release_all(k, &s);
+    CHECK(check_pattern(s.data, s.len));
+    close(sv[1]);
+    CHECK(sink_until(k, &s, tok(2), SIZE_MAX, false) && s.ended && s.end == 0);
+    ck_get_stream_stats(k, &st);
+    CHECK(st.held == 0 && st.streams == 0 && st.paused >= 1);
+    sink_free(&s);
+    close_fd(k, sv[0]);
+    free_kernel(k);
+}
+
 /* Runs first in main, before anything else could trigger the one-time
  * fallback message. */
 static void test_fallback_env(const config *cfg) {
@@ -2309,6 +2711,13 @@ static const test_case tests[] = {
     {"fault_sqe", test_fault_sqe, true},
     {"io_accept_multi", test_io_accept_multi, true},
     {"fault_accept_multi", test_fault_accept_multi, true},
+    {"stream_transfer", test_stream_transfer, true},
+    {"stream_exhausted", test_stream_exhausted, true},
+    {"stream_slow_consumer", test_stream_slow_consumer, true},
+    {"stream_reset", test_stream_reset, true},
+    {"stream_cancel", test_stream_cancel, true},
+    {"stream_configure", test_stream_configure, false},
+    {"fault_stream_setup", test_fault_stream_setup, true},
 };
 
 /* Older kernels' io_uring honours O_NONBLOCK on pipes and sockets by

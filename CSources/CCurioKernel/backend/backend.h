@@ -37,6 +37,16 @@ struct ck_backend_ops {
     void (*wake_consumed)(ck_kernel *k);
     /* Fills the backend's part of ck_get_backend_info. */
     void (*info)(const ck_kernel *k, ck_backend_info *out);
+    /* Receive pool (CK_OP_RECV_STREAM). pool_setup (may be NULL) hands the
+     * new pool's buffers to the OS: 0 when it did (ring mode), else the
+     * pool keeps them on its free stack. provide puts a released buffer
+     * back in ring mode. stream_arm starts receiving for a stream that
+     * stopped (may complete it); stream_pause stops one at its bound
+     * (NULL: the backend checks the bound itself while draining). */
+    int (*pool_setup)(ck_kernel *k, ck_pool *p);
+    void (*provide)(ck_kernel *k, ck_pool *p, uint32_t bid);
+    void (*stream_arm)(ck_kernel *k, ck_req *q);
+    void (*stream_pause)(ck_kernel *k, ck_req *q);
 };
 
 #ifndef CURIO_EPOLL_ONLY

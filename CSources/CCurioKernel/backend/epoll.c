@@ -90,6 +90,7 @@ static void list_remove(ck_req **head, ck_req **tail, ck_req *q) {
 
 static void unpark(epoll_backend *ep, ck_req *q) {
     fd_state *s = &ep->fds[q->args.fd];
+    q->sflags &= (uint8_t)~CK_STREAM_ARMED;
     if (is_reader(q->args.op)) list_remove(&s->readers_head, &s->readers_tail, q);
     else list_remove(&s->writers_head, &s->writers_tail, q);
     ep->waiting--;
@@ -125,8 +126,43 @@ static void park(epoll_backend *ep, fd_state *s, ck_req *q) {
     ep->waiting++;
 }
 
+/* Receives what is there for a stream, then parks it until readable,
+ * leaves it stopped (at its bound or for want of a buffer: a release
+ * starts it again), or ends it. */
+static void stream_run(ck_kernel *k, ck_req *q) {
+    epoll_backend *ep = EP(k);
+    int64_t r = ck_stream_drain(k, q);
+    if (r == 1) return;
+    if (r != -EAGAIN) {
+        ck_complete(k, q, r);
+        return;
+    }
+    fd_state *s = get_fd_state(ep, q->args.fd);
+    if (!s) {
+        ck_complete(k, q, -ENOMEM);
+        return;
+    }
+    int err = register_fd(ep, s, q->args.fd);
+    if (err) {
+        ck_complete(k, q, err);
+        return;
+    }
+    park(ep, s, q);
+    q->sflags |= CK_STREAM_ARMED;
+    /* Edge-triggered and registered just now: data that came between the
+     * drain and the registration raised no edge. Look once more. */
+    r = ck_stream_drain(k, q);
+    if (r == -EAGAIN) return;
+    unpark(ep, q);
+    if (r != 1) ck_complete(k, q, r);
+}
+
 static int64_t ep_submit(ck_kernel *k, ck_req *q) {
     epoll_backend *ep = EP(k);
+    if (q->args.op == CK_OP_RECV_STREAM) {
+        stream_run(k, q); /* its end, even at once, is reported by ck_poll after its chunks */
+        return CK_PENDING;
+    }
     if (q->args.op == CK_OP_ACCEPT_MULTI) {
         /* Registered before the first drain, so no edge falls between. */
         fd_state *s = get_fd_state(ep, q->args.fd);
@@ -160,8 +196,13 @@ static int64_t ep_submit(ck_kernel *k, ck_req *q) {
 }
 
 static void ep_cancel(ck_kernel *k, ck_req *q) {
-    unpark(EP(k), q);
+    /* A stream that stopped is parked nowhere. */
+    if (q->args.op != CK_OP_RECV_STREAM || (q->sflags & CK_STREAM_ARMED)) unpark(EP(k), q);
     ck_complete(k, q, -ECANCELED);
+}
+
+static void cancel_stopped_stream(ck_kernel *k, ck_req *q) {
+    if (q->args.op == CK_OP_RECV_STREAM) ep_cancel(k, q);
 }
 
 static void ep_forget_fd(ck_kernel *k, int fd) {
@@ -180,6 +221,9 @@ static void ep_forget_fd(ck_kernel *k, int fd) {
     }
     if (s->registered) epoll_ctl(ep->epfd, EPOLL_CTL_DEL, fd, NULL);
     s->registered = 0;
+    /* Streams stopped at their bound or for a buffer are on no list. */
+    if (k->pool && k->pool->streams)
+        ck_reqs_each_on_fd(&k->reqs, fd, CK_REQ_PENDING, cancel_stopped_stream, k);
 }
 
 /* Retries every parked request of one direction, in arrival order, until
@@ -190,7 +234,17 @@ static void retry(ck_kernel *k, ck_req **head, ck_req **tail, uint32_t events) {
     while (q) {
         ck_req *next = q->next;
         int64_t r;
-        if (q->args.op == CK_OP_ACCEPT_MULTI)
+        if (q->args.op == CK_OP_RECV_STREAM) {
+            r = ck_stream_drain(k, q); /* stays parked (at the head) once drained */
+            if (r == 1) {
+                /* Stopped: off the list until a release starts it again. */
+                list_remove(head, tail, q);
+                ep->waiting--;
+                q->sflags &= (uint8_t)~CK_STREAM_ARMED;
+                q = next;
+                continue;
+            }
+        } else if (q->args.op == CK_OP_ACCEPT_MULTI)
             r = drain_accepts(k, q); /* stays parked (at the head) once drained */
         else if (events & (EPOLLERR | EPOLLHUP) && (q->args.op == CK_OP_POLL_IN ||
                                                     q->args.op == CK_OP_POLL_OUT))
@@ -262,4 +316,8 @@ const ck_backend_ops ck_epoll_backend = {
     .wait = ep_wait,
     .wake_consumed = ep_wake_consumed,
     .info = ep_info,
+    .pool_setup = NULL,
+    .provide = NULL,
+    .stream_arm = stream_run,
+    .stream_pause = NULL,
 };

@@ -16,8 +16,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #define RING_ENTRIES 1024
@@ -35,7 +37,10 @@ enum {
     PH_POLL,      /* a readiness poll is in flight; the operation is retried after it */
     PH_WAIT_OP,   /* on the backlog: its operation needs an SQE */
     PH_WAIT_POLL, /* on the backlog: its readiness poll needs an SQE */
+    PH_IDLE,      /* a stream that stopped: nothing of it is on the ring */
 };
+/* The buffer group of the receive pool's provided-buffer ring. */
+#define POOL_BGID 0
 /* ck_req.flags */
 #define F_CANCEL_QUEUED 1 /* on the backlog: its cancel needs an SQE */
 
@@ -47,6 +52,8 @@ typedef struct uring_backend {
     bool enabled;         /* R_DISABLED rings: enabled by the thread that runs the loop */
     pid_t issuer;         /* SINGLE_ISSUER: the thread (tid) the ring is bound to */
     ck_req *backlog_head, *backlog_tail; /* requests waiting for an SQE */
+    struct io_uring_buf_ring *br;         /* the receive pool's buffer ring, if registered */
+    size_t br_len;
 } uring_backend;
 
 static inline uring_backend *U(const ck_kernel *k) { return k->backend_state; }
@@ -119,6 +126,7 @@ static int ur_init(ck_kernel *k, char *why, size_t why_len) {
 static void ur_free(ck_kernel *k) {
     uring_backend *u = U(k);
     io_uring_queue_exit(&u->ring);
+    if (u->br) munmap(u->br, u->br_len);
     free(u);
     k->backend_state = NULL;
 }
@@ -157,6 +165,80 @@ static uint32_t requests_in_flight(ck_kernel *k) {
     return n;
 }
 
+/* ------------------------------------------------------------ receive pool */
+
+/* Multishot recv came with Linux 6.0 (buffer rings with 5.19, which the
+ * registration itself tells). */
+static bool kernel_has_multishot_recv(void) {
+    struct utsname un;
+    if (uname(&un) != 0) return false;
+    int major = 0, minor = 0;
+    if (sscanf(un.release, "%d.%d", &major, &minor) != 2) return false;
+    return major > 6 || (major == 6 && minor >= 0);
+}
+
+static void provide_one(uring_backend *u, ck_pool *p, uint32_t bid, int offset) {
+    io_uring_buf_ring_add(u->br, p->mem + (size_t)bid * p->size, p->size, (unsigned short)bid,
+                          io_uring_buf_ring_mask(p->count), offset);
+}
+
+/* Registers the ring memory with the current io_uring and fills it with
+ * every buffer nobody holds. */
+static int register_pool_ring(ck_kernel *k) {
+    uring_backend *u = U(k);
+    ck_pool *p = k->pool;
+    io_uring_buf_ring_init(u->br);
+    struct io_uring_buf_reg reg;
+    memset(&reg, 0, sizeof reg);
+    reg.ring_addr = (uint64_t)(uintptr_t)u->br;
+    reg.ring_entries = p->count;
+    reg.bgid = POOL_BGID;
+    int err = io_uring_register_buf_ring(&u->ring, &reg, 0);
+    if (err < 0) return err;
+    int n = 0;
+    for (uint32_t bid = 0; bid < p->count; bid++)
+        if (!p->owner[bid]) provide_one(u, p, bid, n++);
+    io_uring_buf_ring_advance(u->br, n);
+    return 0;
+}
+
+/* Back to readiness and recv: the free buffers go on the pool's stack. */
+static void pool_to_stack(ck_pool *p) {
+    p->ring = false;
+    p->nfree = 0;
+    for (uint32_t bid = p->count; bid-- > 0;)
+        if (!p->owner[bid]) p->free_stack[p->nfree++] = bid;
+}
+
+static int claim_ring(ck_kernel *k);
+
+static int ur_pool_setup(ck_kernel *k, ck_pool *p) {
+    uring_backend *u = U(k);
+    if (!kernel_has_multishot_recv()) return -ENOSYS;
+    /* SINGLE_ISSUER: registration, like submission, belongs to the loop's thread. */
+    int err = claim_ring(k);
+    if (err < 0) return err;
+    size_t len = (size_t)p->count * sizeof(struct io_uring_buf);
+    len = (len + 4095) & ~(size_t)4095;
+    void *mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+    if (mem == MAP_FAILED) return -errno;
+    u->br = mem;
+    u->br_len = len;
+    err = register_pool_ring(k);
+    if (err < 0) {
+        munmap(mem, len);
+        u->br = NULL;
+        return err;
+    }
+    return 0;
+}
+
+static void ur_provide(ck_kernel *k, ck_pool *p, uint32_t bid) {
+    uring_backend *u = U(k);
+    provide_one(u, p, bid, 0);
+    io_uring_buf_ring_advance(u->br, 1);
+}
+
 /* Builds a fresh ring with the same flags and carries the unsubmitted
  * SQEs over (the wake-up poll is armed again when needed). */
 static int rebuild_ring(ck_kernel *k) {
@@ -175,6 +257,13 @@ static int rebuild_ring(ck_kernel *k) {
     if (err < 0) {
         free(saved);
         return err; /* the kernel is unusable now; ck_poll reports it */
+    }
+    if (u->br && register_pool_ring(k) < 0) {
+        /* The new ring has no buffers for a stream to select: streams go
+         * on with recv on readiness (none is in flight now). */
+        munmap(u->br, u->br_len);
+        u->br = NULL;
+        pool_to_stack(k->pool);
     }
     for (unsigned i = 0; i < pending; i++) {
         if (saved[i].user_data == TAG_WAKE) continue;
@@ -207,7 +296,7 @@ static __attribute__((noinline)) int claim_ring_slow(ck_kernel *k) {
     return 0;
 }
 
-static inline int claim_ring(ck_kernel *k) {
+static int claim_ring(ck_kernel *k) {
     uring_backend *u = U(k);
     if (!(u->setup_flags & IORING_SETUP_SINGLE_ISSUER)) return 0;
     if (__builtin_expect(u->enabled && u->issuer == this_thread(), 1)) return 0;
@@ -291,6 +380,14 @@ static inline __attribute__((always_inline)) void prep_op(struct io_uring_sqe *s
     case CK_OP_ACCEPT_MULTI:
         io_uring_prep_multishot_accept(sqe, a->fd, NULL, NULL, a->flags);
         break;
+    case CK_OP_RECV_STREAM:
+        /* liburing 2.3 has no prep helper for it: a recv of no buffer of
+         * its own, multishot, picking from the pool's group. */
+        io_uring_prep_recv(sqe, a->fd, NULL, 0, 0);
+        sqe->ioprio |= IORING_RECV_MULTISHOT;
+        sqe->flags |= IOSQE_BUFFER_SELECT;
+        sqe->buf_group = POOL_BGID;
+        break;
     }
     io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)q);
 }
@@ -358,8 +455,37 @@ static int64_t ur_submit(ck_kernel *k, ck_req *q) {
         if (r >= 0) return r;
         if (errno != EAGAIN && errno != EWOULDBLOCK) return -errno;
     }
+    if (q->args.op == CK_OP_RECV_STREAM) {
+        q->sflags |= CK_STREAM_ARMED;
+        /* Without a buffer ring: wait for readiness, then recv into the pool. */
+        start(k, q, !k->pool->ring);
+        return CK_PENDING;
+    }
     start(k, q, false);
     return CK_PENDING;
+}
+
+static void ur_stream_arm(ck_kernel *k, ck_req *q) {
+    q->sflags |= CK_STREAM_ARMED;
+    start(k, q, !k->pool->ring);
+}
+
+/* Stops a multishot recv at the stream's bound: a cancel, whose final CQE
+ * leaves the stream idle (chunks that arrive before it are still its). */
+static void ur_stream_pause(ck_kernel *k, ck_req *q) {
+    uring_backend *u = U(k);
+    if (q->sflags & CK_STREAM_PAUSING) return;
+    if (q->phase == PH_WAIT_OP || q->phase == PH_WAIT_POLL) {
+        backlog_remove(u, q);
+        q->sflags &= (uint8_t)~CK_STREAM_ARMED;
+        q->phase = PH_IDLE;
+        return;
+    }
+    q->sflags |= CK_STREAM_PAUSING;
+    if (!queue_cancel(k, q)) {
+        q->flags |= F_CANCEL_QUEUED;
+        backlog_add(u, q);
+    }
 }
 
 static void ur_cancel(ck_kernel *k, ck_req *q) {
@@ -369,6 +495,13 @@ static void ur_cancel(ck_kernel *k, ck_req *q) {
         backlog_remove(u, q);
         ck_complete(k, q, -ECANCELED);
         return;
+    }
+    if (q->args.op == CK_OP_RECV_STREAM) {
+        if (!(q->sflags & CK_STREAM_ARMED)) {
+            ck_complete(k, q, -ECANCELED); /* stopped: nothing on the ring */
+            return;
+        }
+        if (q->sflags & CK_STREAM_PAUSING) return; /* its cancel is on its way */
     }
     if (!queue_cancel(k, q)) {
         q->flags |= F_CANCEL_QUEUED;
@@ -422,10 +555,84 @@ static void on_accept_multi(ck_kernel *k, ck_req *q, int res, unsigned cqe_flags
     }
 }
 
+/* A stream's CQE: a readiness poll (no buffer ring), or one of its
+ * multishot recv, which carries a chunk in a ring buffer; without F_MORE
+ * the multishot has stopped: at the end of the stream, at the stream's
+ * bound (its pause), for want of buffers (-ENOBUFS: it waits for one to
+ * come back) or because the kernel stopped it (armed again). */
+static void on_stream(ck_kernel *k, ck_req *q, int res, unsigned cqe_flags) {
+    uring_backend *u = U(k);
+    ck_pool *p = k->pool;
+    bool cancelling = q->state == CK_REQ_CANCELLING;
+    if (q->phase == PH_POLL) {
+        if (q->flags & F_CANCEL_QUEUED) {
+            backlog_remove(u, q);
+            q->flags &= (uint8_t)~F_CANCEL_QUEUED;
+        }
+        q->sflags &= (uint8_t)~CK_STREAM_ARMED;
+        if (cancelling || res < 0) {
+            ck_complete(k, q, cancelling ? -ECANCELED : res);
+            return;
+        }
+        int64_t r = p->ring ? -EAGAIN : ck_stream_drain(k, q);
+        if (r == -EAGAIN) {
+            q->sflags |= CK_STREAM_ARMED;
+            start(k, q, !p->ring);
+        } else if (r == 1) {
+            q->phase = PH_IDLE;
+        } else {
+            ck_complete(k, q, r);
+        }
+        return;
+    }
+    if (cqe_flags & IORING_CQE_F_BUFFER) {
+        uint32_t bid = cqe_flags >> IORING_CQE_BUFFER_SHIFT;
+        if (res > 0) ck_stream_chunk(k, q, bid, (uint32_t)res);
+        else ur_provide(k, p, bid); /* taken but not filled: back to the ring */
+    }
+    if (cqe_flags & IORING_CQE_F_MORE) return;
+    q->sflags &= (uint8_t)~(CK_STREAM_ARMED | CK_STREAM_PAUSING);
+    if (q->flags & F_CANCEL_QUEUED) {
+        backlog_remove(u, q);
+        q->flags &= (uint8_t)~F_CANCEL_QUEUED;
+    }
+    q->phase = PH_IDLE;
+    if (cancelling) {
+        ck_complete(k, q, -ECANCELED);
+        return;
+    }
+    if (res == 0 && !(cqe_flags & IORING_CQE_F_BUFFER)) {
+        ck_complete(k, q, 0); /* end of file */
+        return;
+    }
+    if (res == -EAGAIN) {
+        k->stats.readiness_retries++;
+        q->sflags |= CK_STREAM_ARMED;
+        start(k, q, true);
+        return;
+    }
+    if (res < 0 && res != -ENOBUFS && res != -ECANCELED && res != -EINTR) {
+        ck_complete(k, q, res); /* ECONNRESET and the like */
+        return;
+    }
+    if (ck_stream_may_run(p, q)) {
+        if (res == -ENOBUFS) p->rearmed++;
+        q->sflags |= CK_STREAM_ARMED;
+        start(k, q, false);
+    } else if (ck_pool_free_count(p) == 0) {
+        ck_stream_stall(p, q); /* the pool is empty: a release starts it */
+    }
+    /* else: at its own bound, idle until the consumer releases a chunk */
+}
+
 static void on_completion(ck_kernel *k, ck_req *q, int res, unsigned cqe_flags) {
     uring_backend *u = U(k);
     if (q->args.op == CK_OP_ACCEPT_MULTI) {
         on_accept_multi(k, q, res, cqe_flags);
+        return;
+    }
+    if (q->args.op == CK_OP_RECV_STREAM) {
+        on_stream(k, q, res, cqe_flags);
         return;
     }
     if (q->flags & F_CANCEL_QUEUED) {
@@ -552,5 +759,9 @@ const ck_backend_ops ck_uring_backend = {
     .wait = ur_wait,
     .wake_consumed = ur_wake_consumed,
     .info = ur_info,
+    .pool_setup = ur_pool_setup,
+    .provide = ur_provide,
+    .stream_arm = ur_stream_arm,
+    .stream_pause = ur_stream_pause,
 };
 #endif

@@ -20,14 +20,19 @@ bool ck_done_push(ck_done *d, void *token, int64_t result, int32_t kind) {
     e->token = token;
     e->result = result;
     e->kind = kind;
-    e->_pad = 0;
+    e->aux = 0;
     d->count++;
     return true;
 }
 
 void ck_complete(ck_kernel *k, ck_req *q, int64_t result) {
     ck_done *d = &k->done;
-    if (ck_done_push(d, q->token, result, CK_EVENT_IO)) {
+    int32_t kind = CK_EVENT_IO;
+    if (__builtin_expect(q->args.op == CK_OP_RECV_STREAM, 0)) {
+        kind = CK_EVENT_STREAM_END;
+        ck_stream_finish(k, q);
+    }
+    if (ck_done_push(d, q->token, result, kind)) {
         ck_req_release(&k->reqs, q);
         return;
     }
@@ -57,7 +62,8 @@ int ck_done_take_overflow(ck_kernel *k, ck_event *out, int cap) {
         d->overflow_head = q->next;
         if (!d->overflow_head) d->overflow_tail = NULL;
         d->overflow_count--;
-        out[n++] = (ck_event){.token = q->token, .result = q->result, .kind = CK_EVENT_IO};
+        int32_t kind = q->args.op == CK_OP_RECV_STREAM ? CK_EVENT_STREAM_END : CK_EVENT_IO;
+        out[n++] = (ck_event){.token = q->token, .result = q->result, .kind = kind};
         ck_req_release(&k->reqs, q);
     }
     return n;

@@ -126,6 +126,7 @@ void ck_kernel_free(ck_kernel *k) {
     if (!k) return;
     if (tls_kernel == k) tls_kernel = NULL;
     k->ops->free(k);
+    ck_pool_free(k); /* after the backend: the OS may hold its buffers until the ring is gone */
     close(k->wakefd);
     ck_timers_free(&k->timers);
     ck_reqs_free(&k->reqs);
@@ -156,7 +157,7 @@ int ck_poll(ck_kernel *k, bool may_block, int64_t max_wait_ns, ck_event *out,
 
     int64_t timeout = 0;
     if (may_block && k->done.count == 0 && k->done.overflow_count == 0 &&
-        ck_ready_count(&k->ready) == 0) {
+        ck_ready_count(&k->ready) == 0 && !(k->pool && k->pool->fifo_count)) {
         int64_t next = ck_timer_next(k);
         if (next == INT64_MAX) {
             timeout = max_wait_ns;

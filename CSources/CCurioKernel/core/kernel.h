@@ -62,8 +62,20 @@ typedef struct ck_req {
     uint8_t phase;     /* the backend's own progress marker (free for its use) */
     uint8_t flags;     /* the backend's own bits (free for its use) */
     bool started;      /* connect: the call was issued, await SO_ERROR */
+    uint8_t sflags;    /* CK_OP_RECV_STREAM: CK_STREAM_* */
     socklen_t addrlen; /* accept's in/out length, stable while in flight */
+    uint32_t held;     /* CK_OP_RECV_STREAM: its buffers the consumer holds */
+    /* CK_OP_RECV_STREAM: the pool's list of streams waiting for a buffer
+     * (apart from prev/next: a stalled stream may sit on a backlog too). */
+    struct ck_req *sprev, *snext;
 } ck_req;
+
+/* ck_req.sflags of a stream */
+enum {
+    CK_STREAM_ARMED = 1,   /* the backend receives for it (multishot, poll or parked) */
+    CK_STREAM_PAUSING = 2, /* io_uring: its multishot is being stopped at its bound */
+    CK_STREAM_STALLED = 4, /* on the pool's stalled list, waiting for a free buffer */
+};
 
 /* Requests live in fixed chunks so their addresses never move (io_uring
  * keeps a pointer to them as user_data). */
@@ -105,6 +117,57 @@ bool ck_done_push(ck_done *d, void *token, int64_t result, int32_t kind);
 /* The overflow half of ck_done_take (rare: only after a failed push). */
 int ck_done_take_overflow(ck_kernel *k, ck_event *out, int cap);
 void ck_done_free(ck_done *d);
+
+/* ------------------------------------------------------------ receive pool
+ * The buffers of CK_OP_RECV_STREAM (core/streams.c). In ring mode the free
+ * buffers sit in io_uring's provided-buffer ring (the backend's provide
+ * hook puts a released one back); otherwise on a free stack. Chunks wait
+ * for ck_poll in a FIFO with one slot per buffer, so reporting a chunk can
+ * never fail for want of memory. */
+typedef struct ck_pool {
+    uint8_t *mem;          /* count × size bytes */
+    uint32_t count, size;
+    uint32_t *free_stack;  /* without a ring: free buffer ids */
+    uint32_t nfree;
+    uint64_t *owner;       /* per buffer: the handle of the stream that holds it, 0 if free */
+    ck_event *fifo;        /* chunks not yet reported (count slots) */
+    uint32_t fifo_head, fifo_count;
+    uint32_t held;
+    uint32_t streams;
+    bool ring;
+    ck_req *stalled_head, *stalled_tail;
+    uint64_t chunks, exhausted, paused, rearmed;
+} ck_pool;
+
+/* The pool, created on first use with the configured shape; NULL and
+ * errno = ENOMEM when it cannot be allocated. */
+ck_pool *ck_pool_get(ck_kernel *k);
+void ck_pool_free(ck_kernel *k);
+/* Free buffers left (in the ring or on the stack). */
+static inline uint32_t ck_pool_free_count(const ck_pool *p) { return p->count - p->held; }
+/* Reports a chunk of stream q in buffer bid. In ring mode it then stops
+ * the stream (the backend's stream_pause) when it reached its bound; the
+ * drain checks the bound itself. */
+void ck_stream_chunk(ck_kernel *k, ck_req *q, uint32_t bid, uint32_t len);
+/* The most buffers q may hold. */
+static inline uint32_t ck_stream_limit(const ck_pool *p, const ck_req *q) {
+    return q->args.len && q->args.len < p->count ? (uint32_t)q->args.len : p->count;
+}
+/* Whether a stopped stream may receive again now. */
+static inline bool ck_stream_may_run(const ck_pool *p, const ck_req *q) {
+    return q->state == CK_REQ_PENDING && q->held < ck_stream_limit(p, q) && ck_pool_free_count(p) > 0;
+}
+void ck_stream_stall(ck_pool *p, ck_req *q);
+void ck_stream_unstall(ck_pool *p, ck_req *q);
+/* Receives into pool buffers until the socket would block (-EAGAIN), the
+ * stream must stop (1: at its bound, or stalled for a buffer), or it ends
+ * (0 at EOF, -errno): the readiness path of epoll and of io_uring without a
+ * buffer ring. */
+int64_t ck_stream_drain(ck_kernel *k, ck_req *q);
+/* Takes an ending stream off the pool's books (ck_complete calls it). */
+void ck_stream_finish(ck_kernel *k, ck_req *q);
+/* Moves waiting chunks into out; returns how many. */
+int ck_stream_take(ck_kernel *k, ck_event *out, int cap);
 
 /* ------------------------------------------------------------ posts */
 
@@ -158,6 +221,8 @@ struct ck_kernel {
     _Atomic int64_t running_task;  /* id of the task holding the kernel, or 0 */
     _Atomic int64_t running_since; /* when it started, CLOCK_MONOTONIC ns */
     char fallback_reason[128];     /* why io_uring was not used; "" when it was or was not asked */
+    ck_pool *pool;                 /* the receive pool, from the first stream on */
+    uint32_t pool_count, pool_size; /* its shape (ck_stream_configure) */
 };
 
 /* Moves up to cap completions into out; returns how many. Inline: every
@@ -165,6 +230,12 @@ struct ck_kernel {
 static inline int ck_done_take(ck_kernel *k, ck_event *out, int cap) {
     ck_done *d = &k->done;
     int n = 0;
+    if (__builtin_expect(k->pool != NULL, 0) && k->pool->fifo_count) {
+        /* Chunks first, and nothing else while some wait: a stream's end
+         * sits in the done list and must follow its chunks. */
+        n = ck_stream_take(k, out, cap);
+        if (k->pool->fifo_count) return n;
+    }
     while (n < cap && d->count) {
         out[n++] = d->buf[d->head];
         d->head = (d->head + 1) & (d->cap - 1); /* cap is a power of two */

@@ -31,6 +31,9 @@ ck_req *ck_req_alloc(ck_reqs *r) {
     q->phase = 0;
     q->flags = 0;
     q->started = false;
+    q->sflags = 0;
+    q->held = 0;
+    q->sprev = q->snext = NULL;
     r->pending++;
     return q;
 }
@@ -83,6 +86,10 @@ int64_t ck_submit(ck_kernel *k, const ck_request_args *args, void *token,
     case CK_OP_POLL_OUT: case CK_OP_RECVMSG: case CK_OP_SENDMSG:
     case CK_OP_ACCEPT_MULTI:
         break;
+    case CK_OP_RECV_STREAM:
+        /* Its pool first: a stream cannot start without buffers. */
+        if (!ck_pool_get(k)) return -ENOMEM;
+        break;
     default:
         return -EINVAL;
     }
@@ -91,6 +98,7 @@ int64_t ck_submit(ck_kernel *k, const ck_request_args *args, void *token,
     q->args = *args;
     q->token = token;
     q->addrlen = (socklen_t)args->len;
+    if (args->op == CK_OP_RECV_STREAM) k->pool->streams++;
     int64_t r = k->ops->submit(k, q);
     if (r != CK_PENDING) {
         ck_req_release(&k->reqs, q);

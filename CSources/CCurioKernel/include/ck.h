@@ -182,6 +182,23 @@ typedef enum ck_op {
      * io_uring: IORING_ACCEPT_MULTISHOT; epoll: accepts until EAGAIN on
      * every readiness edge. */
     CK_OP_ACCEPT_MULTI,
+    /* Streaming receive: the socket's bytes as a sequence of chunks, each in
+     * a buffer of the kernel's receive pool (ck_stream_configure), until the
+     * end of the stream. Each chunk comes as a CK_EVENT_CHUNK (result: its
+     * length, aux: its buffer id, read with ck_stream_buffer) and stays the
+     * consumer's until ck_stream_release gives its buffer back; the request
+     * ends with one CK_EVENT_STREAM_END: 0 at end of file, -errno on an
+     * error (ECONNRESET), -ECANCELED after ck_cancel or ck_forget_fd.
+     * `len` bounds the buffers one stream holds at once (0: the pool's
+     * size): at the bound, or when the pool is empty, the stream stops
+     * receiving and starts again when a buffer is released; the data waits
+     * in the socket meanwhile (TCP's window stops the peer), so memory
+     * stays bounded and nothing is lost. io_uring: a multishot recv
+     * (IORING_RECV_MULTISHOT, IOSQE_BUFFER_SELECT) from a provided-buffer
+     * ring, armed again after -ENOBUFS; kernels without buffer rings
+     * (< 5.19) or multishot recv (< 6.0), and epoll, recv into a pool
+     * buffer on readiness, with the same events. */
+    CK_OP_RECV_STREAM,
 } ck_op;
 
 typedef struct ck_request_args {
@@ -223,6 +240,36 @@ uint32_t ck_pending_requests(const ck_kernel *k);
  * completions, cancellations). */
 uint32_t ck_waiting_events(const ck_kernel *k);
 
+/* ---------------------------------------------------------------- receive pool
+ * The buffers CK_OP_RECV_STREAM receives into: `count` buffers of `size`
+ * bytes per kernel, allocated with the first stream (count is rounded up
+ * to a power of two, at most 32768; size at least 64 bytes, at most 1 MiB).
+ * Defaults: 256 × 8 KiB. */
+
+/* Sets the pool's shape before the first stream: 0, -EINVAL for a bad
+ * shape, -EBUSY once the pool exists. */
+int ck_stream_configure(ck_kernel *k, uint32_t count, uint32_t size);
+/* The bytes of a buffer a CK_EVENT_CHUNK named (valid until it is
+ * released), or NULL for a buffer id the consumer does not hold. */
+uint8_t *ck_stream_buffer(ck_kernel *k, uint32_t bid);
+/* Gives a chunk's buffer back to the pool (for io_uring, to the buffer
+ * ring) and starts again a stream that stopped for want of it. False when
+ * the consumer does not hold that buffer (released twice, or never given). */
+bool ck_stream_release(ck_kernel *k, uint32_t bid);
+
+typedef struct ck_stream_stats {
+    uint32_t buffers;      /* the pool's size (0 before the first stream) */
+    uint32_t buffer_size;
+    uint32_t held;         /* buffers handed out in chunks and not released */
+    uint32_t streams;      /* streams pending */
+    bool ring;             /* io_uring's provided-buffer ring and multishot recv are in use */
+    uint64_t chunks;       /* chunks delivered */
+    uint64_t exhausted;    /* times a stream stopped because the pool was empty (ENOBUFS) */
+    uint64_t paused;       /* times a stream stopped at its own bound */
+    uint64_t rearmed;      /* times a stopped stream started receiving again */
+} ck_stream_stats;
+void ck_get_stream_stats(const ck_kernel *k, ck_stream_stats *out);
+
 /* ---------------------------------------------------------------- posts
  * Thread-safe. A post with a job goes straight onto the ready queue when
  * the kernel next polls; a post without one is reported by ck_poll as a
@@ -241,13 +288,15 @@ typedef enum ck_event_kind {
     CK_EVENT_IO = 2,      /* result: >= 0 or -errno */
     CK_EVENT_MESSAGE = 3, /* result: 0 */
     CK_EVENT_IO_MORE = 4, /* a result of a multishot request, which stays pending */
+    CK_EVENT_CHUNK = 5,   /* CK_OP_RECV_STREAM: result = bytes, aux = buffer id */
+    CK_EVENT_STREAM_END = 6, /* CK_OP_RECV_STREAM ended: 0 (EOF) or -errno */
 } ck_event_kind;
 
 typedef struct ck_event {
     void *token;
     int64_t result;
     int32_t kind;
-    uint32_t _pad;
+    uint32_t aux; /* CK_EVENT_CHUNK: the buffer id; otherwise 0 */
 } ck_event;
 
 /* One turn of the loop's waiting half. Moves posted jobs onto the ready
@@ -282,7 +331,10 @@ typedef enum ck_fault {
     CK_FAULT_READY_GROW = 2,    /* the ready queue cannot grow */
     CK_FAULT_TIMER_GROW = 3,    /* the timer heap cannot grow (ck_timer_add: 0) */
     CK_FAULT_SQE = 4,           /* io_uring: no submission queue entry is free */
-    CK_FAULT_KINDS = 5,
+    CK_FAULT_BUF_RING = 5,      /* io_uring: the provided-buffer ring cannot be set up
+                                   (the receive pool falls back to recv on readiness) */
+    CK_FAULT_POOL_ALLOC = 6,    /* the receive pool cannot be allocated (a stream: -ENOMEM) */
+    CK_FAULT_KINDS = 7,
 } ck_fault;
 
 /* Makes the next `count` occurrences of `kind` fail, process-wide (0 turns

@@ -528,6 +528,12 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
         case CK_EVENT_MESSAGE:
             let message = Unmanaged<KernelMessage>.fromOpaque(e.token).takeRetainedValue()
             message.body(self)
+        case CK_EVENT_CHUNK:
+            // A streaming receive completes many times: its token is the
+            // receiver (ReceiveStream.swift), not a task.
+            ChunkReceiver.chunkArrived(e.token, buffer: e.aux, length: Int(e.result))
+        case CK_EVENT_STREAM_END:
+            ChunkReceiver.streamEnded(e.token, result: Int(e.result))
         default:
             break
         }

@@ -92,6 +92,14 @@ extension Kernel {
         /// default) records nothing and costs nothing; `MetricsSystem.factory`
         /// uses the process's bootstrapped backend.
         public var metricsFactory: (any MetricsFactory)? = nil
+        /// The receive pool of ``Socket/receiveChunks(maxHeld:)``: how many
+        /// buffers (rounded up to a power of two, 1...32768) and of how many
+        /// bytes each (64...1 MiB). Allocated with the kernel's first
+        /// streaming receive; on io_uring it is the provided-buffer ring.
+        public var receiveBufferCount = 256
+        /// The size of each receive-pool buffer: the largest chunk (see
+        /// ``receiveBufferCount``).
+        public var receiveBufferSize = 8192
 
         /// The built-in values with no environment applied.
         public static var builtIn: Configuration { Configuration() }

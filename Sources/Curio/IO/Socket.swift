@@ -228,6 +228,11 @@ public final class Socket: ByteChannel, @unchecked Sendable {
         return t
     }
 
+    /// The receiving direction for a streaming receive (ReceiveStream.swift),
+    /// held until ``endStreamReceiving()``.
+    func beginStreamReceiving(_ what: StaticString) throws -> AnyCurioTask { try begin(true, what) }
+    func endStreamReceiving() { receiving = false }
+
     private func request(_ t: AnyCurioTask, _ op: ck_op, buf: UnsafeMutableRawPointer?, len: Int,
                          flags: Int32 = 0, state: TaskState, deadline: Int64 = .max,
                          site: CallSite) async throws -> Int {

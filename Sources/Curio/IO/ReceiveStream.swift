@@ -1,0 +1,272 @@
+import CCurioKernel
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension Socket {
+    /// The socket's incoming bytes as a sequence of chunks, each a view of
+    /// a buffer of the kernel's receive pool — no copy and no array per
+    /// receive:
+    ///
+    /// ```swift
+    /// for try await chunk in client.receiveChunks() {
+    ///     try await client.sendAll(chunk)      // echo, straight from the buffer
+    /// }
+    /// ```
+    ///
+    /// On io_uring one multishot `recv` from a provided-buffer ring keeps
+    /// receiving while the consumer works; on epoll (and on kernels before
+    /// Linux 6.0) each chunk is a `recv` into a pool buffer on readiness.
+    /// The sequence ends (`nil`) at end of file and throws ``SocketError``
+    /// on a connection error (`ECONNRESET`) or when the socket is closed
+    /// meanwhile.
+    ///
+    /// A chunk is valid until the iteration moves on (the next `next()`)
+    /// or the chunk is dropped, whichever comes first; its buffer then goes
+    /// back to the pool. Reading a chunk after that stops the program with
+    /// a message saying so: copy it (`Array(chunk)`) to keep it.
+    ///
+    /// Back-pressure: the stream holds at most about `maxHeld` buffers
+    /// (chunks received but not yet taken, and the one being looked at);
+    /// at that bound it stops receiving until the consumer moves on, and
+    /// the bytes wait in the socket (TCP's window stops the sender), so a
+    /// slow consumer costs no memory. On io_uring the kernel may hand over
+    /// a few chunks it had already received when the stream stops; the
+    /// pool (``Kernel/Configuration/receiveBufferCount``) bounds them.
+    /// When the pool is empty, streams wait for a buffer to come back.
+    ///
+    /// While the sequence's iterator exists it holds the socket's receiving
+    /// direction: another receive on the socket throws ``ResourceBusy``.
+    /// A cancellation or timeout of the consuming task ends the stream: it
+    /// is thrown by `next()`; chunks that had already arrived are still
+    /// returned by later calls of `next()` on the same iterator, then it
+    /// ends. Dropping the iterator ends the stream and returns its buffers.
+    ///
+    /// - Parameter maxHeld: the most buffers the stream holds at once (1 or
+    ///   more; clamped to the pool's size).
+    public func receiveChunks(maxHeld: Int = 4) -> ReceivedChunks {
+        ReceivedChunks(socket: self, maxHeld: maxHeld)
+    }
+}
+
+/// A socket's incoming bytes as chunks (``Socket/receiveChunks(maxHeld:)``).
+/// Iterate it once, in one task.
+public struct ReceivedChunks: AsyncSequence {
+    /// Each element is one chunk of bytes as it arrived.
+    public typealias Element = ReceivedChunk
+    /// What the iteration throws: ``SocketError``, cancellation or timeout errors.
+    public typealias Failure = any Error
+
+    let socket: Socket
+    let maxHeld: Int
+
+    /// The iterator that receives; the stream starts with its first `next()`.
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        let consumer: ChunkConsumer
+
+        /// The next chunk, waiting for one if none has arrived; `nil` at end
+        /// of file (or after a cancellation, once what arrived is taken).
+        public mutating func next() async throws -> ReceivedChunk? {
+            try await consumer.next()
+        }
+    }
+
+    /// Starts nothing yet: the first `next()` claims the socket and starts receiving.
+    public func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(consumer: ChunkConsumer(socket: socket, maxHeld: maxHeld))
+    }
+}
+
+/// The consuming side of one streaming receive: owned by its iterator only,
+/// so its `deinit` is where a dropped iteration ends the stream.
+final class ChunkConsumer {
+    let socket: Socket
+    let maxHeld: Int
+    private var receiver: ChunkReceiver?
+    /// The chunk handed out last; released when the consumer moves on, and
+    /// reused for the next chunk when nobody else holds it.
+    private var last: ReceivedChunk?
+    private var done = false
+
+    init(socket: Socket, maxHeld: Int) {
+        self.socket = socket
+        self.maxHeld = maxHeld
+    }
+
+    deinit {
+        last?.release()
+        guard let r = receiver else { return }
+        let socket = socket
+        r.onKernel { r in
+            r.abandon()
+            socket.endStreamReceiving()
+        }
+    }
+
+    func next(file: StaticString = #filePath, line: UInt = #line,
+              function: StaticString = #function) async throws -> ReceivedChunk? {
+        last?.release()
+        if done { return nil }
+        let r: ChunkReceiver
+        let t: AnyCurioTask
+        if let have = receiver {
+            r = have
+            t = try Kernel.currentTask("receiveChunks")
+            guard t.kernel === r.kernel else {
+                throw CurioUsageError(.wrongKernel, "receiveChunks: the stream belongs to another kernel's task; iterate it where it started")
+            }
+        } else {
+            (r, t) = try start()
+        }
+        let site = CallSite(file: file, line: line, function: function)
+        while true {
+            if let (buffer, length) = r.popFirst() {
+                return chunk(r, buffer, length)
+            }
+            if let end = r.end {
+                finish(r)
+                if end == 0 || r.cancelledByConsumer { return nil }
+                if end == -Int(ECANCELED) {
+                    throw SocketError(errno: EBADF, operation: "receiveChunks (the socket was closed)")
+                }
+                throw SocketError(errno: Int32(-end), operation: "receiveChunks")
+            }
+            do {
+                _ = try await r.kernel.block(t, .readWait, on: r.waiters, deadline: .max, site: site)
+            } catch {
+                // Cancelled or timed out: the stream stops; what already
+                // arrived stays for a later next().
+                r.cancel()
+                throw error
+            }
+        }
+    }
+
+    private func start() throws -> (ChunkReceiver, AnyCurioTask) {
+        guard maxHeld >= 1 else {
+            throw CurioUsageError(.invalidArgument, "receiveChunks: maxHeld must be at least 1, got \(maxHeld)")
+        }
+        let t = try socket.beginStreamReceiving("receiveChunks")
+        let kernel = t.kernel
+        let c = kernel.configuration
+        let shape = ck_stream_configure(kernel.ck, UInt32(clamping: c.receiveBufferCount), UInt32(clamping: c.receiveBufferSize))
+        if shape == -EINVAL {
+            socket.endStreamReceiving()
+            throw CurioUsageError(.invalidArgument, "receiveChunks: Kernel.Configuration.receiveBufferCount must be 1...32768 and receiveBufferSize 64...1048576, got \(c.receiveBufferCount) and \(c.receiveBufferSize)")
+        }
+        let r = ChunkReceiver(kernel: kernel)
+        var args = ck_request_args(op: CK_OP_RECV_STREAM, fd: socket.fd, buf: nil,
+                                   len: UInt64(maxHeld), flags: 0, offset: -1)
+        // The C request holds the receiver until its end is dispatched.
+        let token = Unmanaged.passRetained(r).toOpaque()
+        var handle: UInt64 = 0
+        let res = ck_submit(kernel.ck, &args, token, &handle)
+        if res != Int64.min {  // CK_PENDING
+            Unmanaged<ChunkReceiver>.fromOpaque(token).release()
+            socket.endStreamReceiving()
+            throw SocketError(errno: Int32(-res), operation: "receiveChunks")
+        }
+        r.handle = handle
+        receiver = r
+        return (r, t)
+    }
+
+    private func chunk(_ r: ChunkReceiver, _ buffer: UInt32, _ length: Int) -> ReceivedChunk {
+        let base = UnsafeRawPointer(ck_stream_buffer(r.kernel.ck, buffer)!)
+        if let c = last, isKnownUniquelyReferenced(&last!) {
+            c.reuse(buffer: buffer, base: base, count: length)
+            return c
+        }
+        let c = ReceivedChunk(receiver: r, buffer: buffer, base: base, count: length)
+        last = c
+        return c
+    }
+
+    private func finish(_ r: ChunkReceiver) {
+        done = true
+        receiver = nil
+        socket.endStreamReceiving()
+    }
+}
+
+/// The kernel side of one streaming receive: the chunks that arrived and
+/// were not taken yet, the end, and the consumer waiting for either. It
+/// is the C request's token (retained until the end is dispatched).
+///
+/// @unchecked Sendable: every member is touched only on its kernel's
+/// thread; other threads only send it back there (``onKernel(_:)``).
+final class ChunkReceiver: @unchecked Sendable {
+    let kernel: Kernel
+    var handle: UInt64 = 0
+    let waiters = WaitQueue()
+    /// Buffer ids and lengths in arrival order (a ring that grows; it holds
+    /// about maxHeld entries, bounded by the pool).
+    private var ring = ContiguousArray<(UInt32, Int)>()
+    private var head = 0
+    private(set) var end: Int?
+    /// The consumer stopped the stream (cancellation, timeout).
+    private(set) var cancelledByConsumer = false
+    /// The consumer is gone: chunks go straight back to the pool.
+    private var abandoned = false
+
+    init(kernel: Kernel) { self.kernel = kernel }
+
+    func popFirst() -> (UInt32, Int)? {
+        guard head < ring.count else { return nil }
+        let e = ring[head]
+        head += 1
+        if head == ring.count {
+            ring.removeAll(keepingCapacity: true)
+            head = 0
+        }
+        return e
+    }
+
+    /// Stops the C request; its end (and chunks already on their way) still come.
+    func cancel() {
+        guard end == nil, handle != 0, !cancelledByConsumer else { return }
+        cancelledByConsumer = true
+        ck_cancel(kernel.ck, handle)
+    }
+
+    func abandon() {
+        abandoned = true
+        cancel()
+        while let (b, _) = popFirst() { ck_stream_release(kernel.ck, b) }
+    }
+
+    /// Gives a chunk's buffer back, from whichever thread drops the chunk.
+    func release(_ buffer: UInt32) {
+        if ck_current() == kernel.ck {
+            ck_stream_release(kernel.ck, buffer)
+        } else {
+            kernel.postMessage { k in _ = ck_stream_release(k.ck, buffer) }
+        }
+    }
+
+    /// Runs `body` on the kernel's thread: now if this is it, else posted.
+    func onKernel(_ body: @escaping @Sendable (ChunkReceiver) -> Void) {
+        if ck_current() == kernel.ck {
+            body(self)
+        } else {
+            kernel.postMessage { _ in body(self) }
+        }
+    }
+
+    static func chunkArrived(_ token: UnsafeMutableRawPointer?, buffer: UInt32, length: Int) {
+        let r = Unmanaged<ChunkReceiver>.fromOpaque(token!).takeUnretainedValue()
+        if r.abandoned {
+            ck_stream_release(r.kernel.ck, buffer)
+            return
+        }
+        r.ring.append((buffer, length))
+        r.kernel.wakeFirst(r.waiters)
+    }
+
+    static func streamEnded(_ token: UnsafeMutableRawPointer?, result: Int) {
+        let r = Unmanaged<ChunkReceiver>.fromOpaque(token!).takeRetainedValue()
+        r.end = result
+        r.handle = 0
+        r.kernel.wakeFirst(r.waiters)
+    }
+}
