@@ -377,6 +377,13 @@ int ck_pipe2(int fds[2], int flags);
 /* pidfd_open(pid, 0): a descriptor that turns readable when the child
  * exits; -errno on failure (kernels before 5.3: -ENOSYS). */
 int ck_pidfd_open(int pid);
+/* The CPUs the calling thread may run on (sched_getaffinity), at most
+ * `max` of them in `out`, ascending; returns how many (0 on failure). */
+int ck_allowed_cpus(int *out, int max);
+/* Keeps the calling thread on `cpu`; 0 or -1. */
+int ck_pin_thread(int cpu);
+/* Names the calling thread (at most 15 bytes are kept). */
+void ck_name_thread(const char *name);
 
 /* ---------------------------------------------------------------- signals
  * A process-wide self-pipe: watched signals write their number (one byte)

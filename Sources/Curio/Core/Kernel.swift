@@ -72,8 +72,12 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
 
     /// Run state shared with other threads.
     let lifecycle: KernelLifecycle
-    /// Task ids: taken on whichever thread creates the task record.
-    private let taskIDs = Atomic<Int>(1)
+    /// Task ids: taken on whichever thread creates the task record. A
+    /// kernel of a ``KernelGroup`` starts at its index + 1 and steps by the
+    /// group's size (set before its thread starts), so ids are unique
+    /// across the group and name their kernel.
+    let taskIDs = Atomic<Int>(1)
+    let taskIDStep = Atomic<Int>(1)
 
     // Kernel-thread state. Only the thread running the loop touches these.
     @exclusivity(unchecked) unowned(unsafe) var current: AnyCurioTask?
@@ -604,7 +608,7 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
 
     /// A new task id; any thread.
     func takeTaskID() -> Int {
-        taskIDs.wrappingAdd(1, ordering: .relaxed).oldValue
+        taskIDs.wrappingAdd(taskIDStep.load(ordering: .relaxed), ordering: .relaxed).oldValue
     }
 
     // MARK: - Adding tasks (seed style)

@@ -30,8 +30,11 @@ final class Monitor: Sendable {
     /// TCP clients that have not sent the token yet; beyond this the oldest is dropped.
     static let maxUnauthenticated = 8
 
-    init(kernel: Kernel, link: MonitorLink, endpoint: Kernel.Configuration.MonitorEndpoint,
+    /// A monitor of `targets`: one kernel alone, or every kernel of a
+    /// group (reported through the first one's logger).
+    init(targets: [MonitorTarget], endpoint: Kernel.Configuration.MonitorEndpoint,
          runtimeDirectory: String?, idleTimeout: Double, console: Bool, announce: Bool) {
+        let kernel = targets[0].kernel
         var pipe: [Int32] = [-1, -1]
         _ = ck_pipe2(&pipe, O_CLOEXEC | O_NONBLOCK)
         wakeWrite = pipe[1]
@@ -64,7 +67,7 @@ final class Monitor: Sendable {
             sigint = true
         }
         watchesSIGINT = sigint
-        let server = MonitorServer(kernel: kernel, link: link, listener: listener, wakeRead: pipe[0],
+        let server = MonitorServer(targets: targets, listener: listener, wakeRead: pipe[0],
                                    console: console, idleTimeout: idleTimeout, handle: nil)
         server.handle = self
         if sigint {
@@ -125,8 +128,7 @@ struct MonitorStats: Sendable {
 /// The monitor thread: the console, the listener and its clients, the
 /// watchdog. Created by ``Monitor`` and then used by that thread alone.
 final class MonitorServer {
-    private weak var kernelRef: Kernel?
-    private let link: MonitorLink
+    private let targets: [MonitorTarget]
     private var listener: MonitorListener?
     private let wakeRead: Int32
     private let consoleAllowed: Bool
@@ -134,7 +136,8 @@ final class MonitorServer {
     private var consoleReader = MonitorLineReader()
     private var clients: [MonitorConnection] = []
     private var sources = SourceLines()
-    private var reportedHog: (id: Int64, since: Int64) = (0, 0)
+    /// The hog last reported, per target.
+    private var reportedHog: [(id: Int64, since: Int64)]
     /// Set right after init (the handle creates the server first).
     weak var handle: Monitor?
     private let idle: Int64
@@ -146,10 +149,10 @@ final class MonitorServer {
     /// Input held for a client beyond which the monitor stops reading it.
     static let maxPendingInput = 256 << 10
 
-    init(kernel: Kernel, link: MonitorLink, listener: MonitorListener?, wakeRead: Int32,
+    init(targets: [MonitorTarget], listener: MonitorListener?, wakeRead: Int32,
          console: Bool, idleTimeout: Double, handle: Monitor?) {
-        kernelRef = kernel
-        self.link = link
+        self.targets = targets
+        reportedHog = targets.map { _ in (0, 0) }
         self.listener = listener
         self.wakeRead = wakeRead
         consoleAllowed = console
@@ -179,7 +182,7 @@ final class MonitorServer {
                 wait = min(wait, max(0, deadline(of: c) - now))
             }
             if poll(&fds, nfds_t(fds.count), Int32((wait + 999_999) / 1_000_000)) < 0 && errno != EINTR { return }
-            guard let kernel = kernelRef else { return }
+            guard let kernel = Watched(targets) else { return }
             watchForHog(kernel)
             if fds[0].revents != 0 {
                 var b = [UInt8](repeating: 0, count: 16)
@@ -236,30 +239,33 @@ final class MonitorServer {
     /// Reports, once, a task that has held the kernel longer than the
     /// kernel's `longBlockThreshold`, with where it last resumed and, where
     /// the binary's symbols allow, the kernel thread's live stack.
-    private func watchForHog(_ kernel: Kernel) {
-        let threshold = link.longBlockThreshold
-        guard threshold > 0 else { return }
-        var id: Int64 = 0, since: Int64 = 0
-        ck_read_running(kernel.ck, &id, &since)
-        guard id != 0, (id, since) != reportedHog else { return }
-        let held = Double(ck_now_ns() - since) / 1e9
-        guard held >= threshold else { return }
-        reportedHog = (id, since)
-        let view = MonitorView(link: link, kernel: kernel, patience: 0)
-        let row = view.row(Int(id))
-        var text = "curio: task \(id) (\(row?.name ?? "?")) has held the kernel for \(formatFixed(held, 3)) s without blocking;"
-            + " every other task waits\n"
-        if let site = row?.site { text += "  it resumed at File \"\(site.file)\", line \(site.line), in \(site.function)\n" }
-        if let frames = captureKernelStack(kernel) {
-            text += "  live stack of the kernel thread (innermost first):\n"
-            for f in frames.prefix(12) { text += "    \(f)\n" }
+    private func watchForHog(_ watched: Watched) {
+        for (i, t) in watched.targets.enumerated() {
+            let threshold = t.link.longBlockThreshold
+            guard threshold > 0 else { continue }
+            var id: Int64 = 0, since: Int64 = 0
+            ck_read_running(t.kernel.ck, &id, &since)
+            guard id != 0, (id, since) != reportedHog[i] else { continue }
+            let held = Double(ck_now_ns() - since) / 1e9
+            guard held >= threshold else { continue }
+            reportedHog[i] = (id, since)
+            let view = MonitorView(targets: [t], patience: 0)
+            let row = view.row(Int(id))
+            let onKernel = t.index.map { " on kernel \($0)" } ?? ""
+            var text = "curio: task \(id) (\(row?.name ?? "?"))\(onKernel) has held the kernel for \(formatFixed(held, 3)) s without blocking;"
+                + " every other task waits\n"
+            if let site = row?.site { text += "  it resumed at File \"\(site.file)\", line \(site.line), in \(site.function)\n" }
+            if let frames = captureKernelStack(t.kernel) {
+                text += "  live stack of the kernel thread (innermost first):\n"
+                for f in frames.prefix(12) { text += "    \(f)\n" }
+            }
+            diagnose(.warning, kernel: t.kernel, text)
         }
-        diagnose(.warning, kernel: kernel, text)
     }
 
     // MARK: The console
 
-    private func openConsole(_ kernel: Kernel) {
+    private func openConsole(_ kernel: Watched) {
         guard consoleAllowed else { return }
         if consoleOpen {
             writeConsole("\ncurio > ")
@@ -269,7 +275,7 @@ final class MonitorServer {
         writeConsole(greeting(kernel))
     }
 
-    private func readConsole(_ kernel: Kernel) {
+    private func readConsole(_ kernel: Watched) {
         var b = [UInt8](repeating: 0, count: 1024)
         let n = read(0, &b, b.count)
         if n <= 0 {
@@ -308,16 +314,17 @@ final class MonitorServer {
         bytes.removeAll()
     }
 
-    private func greeting(_ kernel: Kernel) -> String {
-        let view = MonitorView(link: link, kernel: kernel)
-        return "\nCurio Monitor:  \(view.rows.count) tasks running\nType help for commands\ncurio > "
+    private func greeting(_ kernel: Watched) -> String {
+        let view = kernel.view()
+        let on = kernel.grouped ? " on \(kernel.targets.count) kernels" : ""
+        return "\nCurio Monitor:  \(view.rows.count) tasks running\(on)\nType help for commands\ncurio > "
     }
 
     // MARK: Remote clients
 
     private var authenticatedCount: Int { clients.reduce(0) { $0 + ($1.authenticated && !$1.closed ? 1 : 0) } }
 
-    private func acceptClients(_ kernel: Kernel) {
+    private func acceptClients(_ kernel: Watched) {
         guard let l = listener else { return }
         // A bounded batch per turn, so a connection flood cannot starve
         // the clients already served.
@@ -392,7 +399,7 @@ final class MonitorServer {
         }
     }
 
-    private func readClient(_ c: MonitorConnection, _ kernel: Kernel) {
+    private func readClient(_ c: MonitorConnection, _ kernel: Watched) {
         var b = [UInt8](repeating: 0, count: 16384)
         var got = 0
         while got < 65536 && c.reader.pending < MonitorServer.maxPendingInput {
@@ -418,7 +425,7 @@ final class MonitorServer {
 
     /// Runs the client's complete lines while its output keeps up. Returns
     /// with every line run, or with output waiting (POLLOUT brings it back).
-    private func runLines(_ c: MonitorConnection, _ kernel: Kernel) {
+    private func runLines(_ c: MonitorConnection, _ kernel: Watched) {
         while !c.closed {
             let waiting = runSomeLines(c, kernel)
             c.flush()
@@ -428,7 +435,7 @@ final class MonitorServer {
     }
 
     /// Runs lines until none is complete (false) or the output backs up (true).
-    private func runSomeLines(_ c: MonitorConnection, _ kernel: Kernel) -> Bool {
+    private func runSomeLines(_ c: MonitorConnection, _ kernel: Watched) -> Bool {
         while !c.closed && !c.closing {
             if c.backlog >= MonitorServer.highWater { return true }
             guard let next = c.reader.next() else {
@@ -460,7 +467,7 @@ final class MonitorServer {
         return false
     }
 
-    private func checkToken(_ raw: [UInt8], _ c: MonitorConnection, _ kernel: Kernel) {
+    private func checkToken(_ raw: [UInt8], _ c: MonitorConnection, _ kernel: Watched) {
         guard case .tcp(let token)? = listener?.transport else { return }
         let words = String(decoding: raw, as: UTF8.self).split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" })
         let whereToken = listener?.tokenPath.map { " and in \($0)" } ?? ""
@@ -485,7 +492,7 @@ final class MonitorServer {
     // MARK: Commands
 
     /// Runs one command line for a client (nil: the console); false means "quit".
-    private func execute(_ line: String, to client: MonitorConnection?, _ kernel: Kernel) -> Bool {
+    private func execute(_ line: String, to client: MonitorConnection?, _ kernel: Watched) -> Bool {
         func say(_ text: String) {
             if let client { client.queue(text) } else { writeConsole(text) }
         }
@@ -497,25 +504,28 @@ final class MonitorServer {
         case .help:
             say(MonitorCommand.helpText)
         case .ps:
-            say(MonitorView(link: link, kernel: kernel).ps)
+            say(kernel.view().ps)
         case .whereIs(let id):
-            let view = MonitorView(link: link, kernel: kernel)
-            say(view.whereText(id, source: { sources.line($0, $1) }, liveStack: { captureKernelStack(kernel) }))
+            let view = kernel.view()
+            let owner = view.target(of: id).map { kernel.targets[$0].kernel }
+            say(view.whereText(id, source: { sources.line($0, $1) }, liveStack: { owner.flatMap(captureKernelStack) }))
         case .cancel(let id):
             // Say it before the kernel acts, so the reply comes before
             // whatever the cancelled task prints.
-            guard MonitorView(link: link, kernel: kernel).row(id) != nil else {
+            let view = kernel.view()
+            guard view.row(id) != nil, let at = view.target(of: id) else {
                 say("No task \(id).\n")
                 break
             }
             say("Cancelling task \(id)\n")
             client?.flush()
-            cancel(id, kernel)
-            settle(after: id, kernel)
+            let owner = kernel.targets[at]
+            cancel(id, owner.kernel)
+            settle(after: id, owner)
         case .parents(let id):
-            say(MonitorView(link: link, kernel: kernel).parents(id))
+            say(kernel.view().parents(id))
         case .tree:
-            say(MonitorView(link: link, kernel: kernel).tree)
+            say(kernel.view().tree)
         case .signal(let sig):
             say("Sending \(signalName(sig))\n")
             client?.flush()
@@ -529,10 +539,10 @@ final class MonitorServer {
     /// Gives a cancelled task a moment (at most half a second) to end, and
     /// its parent to react, so that what they print comes before the next
     /// prompt, as in the seed's transcript.
-    private func settle(after id: Int, _ kernel: Kernel) {
+    private func settle(after id: Int, _ owner: (kernel: Kernel, link: MonitorLink, index: Int?)) {
         let deadline = ck_now_ns() + 500_000_000
         while ck_now_ns() < deadline {
-            let (rows, fresh) = link.snapshot(from: kernel, patience: 0.05)
+            let (rows, fresh) = owner.link.snapshot(from: owner.kernel, patience: 0.05)
             if fresh && !rows.contains(where: { $0.id == id }) { break }
         }
         usleep(20_000)
@@ -554,4 +564,27 @@ func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
         diff |= (i < a.count ? a[i] : 0) ^ (i < b.count ? b[i] : 0)
     }
     return diff == 0
+}
+
+/// The kernels a monitor watches, held strongly for one turn of its loop;
+/// nil once every one of them has gone.
+struct Watched {
+    let targets: [(kernel: Kernel, link: MonitorLink, index: Int?)]
+
+    init?(_ all: [MonitorTarget]) {
+        var live: [(kernel: Kernel, link: MonitorLink, index: Int?)] = []
+        for t in all {
+            if let k = t.kernel { live.append((k, t.link, t.index)) }
+        }
+        if live.isEmpty { return nil }
+        targets = live
+    }
+
+    /// True for a group's monitor (its tables have a kernel column).
+    var grouped: Bool { targets.first?.index != nil }
+
+    /// The table of every watched kernel now.
+    func view(patience: Double = 0.25) -> MonitorView {
+        MonitorView(targets: targets, patience: patience)
+    }
 }

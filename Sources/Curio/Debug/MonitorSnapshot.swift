@@ -121,15 +121,37 @@ final class MonitorLink: Sendable {
     /// answer in time (it is busy running a task). Any thread but the
     /// kernel's.
     func snapshot(from kernel: Kernel, patience: Double = 0.25) -> (rows: [TaskRow], fresh: Bool) {
+        let request = requestSnapshot(from: kernel, waiting: patience > 0)
+        return collect(request, deadline: ck_now_ns() + Int64(max(0, patience) * 1e9))
+    }
+
+    /// A request for a fresh copy: the reader's pipe (if it waits) and the
+    /// generation it asked after.
+    struct SnapshotRequest {
+        fileprivate let pipe: [Int32]
+        fileprivate let waits: Bool
+        fileprivate let before: Int
+    }
+
+    /// Asks the kernel for a fresh copy without waiting for it, so that a
+    /// group's monitor asks every kernel first and then waits for them all
+    /// within one patience. Pair with ``collect(_:deadline:)``.
+    func requestSnapshot(from kernel: Kernel, waiting: Bool) -> SnapshotRequest {
         var pipe: [Int32] = [-1, -1]
-        let waits = patience > 0 && ck_pipe2(&pipe, O_CLOEXEC | O_NONBLOCK) == 0
+        let waits = waiting && ck_pipe2(&pipe, O_CLOEXEC | O_NONBLOCK) == 0
         let before = state.withLock { s -> Int in
             if waits { s.waiters.append(pipe[1]) }
             return s.generation
         }
         kernel.postMessage { k in k.publishSnapshot() }
-        if waits {
-            let deadline = ck_now_ns() + Int64(patience * 1e9)
+        return SnapshotRequest(pipe: pipe, waits: waits, before: before)
+    }
+
+    /// The rows once the kernel has answered `request`, or when `deadline`
+    /// (kernel clock ns) passes first (`fresh` false).
+    func collect(_ request: SnapshotRequest, deadline: Int64) -> (rows: [TaskRow], fresh: Bool) {
+        let pipe = request.pipe
+        if request.waits {
             while true {
                 let left = deadline - ck_now_ns()
                 if left <= 0 { break }
@@ -140,11 +162,11 @@ final class MonitorLink: Sendable {
             }
         }
         let result = state.withLock { s -> ([TaskRow], Bool) in
-            if waits { s.waiters.removeAll { $0 == pipe[1] } }
-            return (s.rows, s.generation != before)
+            if request.waits { s.waiters.removeAll { $0 == pipe[1] } }
+            return (s.rows, s.generation != request.before)
         }
         // Closed only once the publisher can no longer write to it.
-        if waits { close(pipe[0]); close(pipe[1]) }
+        if request.waits { close(pipe[0]); close(pipe[1]) }
         return result
     }
 }
