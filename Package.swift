@@ -15,6 +15,8 @@ let package = Package(
         .library(name: "CurioTLS", targets: ["CurioTLS"]),
         // HTTP/1.1 server on Curio streams (docs/HTTP.md).
         .library(name: "CurioHTTP", targets: ["CurioHTTP"]),
+        // HTTPServer over CurioTLS: its own product so plain-HTTP users need no OpenSSL.
+        .library(name: "CurioHTTPS", targets: ["CurioHTTPS"]),
         // swift-service-lifecycle integration: its own product so the core stays small.
         .library(name: "CurioServiceLifecycle", targets: ["CurioServiceLifecycle"]),
     ],
@@ -71,7 +73,7 @@ let package = Package(
         ),
         .testTarget(
             name: "CurioTLSTests",
-            dependencies: ["CurioTLS", "CurioHTTP", "Curio", "CurioTestSupport", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["CurioTLS", "CurioHTTP", "CurioHTTPS", "Curio", "CurioTestSupport", .product(name: "Logging", package: "swift-log")],
             path: "Tests/CurioTLSTests",
             swiftSettings: [.enableUpcomingFeature("NonisolatedNonsendingByDefault")]
         ),
@@ -93,6 +95,12 @@ let package = Package(
             name: "CurioHTTP",
             dependencies: ["Curio", .product(name: "HTTPTypes", package: "swift-http-types")],
             path: "Sources/CurioHTTP",
+            swiftSettings: [.enableUpcomingFeature("NonisolatedNonsendingByDefault")]
+        ),
+        .target(
+            name: "CurioHTTPS",
+            dependencies: ["Curio", "CurioHTTP", "CurioTLS", .product(name: "Logging", package: "swift-log")],
+            path: "Sources/CurioHTTPS",
             swiftSettings: [.enableUpcomingFeature("NonisolatedNonsendingByDefault")]
         ),
         .testTarget(

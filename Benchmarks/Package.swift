@@ -27,6 +27,8 @@ let package = Package(
         .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
         // The HTTP benchmark's Hummingbird 2 server (Benchmarks/http/run.sh).
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.0.0"),
+        // The HTTPS benchmark's NIO server (NIOHTTP1 behind NIOSSL).
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.27.0"),
     ],
     targets: [
         .target(name: "CBenchSupport", path: "Sources/CBenchSupport"),
@@ -74,6 +76,40 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
             path: "Sources/hummingbird-http",
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        // The HTTPS benchmark's servers (Benchmarks/http/run.sh, mode https).
+        .executableTarget(
+            name: "curio-https",
+            dependencies: [
+                .product(name: "Curio", package: "Curio"),
+                .product(name: "CurioHTTPS", package: "Curio"),
+                .product(name: "CurioTLS", package: "Curio"),
+            ],
+            path: "Sources/curio-https",
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        .executableTarget(
+            name: "nio-https",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            path: "Sources/nio-https",
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        .executableTarget(
+            name: "hummingbird-https",
+            dependencies: [
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            path: "Sources/hummingbird-https",
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         .executableTarget(

@@ -40,6 +40,8 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 BENCH=$(dirname "$HERE")
+# shellcheck source=../lib/bench.sh
+source "$BENCH/lib/bench.sh"
 CBUILD=$HERE/.build-c
 URING_SCRATCH=$HERE/.build-uring
 EPOLL_SCRATCH=$HERE/.build-epoll
@@ -74,77 +76,25 @@ if [[ ${ECHO_BUILD:-1} != 0 ]]; then
     mkdir -p "$CBUILD"
     "$CC" -O2 -Wall -Wextra -o "$CBUILD/loadgen" "$HERE/loadgen.c" -luring
     "$CC" -O2 -Wall -Wextra -o "$CBUILD/uring_echo" "$HERE/uring_echo.c" -luring
-    # A path dependency's file list is cached with the build: drop it so
-    # files added to Sources/Curio since the first build are seen.
-    rm -f "$URING_SCRATCH/release/description.json" "$EPOLL_SCRATCH/release/description.json"
-    (
-        cd "$BENCH"
-        "$SWIFT" build -c release --scratch-path "$URING_SCRATCH" --product curio-echo
-        "$SWIFT" build -c release --scratch-path "$URING_SCRATCH" --product nio-echo
-        CURIO_BENCH_EPOLL=1 "$SWIFT" build -c release --scratch-path "$EPOLL_SCRATCH" --product curio-echo
-    ) >&2
+    forget_file_lists "$URING_SCRATCH" "$EPOLL_SCRATCH"
+    swift_build "$URING_SCRATCH" curio-echo
+    swift_build "$URING_SCRATCH" nio-echo
+    swift_build "$EPOLL_SCRATCH" curio-echo epoll
 fi
 for f in "$LOADGEN" "${BIN[@]}"; do
     [[ -x $f ]] || { echo "run.sh: $f is not built (run without ECHO_BUILD=0)" >&2; exit 1; }
 done
 
 # ------------------------------------------------------------------ servers
-TMP=$(mktemp -d /tmp/curio-echo-bench.XXXXXX)
-SERVER_PID=""
-
-stop_server() {
-    if [[ -n $SERVER_PID ]]; then
-        kill -TERM "$SERVER_PID" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.02; done
-        kill -KILL "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-        SERVER_PID=""
-    fi
-}
-cleanup() { stop_server; rm -rf "$TMP"; }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_tmp curio-echo-bench
 
 case $PIN in auto|split|same|none) ;; *) echo "run.sh: ECHO_PIN must be auto, split, same or none" >&2; exit 2;; esac
-if (( $(nproc) < 2 )) || ! command -v taskset >/dev/null; then PIN=none; fi
-SERVER_CPUS="" LOADGEN_CPUS=""
-# pin_for CONNS: sets SERVER_CPUS and LOADGEN_CPUS.
+can_pin || PIN=none
+# pin_for CONNS: sets SERVER_CPUS and CLIENT_CPUS (the loadgen's).
 pin_for() {
     local mode=$PIN
     [[ $mode == auto ]] && { (( $1 == 1 )) && mode=same || mode=split; }
-    case $mode in
-        split) SERVER_CPUS="taskset -c 0" LOADGEN_CPUS="taskset -c 1" ;;
-        same) SERVER_CPUS="taskset -c 0" LOADGEN_CPUS="taskset -c 0" ;;
-        none) SERVER_CPUS="" LOADGEN_CPUS="" ;;
-    esac
-}
-
-# start_server KEY: starts it on port 0; sets SERVER_PID and PORT.
-start_server() {
-    local key=$1 out=$TMP/server.out
-    : >"$out"
-    $SERVER_CPUS "${BIN[$key]}" 0 >"$out" 2>"$TMP/server.err" &
-    SERVER_PID=$!
-    PORT=""
-    for _ in $(seq 500); do
-        PORT=$(awk '/^PORT /{print $2; exit}' "$out")
-        [[ -n $PORT ]] && break
-        kill -0 "$SERVER_PID" 2>/dev/null || break
-        sleep 0.02
-    done
-    if [[ -z $PORT ]]; then
-        echo "run.sh: ${NAME[$key]} did not start:" >&2
-        cat "$TMP/server.err" >&2
-        exit 1
-    fi
-    # The two Curio builds must really run on the backend they are named after.
-    local want=""
-    [[ $key == curio-uring ]] && want=io_uring
-    [[ $key == curio-epoll ]] && want=epoll
-    if [[ -n $want ]] && ! grep -qx "BACKEND $want" "$out"; then
-        echo "run.sh: ${NAME[$key]} runs on '$(awk '/^BACKEND/{print $2}' "$out")', not $want" >&2
-        exit 1
-    fi
+    pin "$mode"
 }
 
 declare -A RESULTS LGCPU SVCPU SVUS
@@ -158,7 +108,7 @@ measure() {
     for attempt in $(seq 0 "$RETRIES"); do
         start_server "$key"
         # shellcheck disable=SC2086
-        if ! line=$(timeout $(( ${T%.*} + 60 )) $LOADGEN_CPUS "$LOADGEN" -p "$PORT" -c "$conns" -s "$bytes" \
+        if ! line=$(timeout $(( ${T%.*} + 60 )) $CLIENT_CPUS "$LOADGEN" -p "$PORT" -c "$conns" -s "$bytes" \
                     -t "$T" -w "$WARMUP" -P "$SERVER_PID" $LOADGEN_FLAGS); then
             echo "run.sh: loadgen failed against ${NAME[$key]} (${conns}x${bytes})" >&2
             cat "$TMP/server.err" >&2
@@ -187,28 +137,18 @@ measure() {
         "${NAME[$key]}" "$conns" "$bytes" "$rtps" "$lcpu" "$scpu" "$flag" >&2
 }
 
-median() { tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{a[NR]=$1} END { if (NR == 0) print "nan"; else if (NR % 2) print a[(NR+1)/2]; else printf "%.2f\n", (a[NR/2]+a[NR/2+1])/2 }'; }
-
 echo "== $ROUNDS round(s) x $(wc -w <<<"$CELLS") cells x $(wc -w <<<"$SERVERS") servers, ${WARMUP}s warm-up + ${T}s each, pinning: $PIN" >&2
-for r in $(seq "$ROUNDS"); do
-    echo "-- round $r" >&2
+one_round() {
+    local cell conns bytes key
     for cell in $CELLS; do
         conns=${cell%x*} bytes=${cell#*x}
         for key in $SERVERS; do measure "$key" "$conns" "$bytes"; done
     done
-done
+}
+rounds "$ROUNDS" one_round
 
 # ------------------------------------------------------------------ report
 has() { [[ " $SERVERS " == *" $1 "* ]]; }
-ratio() { # ratio A B -> A/B with 2 decimals, or n/a
-    awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) print "n/a"; else printf "%.2f\n", a / b }'
-}
-fmt() { # 123456.5 -> 123,457
-    awk -v v="$1" 'BEGIN { if (v == "" || v == "nan") { print "n/a"; exit }
-        s = sprintf("%.0f", v); o = ""
-        while (length(s) > 3) { o = "," substr(s, length(s) - 2) o; s = substr(s, 1, length(s) - 3) }
-        print s o }'
-}
 
 echo
 echo "Echo round trips per second (median of $ROUNDS, ${T}s each; $(nproc) CPUs, Linux $(uname -r), pinning $PIN)"
@@ -273,11 +213,7 @@ fi
 if has curio-uring && has curio-epoll && has nio && has c; then
     echo
     echo "Targets (issue 3):"
-    check() { # check LABEL VALUE MIN
-        local ok
-        ok=$(awk -v v="$2" -v m="$3" 'BEGIN { print (v != "n/a" && v + 0 >= m) ? "met" : "MISSED" }')
-        echo "- $1: $2 (>= $3) $ok"
-    }
+    check() { target "$@"; }
     for cell in $CELLS; do
         u=${MED[curio-uring,$cell]} e=${MED[curio-epoll,$cell]} n=${MED[nio,$cell]} c=${MED[c,$cell]}
         conns=${cell%x*}

@@ -6,9 +6,26 @@ final class ConnectionRegistry: @unchecked Sendable {
     // Unchecked: used by the tasks of one kernel only (see above).
     private(set) var draining = false
     private var connections: [ObjectIdentifier: HTTPConnection] = [:]
+    /// Connections still in their transport's opening (a TLS handshake):
+    /// no request yet, so a drain treats them as idle.
+    private var opening: [Int: AnyCurioTask] = [:]
+    private var nextOpening = 0
     private let allClosed = Event()
 
-    var count: Int { connections.count }
+    var count: Int { connections.count + opening.count }
+    private var empty: Bool { connections.isEmpty && opening.isEmpty }
+
+    /// Counts a connection whose opening starts → the key for ``endOpening(_:)``.
+    func beginOpening(_ task: AnyCurioTask?) -> Int {
+        nextOpening += 1
+        if let task { opening[nextOpening] = task }
+        return nextOpening
+    }
+
+    func endOpening(_ key: Int) async {
+        opening[key] = nil
+        if empty && draining { await allClosed.set() }
+    }
 
     func add(_ c: HTTPConnection) {
         connections[ObjectIdentifier(c)] = c
@@ -17,7 +34,7 @@ final class ConnectionRegistry: @unchecked Sendable {
 
     func remove(_ c: HTTPConnection) async {
         connections[ObjectIdentifier(c)] = nil
-        if connections.isEmpty && draining { await allClosed.set() }
+        if empty && draining { await allClosed.set() }
     }
 
     /// Stops keep-alive: idle connections are cancelled at once, busy ones
@@ -27,17 +44,19 @@ final class ConnectionRegistry: @unchecked Sendable {
         for c in connections.values where c.idle {
             if let t = c.task { _ = try await t.cancel(blocking: false) }
         }
-        if connections.isEmpty { await allClosed.set() }
+        try await cancelOpenings()
+        if empty { await allClosed.set() }
     }
 
     /// Waits until every connection has closed; after `timeout` seconds
     /// the ones still open are cancelled.
     func waitUntilClosed(timeout: Double) async throws {
-        if connections.isEmpty { return }
+        if empty { return }
         if try await ignoreAfter(timeout, { try await allClosed.wait() }) == nil {
             for c in connections.values {
                 if let t = c.task { _ = try await t.cancel(blocking: false) }
             }
+            try await cancelOpenings()
             try await allClosed.wait()
         }
     }
@@ -48,5 +67,10 @@ final class ConnectionRegistry: @unchecked Sendable {
         for c in connections.values {
             if let t = c.task { _ = try await t.cancel(blocking: false) }
         }
+        try await cancelOpenings()
+    }
+
+    private func cancelOpenings() async throws {
+        for t in opening.values { _ = try await t.cancel(blocking: false) }
     }
 }

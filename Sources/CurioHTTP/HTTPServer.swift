@@ -19,8 +19,10 @@ import Glibc
 /// among them. A server belongs to the kernel whose task calls ``run()``;
 /// call its other methods from tasks of that kernel.
 ///
-/// To serve connections accepted elsewhere (a TLS listener, a socket
-/// passed in), use ``serve(_:)`` or ``serveHTTP(_:configuration:handler:)``.
+/// For HTTPS, the CurioHTTPS product adds `HTTPServer(host:port:tls:)`;
+/// any other per-connection handshake plugs in as a ``Transport``. To serve
+/// connections accepted elsewhere (a socket passed in), use
+/// ``serve(_:remoteAddress:)`` or ``serveHTTP(_:configuration:handler:)``.
 public final class HTTPServer: @unchecked Sendable {
     // Unchecked: all state is used by tasks of the kernel that runs it.
     public let configuration: HTTPServerConfiguration
@@ -29,6 +31,7 @@ public final class HTTPServer: @unchecked Sendable {
     private let port: Int
     private let reusePort: Bool
     private let backlog: Int
+    private let transport: Transport
     private let registry = ConnectionRegistry()
     private let listening = Event()
     private var address: SocketAddress?
@@ -36,15 +39,19 @@ public final class HTTPServer: @unchecked Sendable {
     private var stopped = false
 
     /// A server for `host` ("" for every interface) and `port` (0 picks a
-    /// free one: see ``localAddress()``).
+    /// free one: see ``localAddress()``), speaking HTTP over each accepted
+    /// socket as `transport` opens it (plain TCP by default).
     public init(host: String = "", port: Int, reusePort: Bool = false, backlog: Int = 1024,
                 configuration: HTTPServerConfiguration = HTTPServerConfiguration(),
-                handler: @escaping HTTPHandler) {
+                transport: Transport = .plain, handler: @escaping HTTPHandler) {
         self.host = host
         self.port = port
         self.reusePort = reusePort
         self.backlog = backlog
+        var configuration = configuration
+        if transport.open != nil { configuration.scheme = transport.scheme }
         self.configuration = configuration
+        self.transport = transport
         self.handler = handler
     }
 
@@ -148,11 +155,33 @@ public final class HTTPServer: @unchecked Sendable {
                 continue
             }
             try? client.setOption(.noDelay, true)
-            let stream = SocketStream(client, chunk: configuration.readChunkSize)
-            try await spawn(name: "http connection") { [self] in
-                await serve(stream, remoteAddress: peer)
+            if let open = transport.open {
+                try await spawn(name: "http connection") { [self] in
+                    await openAndServe(client, peer, open)
+                }
+            } else {
+                let stream = SocketStream(client, chunk: configuration.readChunkSize)
+                try await spawn(name: "http connection") { [self] in
+                    await serve(stream, remoteAddress: peer)
+                }
             }
         }
+    }
+
+    /// Runs the transport's opening (a TLS handshake) in the connection's
+    /// task, as a connection the registry can cancel, then serves it.
+    private func openAndServe(_ client: Socket, _ peer: SocketAddress, _ open: Transport.Open) async {
+        let key = registry.beginOpening(try? await currentTask())
+        let stream: SocketStream
+        do {
+            stream = try await open(client, peer)
+        } catch {
+            client.close()
+            await registry.endOpening(key)
+            return
+        }
+        await registry.endOpening(key)
+        await serve(stream, remoteAddress: peer)
     }
 }
 

@@ -87,8 +87,9 @@ public func tcpServer(host: String, port: Int, tls context: TLSContext, reusePor
 }
 
 /// The server handshake, bounded by `timeout`: a timeout becomes a
-/// ``TLSError/Kind/handshakeFailed`` that names it.
-private func acceptTLS(_ socket: Socket, _ context: TLSContext, timeout: Double?) async throws -> TLSConnection {
+/// ``TLSError/Kind/handshakeFailed`` that names it. Package-wide so
+/// CurioHTTPS's servers handshake exactly as `tcpServer(tls:)` does.
+package func acceptTLS(_ socket: Socket, _ context: TLSContext, timeout: Double?) async throws -> TLSConnection {
     guard let timeout else { return try await TLSConnection.accept(over: socket, context: context) }
     do {
         return try await timeoutAfter(timeout) { try await TLSConnection.accept(over: socket, context: context) }
@@ -101,7 +102,7 @@ private func acceptTLS(_ socket: Socket, _ context: TLSContext, timeout: Double?
 /// Logs a failed server handshake where the kernel sends its own
 /// diagnostics (``Kernel/Configuration/logger``, stderr by default), at
 /// notice level: scanners and broken clients make these routine.
-private func reportHandshakeFailure(_ error: any Error, _ peer: SocketAddress) {
+package func reportHandshakeFailure(_ error: any Error, _ peer: SocketAddress) {
     let message: Logger.Message = "TLS handshake with \(peer) failed: \(error)"
     if let kernel = Kernel.current {
         kernel.configuration.logger.notice(message, metadata: ["peer": "\(peer)"])
