@@ -48,12 +48,15 @@ let package = Package(
             path: "Sources/nio-echo",
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
-        // The HTTP benchmark's servers (Benchmarks/http/run.sh, `make bench-http`).
+        // The HTTP and HTTPS benchmarks' servers (Benchmarks/http/run.sh, `make bench-http`):
+        // each serves HTTPS when given a certificate and key.
         .executableTarget(
             name: "curio-http",
             dependencies: [
                 .product(name: "Curio", package: "Curio"),
                 .product(name: "CurioHTTP", package: "Curio"),
+                .product(name: "CurioHTTPS", package: "Curio"),
+                .product(name: "CurioTLS", package: "Curio"),
             ],
             path: "Sources/curio-http",
             swiftSettings: [.swiftLanguageMode(.v6)]
@@ -64,6 +67,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
             path: "Sources/nio-http",
             swiftSettings: [.swiftLanguageMode(.v6)]
@@ -72,44 +76,13 @@ let package = Package(
             name: "hummingbird-http",
             dependencies: [
                 .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-            ],
-            path: "Sources/hummingbird-http",
-            swiftSettings: [.swiftLanguageMode(.v6)]
-        ),
-        // The HTTPS benchmark's servers (Benchmarks/http/run.sh, mode https).
-        .executableTarget(
-            name: "curio-https",
-            dependencies: [
-                .product(name: "Curio", package: "Curio"),
-                .product(name: "CurioHTTPS", package: "Curio"),
-                .product(name: "CurioTLS", package: "Curio"),
-            ],
-            path: "Sources/curio-https",
-            swiftSettings: [.swiftLanguageMode(.v6)]
-        ),
-        .executableTarget(
-            name: "nio-https",
-            dependencies: [
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "NIOSSL", package: "swift-nio-ssl"),
-            ],
-            path: "Sources/nio-https",
-            swiftSettings: [.swiftLanguageMode(.v6)]
-        ),
-        .executableTarget(
-            name: "hummingbird-https",
-            dependencies: [
-                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
-            path: "Sources/hummingbird-https",
+            path: "Sources/hummingbird-http",
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         .executableTarget(

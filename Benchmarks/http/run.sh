@@ -7,9 +7,10 @@
 #            curio-epoll   curio-http, Curio's Epoll trait
 #            nio           nio-http, NIOHTTP1 on one event loop
 #            hummingbird   hummingbird-http, Hummingbird 2 on one event loop
-#   https    curio-https-uring, curio-https-epoll  curio-https (CurioHTTP over CurioTLS)
-#            nio-https     nio-https, NIOHTTP1 behind NIOSSL
-#            hummingbird-https  hummingbird-https, Hummingbird 2 with HummingbirdTLS
+#   https    the same four given a certificate and key:
+#            curio-https-uring, curio-https-epoll  CurioHTTP over CurioTLS
+#            nio-https     NIOHTTP1 behind NIOSSL
+#            hummingbird-https  Hummingbird 2 with HummingbirdTLS
 #
 # The HTTPS servers share one certificate (ECDSA P-256, made with openssl
 # for this run); wrk keeps its connections, so a round measures requests
@@ -65,11 +66,11 @@ declare -A BIN=(
 NAME+=([curio-https-uring]="Curio io_uring + CurioTLS" [curio-https-epoll]="Curio epoll + CurioTLS"
        [nio-https]="NIOHTTP1 + NIOSSL" [hummingbird-https]="Hummingbird 2 + TLS")
 BIN+=(
-    [curio-https-uring]=$URING_SCRATCH/release/curio-https
-    [curio-https-epoll]=$EPOLL_SCRATCH/release/curio-https
-    [nio-https]=$URING_SCRATCH/release/nio-https
-    [hummingbird-https]=$URING_SCRATCH/release/hummingbird-https
-)
+    [curio-https-uring]=$URING_SCRATCH/release/curio-http
+    [curio-https-epoll]=$EPOLL_SCRATCH/release/curio-http
+    [nio-https]=$URING_SCRATCH/release/nio-http
+    [hummingbird-https]=$URING_SCRATCH/release/hummingbird-http
+)  # the same servers as for http, given a certificate and key
 # The server each one is compared with, per mode.
 declare -A NIO=([http]=nio [https]=nio-https) HB=([http]=hummingbird [https]=hummingbird-https)
 declare -A CURIO=([http]="curio-uring curio-epoll" [https]="curio-https-uring curio-https-epoll")

@@ -1,12 +1,17 @@
-// The HTTP benchmark's SwiftNIO server, as NIOHTTP1's own example server is
-// written: `configureHTTPServerPipeline`, a handler that answers on `.end`
-// with head, body and end, keep-alive as the request asks. One event loop
-// thread (like one Curio kernel), TCP_NODELAY. Listens on 127.0.0.1 only.
+// The HTTP and HTTPS benchmarks' SwiftNIO server, as NIOHTTP1's own example
+// server is written: `configureHTTPServerPipeline`, a handler that answers on
+// `.end` with head, body and end, keep-alive as the request asks. Given a
+// certificate and key it serves HTTPS: swift-nio-ssl's NIOSSLServerHandler
+// first in each child pipeline, as NIOSSL's documentation shows, ALPN
+// http/1.1. One event loop thread (like one Curio kernel), TCP_NODELAY.
+// Listens on 127.0.0.1 only.
 //
-//   nio-http [PORT]     (default 0: a free port; prints "PORT <n>")
+//   nio-http [PORT [CERT.pem KEY.pem]]   (PORT 0, the default: a free port;
+//                                         prints "PORT <n>")
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 
 #if canImport(Glibc)
 import Glibc
@@ -45,14 +50,32 @@ final class HelloHandler: ChannelInboundHandler {
     }
 }
 
-let port = CommandLine.arguments.count > 1 ? Int(CommandLine.arguments[1]) ?? 0 : 0
+let args = CommandLine.arguments
+guard args.count == 1 || args.count == 2 || args.count == 4, let port = args.count > 1 ? Int(args[1]) : 0 else {
+    let usage = "usage: nio-http [PORT [CERT.pem KEY.pem]]\n"
+    _ = write(2, usage, usage.utf8.count)  // stderr: the global is not concurrency-safe
+    exit(2)
+}
+// nil: plain HTTP.
+let sslContext: NIOSSLContext? = try args.count == 4 ? {
+    var tls = TLSConfiguration.makeServerConfiguration(
+        certificateChain: try NIOSSLCertificate.fromPEMFile(args[2]).map { .certificate($0) },
+        privateKey: .privateKey(try NIOSSLPrivateKey(file: args[3], format: .pem))
+    )
+    tls.applicationProtocols = ["http/1.1"]
+    return try NIOSSLContext(configuration: tls)
+}() : nil
+
 let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
 let bootstrap = ServerBootstrap(group: group)
     .serverChannelOption(ChannelOptions.backlog, value: 1024)
     .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
     .childChannelInitializer { channel in
-        channel.pipeline.configureHTTPServerPipeline(withErrorHandling: true).flatMap {
-            channel.pipeline.addHandler(HelloHandler())
+        channel.eventLoop.makeCompletedFuture {
+            let pipeline = channel.pipeline.syncOperations
+            if let sslContext { try pipeline.addHandler(NIOSSLServerHandler(context: sslContext)) }
+            try pipeline.configureHTTPServerPipeline(withErrorHandling: true)
+            try pipeline.addHandler(HelloHandler())
         }
     }
     .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
