@@ -46,9 +46,8 @@ extension KernelGroup {
                           handler: @escaping @Sendable (SocketStream, SocketAddress) async throws -> Void)
         async throws -> GroupTCPServer {
         try await tcpServer(host: host, port: port, spread: spread, backlog: backlog, socketHandler: { socket, peer in
-            let stream = SocketStream(socket)
-            defer { stream.close() }
-            try await handler(stream, peer)
+            // The part closes the socket (shut down first) when this returns.
+            try await handler(SocketStream(socket), peer)
         })
     }
 
@@ -201,9 +200,9 @@ public final class GroupTCPServer: Sendable {
 /// handlers of the connections it accepts.
 private func serveGroupPart(_ sock: Socket, ready: TCPListener, served: KernelLoad, load: KernelLoad,
                             handler: @escaping @Sendable (Socket, SocketAddress) async throws -> Void) async throws {
-    defer { sock.close() }
+    defer { sock.shutDownAndClose() }
     await ready.announce(try sock.localAddress)
-    try await serveOwningHandlers(control: ready.control, stopAccepting: { sock.close() }) { handlers in
+    try await serveOwningHandlers(control: ready.control, stopAccepting: { sock.shutDownAndClose() }) { handlers in
         let me = try Kernel.currentTask()
         try await acceptForever(sock, site: CallSite(file: #filePath, line: #line, function: #function)) { client, peer in
             served.add(1)
@@ -238,7 +237,7 @@ private func spawnGroupHandler(_ handlers: ServerHandlers, _ me: AnyCurioTask, _
         load.add(1)
         defer {
             load.add(-1)
-            client.close()
+            client.shutDownAndClose()
             noteConnectionClosed()
         }
         do {
@@ -257,11 +256,11 @@ private func spawnGroupHandler(_ handlers: ServerHandlers, _ me: AnyCurioTask, _
 private func acceptForGroup(_ sock: Socket, control: TCPListener, inboxes: [GroupInbox],
                             served: [KernelLoad]) async throws {
     defer {
-        sock.close()
+        sock.shutDownAndClose()
         for inbox in inboxes { inbox.deliver(.end) }
     }
     var turn = 0
-    try await serveOwningHandlers(control: control.control, stopAccepting: { sock.close() }) { _ in
+    try await serveOwningHandlers(control: control.control, stopAccepting: { sock.shutDownAndClose() }) { _ in
         try await acceptForever(sock, site: CallSite(file: #filePath, line: #line, function: #function)) { client, peer in
             let i = turn
             turn = (turn + 1) % inboxes.count

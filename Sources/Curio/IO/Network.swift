@@ -192,7 +192,7 @@ public func tcpServer(host: String, port: Int, reusePort: Bool = false, backlog:
                       handler: @escaping @Sendable (SocketStream, SocketAddress) async throws -> Void) async throws {
     let addr = try await resolve(host: host, port: port).first!
     let sock = try Socket(addr.family, .stream)
-    defer { sock.close() }
+    defer { sock.shutDownAndClose() }
     try sock.setOption(.reuseAddress, true)
     if reusePort { try sock.setOption(.reusePort, true) }
     try sock.bind(addr)
@@ -206,7 +206,7 @@ public func unixServer(path: String, backlog: Int = 128, ready: TCPListener? = n
                        handler: @escaping @Sendable (SocketStream, SocketAddress) async throws -> Void) async throws {
     let sock = try Socket(.unix, .stream)
     defer {
-        sock.close()
+        sock.shutDownAndClose()
         unlinkStaleSocket(path)
     }
     unlinkStaleSocket(path)
@@ -280,12 +280,12 @@ public final class TCPListener: @unchecked Sendable {
 func serveClients(_ sock: Socket, ready: TCPListener?,
                   handler: @escaping @Sendable (SocketStream, SocketAddress) async throws -> Void) async throws {
     if let ready { await ready.announce(try sock.localAddress) }
-    try await serveOwningHandlers(control: ready?.control, stopAccepting: { sock.close() }) { handlers in
+    try await serveOwningHandlers(control: ready?.control, stopAccepting: { sock.shutDownAndClose() }) { handlers in
         let me = try Kernel.currentTask()
         try await acceptForever(sock, site: CallSite(file: #filePath, line: #line, function: #function)) { client, peer in
             handlers.spawn(me, name: "client \(peer)") {
                 let stream = SocketStream(client)
-                defer { stream.close(); noteConnectionClosed() }
+                defer { client.shutDownAndClose(); noteConnectionClosed() }
                 do {
                     try await handler(stream, peer)
                 } catch let e as SocketError where e.errno == ECONNRESET || e.errno == EPIPE {

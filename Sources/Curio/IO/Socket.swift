@@ -498,6 +498,22 @@ public final class Socket: ByteChannel, @unchecked Sendable {
         fd = -1
     }
 
+    /// Shuts the socket down in both directions, then closes it: what the
+    /// servers do with the listeners and connections they own. A plain
+    /// ``close()`` ends the connection only when the last descriptor for
+    /// it goes, and a child process being spawned at that instant holds a
+    /// copy of every descriptor until its `exec` (close-on-exec or not), so
+    /// for that moment the peer would still see the connection open and the
+    /// port would still be bound. `shutdown` acts on the socket itself, so
+    /// the peer sees the end (after any data still queued) and the port is
+    /// free at once. Not used by ``close()``, because a user may share a
+    /// socket with a child on purpose.
+    package func shutDownAndClose() {
+        guard fd >= 0 else { return }
+        _ = Glibc.shutdown(fd, Int32(SHUT_RDWR))
+        close()
+    }
+
     /// Runs `body` with the socket and closes it afterwards, also when
     /// `body` throws (Python's `with sock:`).
     public func closing<R>(_ body: (Socket) async throws -> R) async rethrows -> R {

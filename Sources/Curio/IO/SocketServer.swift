@@ -113,7 +113,7 @@ public class SocketServer: @unchecked Sendable {
         serving = try Kernel.currentTask()
         defer {
             serving = nil
-            socket.close()
+            socket.shutDownAndClose()
         }
         do {
             try await serveOwningHandlers(control: control, stopAccepting: { stopAccepting() }) { handlers in
@@ -131,7 +131,7 @@ public class SocketServer: @unchecked Sendable {
     }
 
     /// A drain stops accepting: stream servers close the listening socket.
-    func stopAccepting() { socket.close() }
+    func stopAccepting() { socket.shutDownAndClose() }
 
     /// Stops ``SocketServer/serveForever(file:line:function:)`` (from another task of its kernel): cancels
     /// every running handler, waits for them and closes their connections.
@@ -285,7 +285,7 @@ func acceptForever(_ socket: Socket, site: CallSite,
 /// One handler's life: setup, handle, finish, close. A failure is reported
 /// and does not reach the server.
 func runHandler(_ h: BaseRequestHandler, close socket: Socket?) async throws {
-    defer { if let socket { socket.close(); noteConnectionClosed() } }
+    defer { if let socket { socket.shutDownAndClose(); noteConnectionClosed() } }
     do {
         try await h.setup()
         do {
