@@ -13,6 +13,8 @@ public struct HTTPProtocolError: Error, CustomStringConvertible, Sendable {
     /// What was wrong, in words; also the body of the error response.
     public let reason: String
 
+    /// A refusal with `status`, explained by `reason`; a handler may throw
+    /// one to answer with that status and close the connection.
     public init(_ status: HTTPResponse.Status, _ reason: String) {
         self.status = status
         self.reason = reason
@@ -33,7 +35,9 @@ public struct HTTPBodyTooLarge: Error, CustomStringConvertible, Sendable {
 /// `Content-Length` said; the connection is closed since the client can no
 /// longer tell where the next response starts.
 public struct HTTPBodyLengthMismatch: Error, CustomStringConvertible, Sendable {
+    /// The length the response declared.
     public let declared: Int
+    /// The bytes the body wrote.
     public let written: Int
     public var description: String {
         "HTTPBodyLengthMismatch: the response declared Content-Length \(declared) but the body wrote \(written) bytes"

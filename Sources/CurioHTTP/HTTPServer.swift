@@ -25,6 +25,7 @@ import Glibc
 /// ``serve(_:remoteAddress:)`` or ``serveHTTP(_:configuration:handler:)``.
 public final class HTTPServer: @unchecked Sendable {
     // Unchecked: all state is used by tasks of the kernel that runs it.
+    /// Limits and timeouts of every connection (its `scheme` set by the transport).
     public let configuration: HTTPServerConfiguration
     private let handler: HTTPHandler
     private let host: String
@@ -186,7 +187,7 @@ public final class HTTPServer: @unchecked Sendable {
 }
 
 /// Serves HTTP/1.1 on one connection that is already open — a socket
-/// accepted elsewhere, or any ``ByteChannel`` wrapped in a stream (a TLS
+/// accepted elsewhere, or any `ByteChannel` wrapped in a stream (a TLS
 /// connection) — until the client or the server closes it; the stream is
 /// closed on return. Call it from a Curio task.
 ///

@@ -14,11 +14,13 @@ public struct HTTPServerResponse: Sendable {
     /// What follows the head.
     public var body: HTTPResponseBody
 
+    /// A response with `status` (200 by default), `headerFields` and `body`.
     public init(status: HTTPResponse.Status = .ok, headerFields: HTTPFields = [:], body: HTTPResponseBody = .empty) {
         head = HTTPResponse(status: status, headerFields: headerFields)
         self.body = body
     }
 
+    /// A response from a swift-http-types head and a body.
     public init(head: HTTPResponse, body: HTTPResponseBody = .empty) {
         self.head = head
         self.body = body

@@ -3,7 +3,7 @@ import Curio
 extension HTTPServer {
     /// What a server does with each accepted socket before it speaks HTTP
     /// on it: nothing (``plain``), or a handshake that turns the socket into
-    /// a stream over another ``ByteChannel`` — CurioHTTPS's
+    /// a stream over another `ByteChannel` — CurioHTTPS's
     /// `HTTPServer(host:port:tls:)` is built on this.
     ///
     /// The opening runs in the connection's own task, so a slow or hostile

@@ -18,7 +18,7 @@ extension HTTPServer {
     ///
     /// The server advertises `http/1.1` through ALPN: a configuration with
     /// no ALPN protocols gets that one; a list naming anything else (`h2`)
-    /// is refused with ``TLSError/Kind/configuration``, since a client that
+    /// is refused with `TLSError.Kind.configuration`, since a client that
     /// negotiated it would get HTTP/1.1. A failed handshake closes that
     /// client only and goes to `onHandshakeFailure`, or without one is
     /// logged at notice level on the kernel's logger, as `tcpServer(tls:)`

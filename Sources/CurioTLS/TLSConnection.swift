@@ -1,13 +1,13 @@
 import CCurioOpenSSL
 import Curio
 
-/// A TLS connection over a Curio ``Socket``. OpenSSL works on two memory
+/// A TLS connection over a Curio `Socket`. OpenSSL works on two memory
 /// BIOs; every byte goes over the wire through the socket's own `recv` and
 /// `send`, so the connection runs on both of Curio's backends (io_uring and
 /// epoll), and its handshake, reads and writes are ordinary Curio blocking
-/// calls: ``timeoutAfter(_:_:)``, task cancellation and the rest apply.
+/// calls: `timeoutAfter(_:_:)`, task cancellation and the rest apply.
 ///
-/// It is a ``ByteChannel``: wrap it in a ``SocketStream`` for `read`,
+/// It is a `ByteChannel`: wrap it in a `SocketStream` for `read`,
 /// `readExactly`, `readLine`, `write` and `for try await line in stream`.
 ///
 /// ```swift
@@ -19,7 +19,7 @@ import Curio
 /// ```
 ///
 /// One task may read while another writes, as with a socket; two readers
-/// (or two writers) at once get ``ResourceBusy``. A connection belongs to the
+/// (or two writers) at once get `ResourceBusy`. A connection belongs to the
 /// kernel whose task made it.
 public final class TLSConnection: ByteChannel, @unchecked Sendable {
     // @unchecked Sendable, as Socket: the mutable state is touched only by

@@ -1,3 +1,4 @@
+import Curio
 import CCurioOpenSSL
 import Synchronization
 
@@ -10,11 +11,11 @@ import Synchronization
 /// A context is safe to share between tasks and kernels (threads).
 public final class TLSContext: @unchecked Sendable {
     // @unchecked Sendable: every stored property is set in init and never
-    // changed after it, except `sessions`, which is behind a Mutex. OpenSSL
-    // documents an SSL_CTX as safe to use from many threads once it is set
-    // up (SSL_new only reads it and takes a reference); the SNI and
-    // new-session callbacks read only immutable state or go through the
-    // Mutex.
+    // changed after it, except `sessions`, which is behind Curio's `Locked`
+    // (a Mutex ThreadSanitizer can see). OpenSSL documents an SSL_CTX as
+    // safe to use from many threads once it is set up (SSL_new only reads
+    // it and takes a reference); the SNI and new-session callbacks read only
+    // immutable state or go through the lock.
 
     /// The configuration this context was made from.
     public let configuration: TLSConfiguration
@@ -23,7 +24,7 @@ public final class TLSContext: @unchecked Sendable {
     /// Server contexts chosen by SNI, with the names they serve.
     private let sniContexts: [(names: [String], ctx: OpaquePointer)]
     /// Client sessions by "host:port", for resumption.
-    private let sessions = Mutex(SessionCache())
+    private let sessions = Locked(SessionCache())
     /// Connections made from this context whose SSL is not yet freed.
     let liveConnections = Atomic<Int>(0)
 

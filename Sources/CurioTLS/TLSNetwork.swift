@@ -14,7 +14,7 @@ import Logging
 /// let status = try await conn.readLine()
 /// ```
 ///
-/// The handshake is a Curio blocking call: wrap it in ``timeoutAfter(_:_:)``
+/// The handshake is a Curio blocking call: wrap it in `timeoutAfter(_:_:)`
 /// to bound it. On any failure the socket is closed.
 public func openConnection(host: String, port: Int, tls context: TLSContext, serverName: String? = nil,
                            happyEyeballsDelay: Double = 0.25, file: StaticString = #filePath, line: UInt = #line,

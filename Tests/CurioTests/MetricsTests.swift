@@ -74,6 +74,26 @@ struct MetricsTests {
         #expect(try metrics.expectGauge(CurioMetricLabel.readyQueueDepth, dims).lastValue != nil)
     }
 
+    /// A run shorter than the sampling interval still reports what its
+    /// backend did: the counters are sampled when the run ends.
+    @Test func aShortRunReportsItsBackendActivityWhenItEnds() async throws {
+        let metrics = TestMetrics()
+        let serial = try await KernelHarness.onThread { () throws -> UInt64 in
+            let kernel = Self.kernel(metrics)
+            try kernel.run {
+                let (r, w) = try Pipe.make()
+                defer { r.close(); w.close() }
+                let reader = try await spawn { try await r.recv(10) }
+                try await w.sendAll([1])
+                #expect(try await reader.join() == [1])
+            }
+            try kernel.shutdown()
+            return kernel.serial
+        }
+        let dims = [("kernel", "\(serial)")]
+        #expect(try metrics.expectCounter(CurioMetricLabel.backendEnters, dims).totalValue >= 1)
+    }
+
     @Test func backendEntersAndIoUringSubmissions() async throws {
         let metrics = TestMetrics()
         let (serial, backend) = try await KernelHarness.onThread { () throws -> (UInt64, Kernel.Backend) in

@@ -203,7 +203,7 @@ public class UniversalWaitList: @unchecked Sendable {
 
 /// A thread-safe FIFO queue for kernel tasks, plain threads and Swift tasks
 /// on other executors at once (curio 1.6's `UniversalQueue`), optionally
-/// bounded, with ``taskDone()`` and ``join()``.
+/// bounded, with ``taskDone()`` and ``join(timeout:file:line:function:)-(Double?,_,_,_)``.
 ///
 /// ```swift
 /// let q = UniversalQueue<Int>(maxSize: 100)

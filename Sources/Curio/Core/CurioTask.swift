@@ -141,7 +141,7 @@ public class AnyCurioTask: @unchecked Sendable, CustomStringConvertible {
     /// task that is already handling its cancellation (cleaning up in a
     /// `catch`, say) does not interrupt that handling; it waits like the
     /// first, and both return once the task has ended. Cancelling a task
-    /// also drops its deadlines: no ``timeoutAfter(_:_:)`` block it is in
+    /// also drops its deadlines: no ``timeoutAfter(_:_:)-(Double,_)`` block it is in
     /// fires into its clean-up.
     ///
     /// A task may cancel itself; the call then returns at once and the

@@ -412,6 +412,10 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
         onMainThread = MainThreadWatch.isMainThread
         mainActorReported = false
         defer {
+            // Samples are taken at most once a millisecond while tasks
+            // switch; a run shorter than that would otherwise report no
+            // backend activity at all.
+            metrics?.sample()
             onMainThread = false
             leaveLoop()
             ck_bind_thread(nil)

@@ -254,7 +254,7 @@ extension AnyCurioTask {
 }
 
 extension CurioTask {
-    /// ``join(timeout:file:line:function:)`` for a plain thread: blocks it
+    /// ``join(timeout:file:line:function:)-(Double?,_,_,_)`` for a plain thread: blocks it
     /// until the task has ended and returns its value (nil if it ended by
     /// cancellation); throws ``TaskError`` if it failed and ``TaskTimeout``
     /// when `timeout` seconds pass first.

@@ -8,6 +8,7 @@ import Glibc
 /// down (or is shutting down). Thrown at once by ``Kernel/call(name:_:)``
 /// and recorded as the failure of a task added to a shut-down kernel.
 public struct KernelUnavailable: Error, CustomStringConvertible, Equatable {
+    /// Which of the two it is.
     public enum Reason: Sendable, Equatable {
         /// The kernel is not running: its `run()` has returned. (A kernel
         /// that has never run takes calls; they wait for its first run.)

@@ -37,7 +37,7 @@ extension KernelGroup {
     ///
     /// Each kernel's handlers are owned by that kernel's part of the server
     /// as ``tcpServer(host:port:reusePort:backlog:ready:handler:)`` owns
-    /// them: ``GroupTCPServer/drain(grace:)`` stops accepting everywhere,
+    /// them: ``GroupTCPServer/drain(grace:)-(Double)`` stops accepting everywhere,
     /// lets every kernel's handlers finish for the grace period and then
     /// cancels the rest; ``GroupTCPServer/cancel()`` cancels them at once.
     /// Callable from any Swift task. Throws what `bind` or `listen` throws

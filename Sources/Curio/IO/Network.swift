@@ -173,7 +173,7 @@ public func openUnixConnection(path: String, file: StaticString = #filePath, lin
 /// Serves TCP clients with `handler`, each in its own task with its own
 /// stream (closed when the handler ends), until cancelled. `ready`, if
 /// given, learns the listening address once the server listens, and can
-/// drain the server (``TCPListener/drain(grace:)``).
+/// drain the server (``TCPListener/drain(grace:)-(Double)``).
 ///
 /// ```swift
 /// try await tcpServer(host: "", port: 25000) { client, addr in
@@ -227,7 +227,7 @@ public func unixServer(path: String, backlog: Int = 128, ready: TCPListener? = n
 /// try await listener.drain(grace: 5)   // stop accepting; 5 s for in-flight clients
 /// ```
 ///
-/// ``drain(grace:)`` stops accepting (the listening socket closes, so new
+/// ``drain(grace:)-(Double)`` stops accepting (the listening socket closes, so new
 /// clients are refused), lets the connection handlers in flight finish for
 /// `grace` seconds, then cancels the ones still running (an idle
 /// keep-alive client among them) and closes their connections; the server

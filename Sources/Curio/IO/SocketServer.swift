@@ -88,7 +88,7 @@ open class DatagramRequestHandler: BaseRequestHandler {
 /// The server owns its handlers as a task group: cancelling
 /// ``serveForever(file:line:function:)`` (or ``shutdown()``) cancels every
 /// handler, waits for each to end and closes its connection before it
-/// returns. ``drain(grace:)`` stops accepting, gives the handlers in flight
+/// returns. ``drain(grace:)-(Double)`` stops accepting, gives the handlers in flight
 /// a grace period, then cancels the rest (see ``TCPListener``).
 public class SocketServer: @unchecked Sendable {
     let socket: Socket

@@ -301,6 +301,7 @@ public struct BrokenPipeError: Error, CustomStringConvertible {
     public let status: Subprocess.Status
     /// What the child wrote before it ended.
     public let stdout: [UInt8]
+    /// What the child wrote to its standard error before it ended.
     public let stderr: [UInt8]
     /// Always `EPIPE`.
     public var errno: Int32 { EPIPE }

@@ -21,7 +21,7 @@
 ///
 /// A negative initial value is a mistake the semaphore reports, not a
 /// crash: `Semaphore(value: -1)` is created (the spelling stays the
-/// non-throwing `threading` one), and its first ``acquire(timeout:file:line:function:)``,
+/// non-throwing `threading` one), and its first ``acquire(timeout:file:line:function:)-(Double?,_,_,_)``,
 /// ``release()`` or ``withLock(file:line:function:_:)`` throws
 /// ``CurioUsageError`` with kind `.invalidArgument` naming the value.
 // @unchecked Sendable: `value` and the wait queue are touched only by the

@@ -26,9 +26,9 @@
 /// A failure nobody reads is reported on stderr when the group goes away.
 ///
 /// What the user already took is left out of the group's outcome (as in
-/// curio): a member joined explicitly (``CurioTask/join(timeout:file:line:function:)``),
-/// a daemon member, and a member handed out by ``nextDone()``,
-/// ``nextResult()`` or iteration are not in ``results``, ``exceptions`` or
+/// curio): a member joined explicitly (``CurioTask/join(timeout:file:line:function:)-(Double?,_,_,_)``),
+/// a daemon member, and a member handed out by ``nextDone(file:line:function:)``,
+/// ``nextResult(file:line:function:)`` or iteration are not in ``results``, ``exceptions`` or
 /// ``result``, and they do not satisfy the wait policy.
 public final class CurioTaskGroup<T>: AsyncSequence, TaskEndObserver, @unchecked Sendable {
     /// When ``CurioTaskGroup/join(file:line:function:)`` stops waiting.

@@ -1,9 +1,15 @@
-// Uses Curio from outside its repository: a kernel, tasks, Duration
-// timeouts, the Clock, an Event, a Queue, swift-log configuration and a
-// TCP echo round trip; service mode, kernel.call, adopted Swift tasks and
-// a drained server (Embedding.swift); with CONSUMER_LIFECYCLE, also CurioServiceLifecycle
-// in a ServiceGroup. Prints the backend first; the check compares it with
-// the trait the consumer asked for.
+// Uses Curio from outside its repository, one item of issue 9 after the
+// other: a kernel, tasks, Duration timeouts and sleeps, CurioClock as
+// `any Clock<Duration>`, an Event, a Queue, a Lock, a UniversalResult and a
+// TCP echo round trip (here); service mode, kernel.call, adopted Swift
+// tasks and a drained server (Embedding.swift); swift-log diagnostics
+// through the consumer's own Logger and swift-metrics through its own
+// MetricsFactory (Observability.swift); cross-kernel hand-off without
+// blocking and a start-up failure reported by run() (Kernels.swift);
+// SignalSet beside other signal users (Signals.swift); CurioServiceLifecycle
+// in a ServiceGroup drained by SIGTERM (Lifecycle.swift). Prints the
+// backend first; the check compares it with the trait asked for. Any
+// broken promise stops the program with a precondition failure.
 import Curio
 import Logging
 
@@ -34,9 +40,29 @@ func kernelChecks() throws -> Int {
         }
         precondition(late == nil, "ignoreAfter(.milliseconds(10)) did not expire")
 
+        // timeoutAfter with a Duration throws TaskTimeout.
+        do {
+            try await timeoutAfter(.milliseconds(5)) { try await Curio.sleep(.seconds(5)) }
+            preconditionFailure("timeoutAfter(.milliseconds(5)) did not time out")
+        } catch is TaskTimeout {}
+
+        // Timeouts of the primitives as Durations.
+        let lock = Lock()
+        try await lock.acquire()
+        let holder = try await spawn { try await lock.acquire(timeout: .milliseconds(5)) }
+        let gotHeldLock = try await holder.join()
+        precondition(gotHeldLock == false, "a held lock was acquired")
+        try await lock.release()
+        let never = UniversalResult<Int>()
+        do {
+            _ = try await never.get(timeout: .milliseconds(5))
+            preconditionFailure("UniversalResult.get(timeout:) did not time out")
+        } catch is TaskTimeout {}
+
         // Code written against any Clock<Duration> runs on the kernel's timer.
         let clock: any Clock<Duration> = CurioClock()
-        try await clock.sleep(for: .milliseconds(1))
+        let slept = try await pause(on: clock, for: .milliseconds(20))
+        precondition(slept >= .milliseconds(20), "the clock slept \(slept)")
 
         // A TCP echo round trip on a port the system picks.
         let listener = TCPListener()
@@ -57,9 +83,19 @@ func kernelChecks() throws -> Int {
     return total
 }
 
+/// Generic code that knows only `Clock<Duration>`: sleeps on it and
+/// measures on its own `now`.
+func pause<C: Clock>(on clock: C, for d: Duration) async throws -> Duration where C.Duration == Duration {
+    let start = clock.now
+    try await clock.sleep(for: d)
+    return start.duration(to: clock.now)
+}
+
 print("sum: \(try kernelChecks())")
 try await embeddingChecks()
-#if CONSUMER_LIFECYCLE
+try observabilityChecks()
+try await crossKernelChecks()
+try startupFailureCheck()
+try signalChecks()
 try await lifecycleChecks()
-#endif
 print("consumer: ok")
