@@ -14,9 +14,9 @@ struct BufferLifetimeTests {
     /// A temporary array is gone from the caller's hands as soon as the
     /// call starts; the send suspends many times (the peer reads slowly,
     /// the buffers are small) and every byte still arrives in order.
-    @Test func bytesOfATemporaryArrayArriveThroughManySuspensions() throws {
+    @Test func bytesOfATemporaryArrayArriveThroughManySuspensions() async throws {
         let total = 3 << 20
-        let got = try IOTest.run { () -> Bool in
+        let got = try await IOTest.run { () -> Bool in
             let (client, server) = try await IOTest.tcpPair(receiveBuffer: 4096, sendBuffer: 4096)
             defer { client.close(); server.close() }
             let writer = try await spawn { try await client.sendAll(IOTest.pattern(total, seed: 7)) }
@@ -34,8 +34,8 @@ struct BufferLifetimeTests {
 
     /// A send cancelled while the system holds its buffer reports how far
     /// it got, and exactly those bytes (a prefix of the data) arrive.
-    @Test func aCancelledSendAllDeliversExactlyWhatItReports() throws {
-        let r = try IOTest.run { () -> (Int?, Bool, Int) in
+    @Test func aCancelledSendAllDeliversExactlyWhatItReports() async throws {
+        let r = try await IOTest.run { () -> (Int?, Bool, Int) in
             let (client, server) = try await IOTest.tcpPair(receiveBuffer: 8192, sendBuffer: 8192)
             defer { client.close(); server.close() }
             let data = IOTest.pattern(8 << 20, seed: 3)
@@ -63,8 +63,8 @@ struct BufferLifetimeTests {
     /// recv(1 << 40) (which used to abort) and recv(64 MB) (which used to
     /// pin 64 MB per socket) return what arrived and keep at most
     /// Socket.maxTransfer bytes; zero and negative sizes are errors.
-    @Test func hugeReceiveSizesCostOnlyWhatArrives() throws {
-        let r = try IOTest.run { () -> [String] in
+    @Test func hugeReceiveSizesCostOnlyWhatArrives() async throws {
+        let r = try await IOTest.run { () -> [String] in
             let (client, server) = try await IOTest.tcpPair()
             defer { client.close(); server.close() }
             var seen: [String] = []
@@ -83,8 +83,8 @@ struct BufferLifetimeTests {
     }
 
     /// A large stream read comes back in bounded pieces, all of it.
-    @Test func aLargeReadArrivesInBoundedPieces() throws {
-        let r = try IOTest.run { () -> (Bool, Int) in
+    @Test func aLargeReadArrivesInBoundedPieces() async throws {
+        let r = try await IOTest.run { () -> (Bool, Int) in
             let (client, server) = try await IOTest.tcpPair()
             defer { client.close(); server.close() }
             let data = IOTest.pattern(1 << 20, seed: 5)
@@ -110,10 +110,10 @@ struct BufferLifetimeTests {
     /// A datagram larger than the kept buffer, asked for with a huge size,
     /// arrives whole (in memory of its own size) and the kept buffer stays
     /// bounded; one larger than `maxBytes` is cut as recvfrom(2) does.
-    @Test func aLargeDatagramArrivesWhole() throws {
+    @Test func aLargeDatagramArrivesWhole() async throws {
         let dir = try IOTest.makeTempDirectory()
         defer { IOTest.removeDirectory(dir) }
-        let r = try IOTest.run { () -> [String] in
+        let r = try await IOTest.run { () -> [String] in
             let receiver = try Socket(.unix, .datagram)
             let sender = try Socket(.unix, .datagram)
             defer { receiver.close(); sender.close() }
@@ -139,8 +139,8 @@ struct BufferLifetimeTests {
 
     /// The echo path allocates its buffers once: a thousand round trips
     /// leave both buffers where the first put them.
-    @Test func roundTripsReuseTheSocketsBuffers() throws {
-        let r = try IOTest.run { () -> (Bool, Bool) in
+    @Test func roundTripsReuseTheSocketsBuffers() async throws {
+        let r = try await IOTest.run { () -> (Bool, Bool) in
             let (client, server) = try await IOTest.tcpPair()
             defer { client.close(); server.close() }
             let message = Array("ping\n".utf8)
@@ -165,8 +165,8 @@ struct BufferLifetimeTests {
     }
 
     /// Pipes: huge read sizes, a large write through the bounded buffer.
-    @Test func pipesBoundTheirBuffersToo() throws {
-        let r = try IOTest.run { () -> (String, Bool, String) in
+    @Test func pipesBoundTheirBuffersToo() async throws {
+        let r = try await IOTest.run { () -> (String, Bool, String) in
             let (rd, wr) = try Pipe.make()
             defer { rd.close(); wr.close() }
             try await wr.sendAll(Array("abc".utf8))
@@ -193,10 +193,10 @@ struct BufferLifetimeTests {
     /// Files: a huge read size reads one bounded chunk; a file used by two
     /// tasks at once refuses the second (its buffer is in use) instead of
     /// letting two requests share it.
-    @Test func filesBoundReadsAndRefuseASecondUser() throws {
+    @Test func filesBoundReadsAndRefuseASecondUser() async throws {
         let dir = try IOTest.makeTempDirectory()
         defer { IOTest.removeDirectory(dir) }
-        let r = try IOTest.run { () -> [String] in
+        let r = try await IOTest.run { () -> [String] in
             let path = dir + "/f"
             let data = IOTest.pattern(200_000, seed: 13)
             let w = try await AsyncFile.open(path, "w")

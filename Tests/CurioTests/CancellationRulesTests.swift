@@ -105,8 +105,8 @@ struct CancellationRulesTests {
     /// Rule 4: the byte count of an interrupted sendAll survives nested
     /// timeout blocks (inner TimeoutCancellationError, outer TaskTimeout).
     @Test(.timeLimit(.minutes(1)))
-    func partialProgressSurvivesNestedTimeouts() throws {
-        let r = try IOTest.run { () -> [String] in
+    func partialProgressSurvivesNestedTimeouts() async throws {
+        let r = try await IOTest.run { () -> [String] in
             let (a, b) = try await IOTest.tcpPair(receiveBuffer: 4096, sendBuffer: 4096)
             defer { a.close(); b.close() }
             let big = IOTest.pattern(8 << 20)
@@ -188,8 +188,8 @@ struct CancellationRulesTests {
     /// Rule 5 on the real race, repeated: ignoreAfter around a recv whose
     /// data arrives as the deadline fires, then an unrelated blocking call.
     @Test(.timeLimit(.minutes(1)))
-    func aRecvRacingItsDeadlineLeavesNothingPending() throws {
-        let r = try IOTest.run { () -> Int in
+    func aRecvRacingItsDeadlineLeavesNothingPending() async throws {
+        let r = try await IOTest.run { () -> Int in
             let (a, b) = try await IOTest.tcpPair()
             defer { a.close(); b.close() }
             var escaped = 0

@@ -2,8 +2,8 @@ import Testing
 @testable import Curio
 
 @Suite struct ConditionTests {
-    @Test(.timeLimit(.minutes(1))) func waitAndNotify() throws {
-        try Kernel().run {
+    @Test(.timeLimit(.minutes(1))) func waitAndNotify() async throws {
+        try await KernelHarness.runMain {
             let cond = Condition()
             let items = SyncBox<[Int]>([])
             let consumer = try await spawn {
@@ -25,8 +25,8 @@ import Testing
         }
     }
 
-    @Test(.timeLimit(.minutes(1))) func notifyWakesNInOrderAndNotifyAllTheRest() throws {
-        try Kernel().run {
+    @Test(.timeLimit(.minutes(1))) func notifyWakesNInOrderAndNotifyAllTheRest() async throws {
+        try await KernelHarness.runMain {
             let cond = Condition()
             let order = SyncBox<[Int]>([])
             var tasks: [CurioTask<Void>] = []
@@ -56,8 +56,8 @@ import Testing
         }
     }
 
-    @Test(.timeLimit(.minutes(1))) func notifiedWaitersReturnOnlyWhenTheNotifierReleases() throws {
-        try Kernel().run {
+    @Test(.timeLimit(.minutes(1))) func notifiedWaitersReturnOnlyWhenTheNotifierReleases() async throws {
+        try await KernelHarness.runMain {
             let cond = Condition()
             let returned = SyncBox(false)
             let waiter = try await spawn {
@@ -78,8 +78,8 @@ import Testing
         }
     }
 
-    @Test(.timeLimit(.minutes(1))) func waitTimesOutAndHoldsTheLockAgain() throws {
-        try Kernel().run {
+    @Test(.timeLimit(.minutes(1))) func waitTimesOutAndHoldsTheLockAgain() async throws {
+        try await KernelHarness.runMain {
             let cond = Condition()
             let me = try await currentTask()
             try await cond.acquire()
@@ -93,8 +93,8 @@ import Testing
         }
     }
 
-    @Test(.timeLimit(.minutes(1))) func cancelledWaitTakesTheLockBackBeforeThrowing() throws {
-        try Kernel().run {
+    @Test(.timeLimit(.minutes(1))) func cancelledWaitTakesTheLockBackBeforeThrowing() async throws {
+        try await KernelHarness.runMain {
             let cond = Condition()
             let log = SyncBox<[String]>([])
             let waiter = try await spawn {
@@ -126,8 +126,8 @@ import Testing
         }
     }
 
-    @Test(.timeLimit(.minutes(1))) func taskTimeoutInWaitTakesTheLockBack() throws {
-        try Kernel().run {
+    @Test(.timeLimit(.minutes(1))) func taskTimeoutInWaitTakesTheLockBack() async throws {
+        try await KernelHarness.runMain {
             let cond = Condition()
             let me = try await currentTask()
             try await cond.acquire()
@@ -142,8 +142,8 @@ import Testing
         }
     }
 
-    @Test(.timeLimit(.minutes(1))) func pendingCancellationIsDeliveredWithTheLockStillHeld() throws {
-        try Kernel().run {
+    @Test(.timeLimit(.minutes(1))) func pendingCancellationIsDeliveredWithTheLockStillHeld() async throws {
+        try await KernelHarness.runMain {
             let cond = Condition()
             let me = try await currentTask()
             try await cond.acquire()
@@ -155,8 +155,8 @@ import Testing
         }
     }
 
-    @Test(.timeLimit(.minutes(1))) func sharesAGivenLock() throws {
-        try Kernel().run {
+    @Test(.timeLimit(.minutes(1))) func sharesAGivenLock() async throws {
+        try await KernelHarness.runMain {
             let lock = Lock()
             let cond = Condition(lock: lock)
             #expect(cond.lock === lock)
@@ -170,8 +170,8 @@ import Testing
 
     // MARK: - Bad input
 
-    @Test(.timeLimit(.minutes(1))) func waitingOrNotifyingWithoutTheLockThrows() throws {
-        try Kernel().run {
+    @Test(.timeLimit(.minutes(1))) func waitingOrNotifyingWithoutTheLockThrows() async throws {
+        try await KernelHarness.runMain {
             let cond = Condition()
             await expectSyncUsageError(.invalidRelease) { try await cond.wait() }
             await expectSyncUsageError(.invalidRelease) { try await cond.waitFor { true } }
@@ -191,8 +191,8 @@ import Testing
         }
     }
 
-    @Test(.timeLimit(.minutes(1))) func invalidTimeoutsAreRejected() throws {
-        try Kernel().run {
+    @Test(.timeLimit(.minutes(1))) func invalidTimeoutsAreRejected() async throws {
+        try await KernelHarness.runMain {
             let cond = Condition()
             let me = try await currentTask()
             for bad in syncBadTimeouts {
@@ -216,18 +216,20 @@ import Testing
         await expectSyncUsageError(.notInKernel) { try await cond.notifyAll() }
     }
 
-    @Test(.timeLimit(.minutes(1))) func usingAConditionFromTwoKernelsThrows() throws {
-        let cond = Condition()
-        let first = Kernel()
-        try first.run {
-            try await cond.withLock { try await cond.notify() }
+    @Test(.timeLimit(.minutes(1))) func usingAConditionFromTwoKernelsThrows() async throws {
+        try await KernelHarness.onThread(limit: 55) {
+            let cond = Condition()
+            let first = Kernel()
+            try first.run {
+                try await cond.withLock { try await cond.notify() }
+            }
+            let second = Kernel()
+            try second.run {
+                await expectSyncUsageError(.wrongKernel) { try await cond.acquire() }
+                await expectSyncUsageError(.wrongKernel) { try await cond.notify() }
+                await expectSyncUsageError(.wrongKernel) { try await cond.wait() }
+            }
+            withExtendedLifetime(first) {}
         }
-        let second = Kernel()
-        try second.run {
-            await expectSyncUsageError(.wrongKernel) { try await cond.acquire() }
-            await expectSyncUsageError(.wrongKernel) { try await cond.notify() }
-            await expectSyncUsageError(.wrongKernel) { try await cond.wait() }
-        }
-        withExtendedLifetime(first) {}
     }
 }

@@ -54,10 +54,10 @@ struct EchoProgramTests {
         return problems
     }
 
-    static func exercise(_ name: String, lineBased: Bool) throws -> (notes: [String], output: [String], status: String) {
+    static func exercise(_ name: String, lineBased: Bool) async throws -> (notes: [String], output: [String], status: String) {
         let child = try IOTest.Child(path: try executable(name), arguments: ["0"], terminal: true)
         defer { child.terminate(SIGKILL) }
-        let notes = try IOTest.run { () -> [String] in
+        let notes = try await IOTest.run { () -> [String] in
             try await child.waitForOutput("its address") { Self.listeningPort($0) != nil }
             let port = Self.listeningPort(child.stdoutLines)!
             var notes = ["listening on a port of its own: \(port > 0)"]
@@ -111,12 +111,12 @@ struct EchoProgramTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func echoServerWithSockets() throws {
-        Self.check(try Self.exercise("echo-server", lineBased: false))
+    func echoServerWithSockets() async throws {
+        Self.check(try await Self.exercise("echo-server", lineBased: false))
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func echoServerWithSocketserver() throws {
-        Self.check(try Self.exercise("echo-socketserver", lineBased: true))
+    func echoServerWithSocketserver() async throws {
+        Self.check(try await Self.exercise("echo-socketserver", lineBased: true))
     }
 }

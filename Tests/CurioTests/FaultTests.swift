@@ -34,8 +34,8 @@ struct FaultTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func clientGoneMidMessage() throws {
-        let r = try IOTest.run { () -> [String] in
+    func clientGoneMidMessage() async throws {
+        let r = try await IOTest.run { () -> [String] in
             let (port, server, seen) = try await Self.server { client in
                 do {
                     _ = try await client.readExactly(100)
@@ -73,8 +73,8 @@ struct FaultTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func resetByPeer() throws {
-        let r = try IOTest.run { () -> [String] in
+    func resetByPeer() async throws {
+        let r = try await IOTest.run { () -> [String] in
             let waiting = Event()
             let (port, server, seen) = try await Self.server { client in
                 try await client.write("ready\n")
@@ -103,8 +103,8 @@ struct FaultTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func resetWithDataInFlight() throws {
-        let r = try IOTest.run { () -> [String] in
+    func resetWithDataInFlight() async throws {
+        let r = try await IOTest.run { () -> [String] in
             // The handler reads slowly; the client writes a lot and resets.
             let (port, server, seen) = try await Self.server { client in
                 var total = 0
@@ -129,8 +129,8 @@ struct FaultTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func halfCloseThenReply() throws {
-        let r = try IOTest.run { () -> [String] in
+    func halfCloseThenReply() async throws {
+        let r = try await IOTest.run { () -> [String] in
             let (port, server, seen) = try await Self.server { client in
                 var lines = 0
                 for try await _ in client { lines += 1 }
@@ -151,8 +151,8 @@ struct FaultTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func serverGoneMidMessage() throws {
-        let r = try IOTest.run { () -> [String] in
+    func serverGoneMidMessage() async throws {
+        let r = try await IOTest.run { () -> [String] in
             let (port, server, seen) = try await Self.server { client in
                 try await client.write(IOTest.pattern(40))
                 return "sent 40"
@@ -196,8 +196,8 @@ struct FaultTests {
     }
 
     /// The child side of ``acceptKeepsGoingWhenDescriptorsRunOut()``.
-    static func descriptorExhaustionScenario() throws -> [String] {
-        try IOTest.run(limit: 40) { () -> [String] in
+    static func descriptorExhaustionScenario() async throws -> [String] {
+        try await IOTest.run(limit: 40) { () -> [String] in
             let ready = TCPListener()
             let accepted = IOTest.Box(0)
             // The first clients hold their descriptors until accept has
@@ -251,13 +251,13 @@ struct FaultTests {
     }
 
     /// The child side of ``noDescriptorLeaksAfterAThousandConnections()``.
-    static func descriptorLeakScenario() throws -> [String] {
+    static func descriptorLeakScenario() async throws -> [String] {
         // libdispatch (the test runner's timers) opens its timerfd lazily,
         // possibly while this runs, and keeps it; Curio never opens one.
         @Sendable func descriptors() -> [Int32: String] {
             IOTest.openDescriptors().filter { $0.value != "anon_inode:[timerfd]" }
         }
-        return try IOTest.run(limit: 50) { () -> [String] in
+        return try await IOTest.run(limit: 50) { () -> [String] in
             let before = descriptors()
             let ready = TCPListener()
             let ended = IOTest.Box(0)

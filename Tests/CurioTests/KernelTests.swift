@@ -274,7 +274,7 @@ struct KernelTests {
                 group.addTask {
                     try await KernelHarness.run { kernel -> (Int, Int, Bool, Bool, [Int]) in
                         let thread = pthread_self()
-                        let counter = Mutex(0)
+                        let counter = Locked(0)
                         var tasks: [CurioTask<Bool>] = []
                         for _ in 0..<20 {
                             tasks.append(try await spawn { () -> Bool in
@@ -314,13 +314,13 @@ struct KernelTests {
     func addTaskFromAnotherThreadWhileRunning() async throws {
         let kernel = Kernel()
         let running = KernelHarness.Flag()
-        let kernelThread = Mutex<pthread_t?>(nil)
-        let sawThread = Mutex<pthread_t?>(nil)
+        let kernelThread = Locked<pthread_t?>(nil)
+        let sawThread = Locked<pthread_t?>(nil)
         let evt = Event()
         // The kernel's thread starts here and now, not from a child task:
         // a child task may wait for a thread of Swift's pool, which other
         // suites can keep busy for longer than any bound.
-        let mainResult = Mutex<Result<Int, any Error>?>(nil)
+        let mainResult = Locked<Result<Int, any Error>?>(nil)
         let finished = KernelHarness.Flag()
         KernelHarness.startThread {
             kernelThread.withLock { $0 = pthread_self() }

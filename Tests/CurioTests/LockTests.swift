@@ -2,8 +2,8 @@ import Testing
 @testable import Curio
 
 @Suite struct LockTests {
-    @Test(.timeLimit(.minutes(1))) func acquireAndRelease() throws {
-        try Kernel().run {
+    @Test(.timeLimit(.minutes(1))) func acquireAndRelease() async throws {
+        try await KernelHarness.runMain {
             let lock = Lock()
             #expect(!lock.locked)
             #expect(try await lock.acquire())
@@ -13,8 +13,8 @@ import Testing
         }
     }
 
-    @Test(.timeLimit(.minutes(1))) func uncontendedAcquireNeitherSwitchesNorDeliversCancel() throws {
-        try Kernel().run {
+    @Test(.timeLimit(.minutes(1))) func uncontendedAcquireNeitherSwitchesNorDeliversCancel() async throws {
+        try await KernelHarness.runMain {
             let lock = Lock()
             let me = try await currentTask()
             try await me.cancel(blocking: false)          // pending for the next blocking call
@@ -27,8 +27,8 @@ import Testing
         }
     }
 
-    @Test(.timeLimit(.minutes(1))) func mutualExclusionWithWithLock() throws {
-        try Kernel().run {
+    @Test(.timeLimit(.minutes(1))) func mutualExclusionWithWithLock() async throws {
+        try await KernelHarness.runMain {
             let lock = Lock()
             let inside = SyncBox(0)
             let maxInside = SyncBox(0)
@@ -54,8 +54,8 @@ import Testing
         }
     }
 
-    @Test(.timeLimit(.minutes(1))) func waitersAreServedInArrivalOrderAndNobodyOvertakes() throws {
-        try Kernel().run {
+    @Test(.timeLimit(.minutes(1))) func waitersAreServedInArrivalOrderAndNobodyOvertakes() async throws {
+        try await KernelHarness.runMain {
             let lock = Lock()
             let order = SyncBox<[Int]>([])
             try await lock.acquire()
@@ -80,8 +80,8 @@ import Testing
         }
     }
 
-    @Test(.timeLimit(.minutes(1))) func releaseHandsTheLockToTheFirstWaiter() throws {
-        try Kernel().run {
+    @Test(.timeLimit(.minutes(1))) func releaseHandsTheLockToTheFirstWaiter() async throws {
+        try await KernelHarness.runMain {
             let lock = Lock()
             try await lock.acquire()
             let waiter = try await spawn { try await lock.acquire() }
@@ -92,8 +92,8 @@ import Testing
         }
     }
 
-    @Test(.timeLimit(.minutes(1))) func cancelledWaiterNeverOwnsTheLock() throws {
-        try Kernel().run {
+    @Test(.timeLimit(.minutes(1))) func cancelledWaiterNeverOwnsTheLock() async throws {
+        try await KernelHarness.runMain {
             let lock = Lock()
             let me = try await currentTask()
             try await lock.acquire()
@@ -118,8 +118,8 @@ import Testing
         }
     }
 
-    @Test(.timeLimit(.minutes(1))) func cancelAfterHandOffKeepsTheLockAndStaysPending() throws {
-        try Kernel().run {
+    @Test(.timeLimit(.minutes(1))) func cancelAfterHandOffKeepsTheLockAndStaysPending() async throws {
+        try await KernelHarness.runMain {
             let lock = Lock()
             try await lock.acquire()
             let log = SyncBox<[String]>([])
@@ -142,8 +142,8 @@ import Testing
         }
     }
 
-    @Test(.timeLimit(.minutes(1))) func acquireTimesOut() throws {
-        try Kernel().run {
+    @Test(.timeLimit(.minutes(1))) func acquireTimesOut() async throws {
+        try await KernelHarness.runMain {
             let lock = Lock()
             let me = try await currentTask()
             try await lock.acquire()
@@ -155,8 +155,8 @@ import Testing
         }
     }
 
-    @Test(.timeLimit(.minutes(1))) func timeoutAfterAroundAcquire() throws {
-        try Kernel().run {
+    @Test(.timeLimit(.minutes(1))) func timeoutAfterAroundAcquire() async throws {
+        try await KernelHarness.runMain {
             let lock = Lock()
             try await lock.acquire()
             let waiter = try await spawn {
@@ -168,29 +168,31 @@ import Testing
         }
     }
 
-    @Test(.timeLimit(.minutes(1))) func withLockReleasesWhenTheBodyThrows() throws {
-        struct Boom: Error {}
-        try Kernel().run {
-            let lock = Lock()
-            await #expect(throws: Boom.self) {
-                try await lock.withLock { throw Boom() }
+    @Test(.timeLimit(.minutes(1))) func withLockReleasesWhenTheBodyThrows() async throws {
+        try await KernelHarness.onThread(limit: 55) {
+            struct Boom: Error {}
+            try Kernel().run {
+                let lock = Lock()
+                await #expect(throws: Boom.self) {
+                    try await lock.withLock { throw Boom() }
+                }
+                #expect(!lock.locked)
+                // Cancelled inside the body: released too.
+                let holder = try await spawn {
+                    try await lock.withLock { try await Curio.sleep(10) }
+                }
+                try await syncYieldUntil { holder.state == .timeSleep }
+                #expect(lock.locked)
+                try await holder.cancel()
+                #expect(!lock.locked)
             }
-            #expect(!lock.locked)
-            // Cancelled inside the body: released too.
-            let holder = try await spawn {
-                try await lock.withLock { try await Curio.sleep(10) }
-            }
-            try await syncYieldUntil { holder.state == .timeSleep }
-            #expect(lock.locked)
-            try await holder.cancel()
-            #expect(!lock.locked)
         }
     }
 
     // MARK: - RLock
 
-    @Test(.timeLimit(.minutes(1))) func rlockIsReentrant() throws {
-        try Kernel().run {
+    @Test(.timeLimit(.minutes(1))) func rlockIsReentrant() async throws {
+        try await KernelHarness.runMain {
             let lock = RLock()
             try await lock.acquire()
             try await lock.acquire()
@@ -208,8 +210,8 @@ import Testing
         }
     }
 
-    @Test(.timeLimit(.minutes(1))) func rlockHandsOffInOrderAfterTheLastRelease() throws {
-        try Kernel().run {
+    @Test(.timeLimit(.minutes(1))) func rlockHandsOffInOrderAfterTheLastRelease() async throws {
+        try await KernelHarness.runMain {
             let lock = RLock()
             let order = SyncBox<[Int]>([])
             try await lock.acquire()
@@ -234,8 +236,8 @@ import Testing
         }
     }
 
-    @Test(.timeLimit(.minutes(1))) func rlockCancelledWaiterNeverOwns() throws {
-        try Kernel().run {
+    @Test(.timeLimit(.minutes(1))) func rlockCancelledWaiterNeverOwns() async throws {
+        try await KernelHarness.runMain {
             let lock = RLock()
             try await lock.acquire()
             let waiter = try await spawn {
@@ -253,8 +255,8 @@ import Testing
 
     // MARK: - Bad input
 
-    @Test(.timeLimit(.minutes(1))) func releasingAnUnlockedLockThrows() throws {
-        try Kernel().run {
+    @Test(.timeLimit(.minutes(1))) func releasingAnUnlockedLockThrows() async throws {
+        try await KernelHarness.runMain {
             let lock = Lock()
             await expectSyncUsageError(.invalidRelease) { try await lock.release() }
             try await lock.acquire()
@@ -265,8 +267,8 @@ import Testing
         }
     }
 
-    @Test(.timeLimit(.minutes(1))) func releaseByANonOwnerThrows() throws {
-        try Kernel().run {
+    @Test(.timeLimit(.minutes(1))) func releaseByANonOwnerThrows() async throws {
+        try await KernelHarness.runMain {
             let lock = Lock()
             let rlock = RLock()
             try await lock.acquire()
@@ -283,8 +285,8 @@ import Testing
         }
     }
 
-    @Test(.timeLimit(.minutes(1))) func reacquiringAPlainLockIsAnErrorNotADeadlock() throws {
-        try Kernel().run {
+    @Test(.timeLimit(.minutes(1))) func reacquiringAPlainLockIsAnErrorNotADeadlock() async throws {
+        try await KernelHarness.runMain {
             let lock = Lock()
             try await lock.acquire()
             await expectSyncUsageError(.invalidArgument) { try await lock.acquire() }
@@ -293,8 +295,8 @@ import Testing
         }
     }
 
-    @Test(.timeLimit(.minutes(1))) func invalidTimeoutsAreRejected() throws {
-        try Kernel().run {
+    @Test(.timeLimit(.minutes(1))) func invalidTimeoutsAreRejected() async throws {
+        try await KernelHarness.runMain {
             let lock = Lock()
             let rlock = RLock()
             for bad in syncBadTimeouts {
@@ -316,21 +318,23 @@ import Testing
         await expectSyncUsageError(.notInKernel) { try await rlock.acquire() }
     }
 
-    @Test(.timeLimit(.minutes(1))) func usingALockFromTwoKernelsThrows() throws {
-        let lock = Lock()
-        let rlock = RLock()
-        let first = Kernel()
-        try first.run {
-            try await lock.acquire()
-            try await lock.release()
-            try await rlock.acquire()
-            try await rlock.release()
+    @Test(.timeLimit(.minutes(1))) func usingALockFromTwoKernelsThrows() async throws {
+        try await KernelHarness.onThread(limit: 55) {
+            let lock = Lock()
+            let rlock = RLock()
+            let first = Kernel()
+            try first.run {
+                try await lock.acquire()
+                try await lock.release()
+                try await rlock.acquire()
+                try await rlock.release()
+            }
+            let second = Kernel()
+            try second.run {
+                await expectSyncUsageError(.wrongKernel) { try await lock.acquire() }
+                await expectSyncUsageError(.wrongKernel) { try await rlock.acquire() }
+            }
+            withExtendedLifetime(first) {}
         }
-        let second = Kernel()
-        try second.run {
-            await expectSyncUsageError(.wrongKernel) { try await lock.acquire() }
-            await expectSyncUsageError(.wrongKernel) { try await rlock.acquire() }
-        }
-        withExtendedLifetime(first) {}
     }
 }

@@ -18,7 +18,7 @@ final class LogCapture: Sendable {
         let metadata: [String: String]
     }
 
-    private let stored = Mutex<[Entry]>([])
+    private let stored = Locked<[Entry]>([])
     let arrivals = UniversalQueue<Entry>()
 
     var entries: [Entry] { stored.withLock { $0 } }
@@ -130,7 +130,7 @@ struct LoggingTests {
         let event = Event()
         // The kernel's thread starts here and now, not from a child task
         // that may wait for a thread of Swift's busy pool.
-        let ranResult = Mutex<Result<Void, any Error>?>(nil)
+        let ranResult = Locked<Result<Void, any Error>?>(nil)
         KernelHarness.startThread {
             let r = Result {
                 try kernel.run { () async throws -> Void in

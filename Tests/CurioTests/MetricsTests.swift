@@ -84,6 +84,10 @@ struct MetricsTests {
                 let (r, w) = try Pipe.make()
                 defer { r.close(); w.close() }
                 let reader = try await spawn { try await r.recv(10) }
+                // The reader runs first and waits for data, so the backend
+                // has to be asked for it (epoll would otherwise find the
+                // byte with a direct read and never be entered).
+                try await Curio.sleep(0)
                 try await w.sendAll([1])
                 #expect(try await reader.join() == [1])
             }

@@ -257,7 +257,7 @@ struct MonitorFuzzTests {
 extension MonitorHarness {
     /// What a test body running off Swift's pool found wrong.
     final class Findings: Sendable {
-        private let items = Mutex<[(String, SourceLocation)]>([])
+        private let items = Locked<[(String, SourceLocation)]>([])
         func expect(_ ok: Bool, _ what: @autoclosure () -> String = "expectation failed", sourceLocation: SourceLocation = #_sourceLocation) {
             if !ok { items.withLock { $0.append((what(), sourceLocation)) } }
         }

@@ -27,7 +27,7 @@ struct MonitorRunningTaskTests {
     final class Gate: Sendable {
         let started = Atomic<Bool>(false)
         let released = Atomic<Bool>(false)
-        let ids = Mutex<(parent: Int, hog: Int)>((0, 0))
+        let ids = Locked<(parent: Int, hog: Int)>((0, 0))
     }
 
     @Test(.timeLimit(.minutes(1)))

@@ -11,8 +11,8 @@ import Testing
 @Suite(.timeLimit(.minutes(1)))
 struct NetworkTests {
     @Test(.timeLimit(.minutes(1)))
-    func resolveLocalhostAndNumericHosts() throws {
-        let r = try IOTest.run { () -> [String] in
+    func resolveLocalhostAndNumericHosts() async throws {
+        let r = try await IOTest.run { () -> [String] in
             var out: [String] = []
             let local = try await resolve(host: "localhost", port: 8080)
             out.append("localhost: \(!local.isEmpty) \(local.allSatisfy { $0.port == 8080 }) "
@@ -36,10 +36,10 @@ struct NetworkTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func resolveANameThroughGetaddrinfo() throws {
+    func resolveANameThroughGetaddrinfo() async throws {
         // "LOCALHOST" is not the numeric shortcut's "localhost": it goes to
         // getaddrinfo on a worker thread (host names match in any case).
-        let r = try IOTest.run { () -> String in
+        let r = try await IOTest.run { () -> String in
             let addrs = try await resolve(host: "LOCALHOST", port: 80)
             let loopback = addrs.allSatisfy { $0.host == "127.0.0.1" || $0.host == "::1" }
             return "\(!addrs.isEmpty) \(addrs.allSatisfy { $0.port == 80 }) \(loopback) \(Set(addrs).count == addrs.count)"
@@ -48,8 +48,8 @@ struct NetworkTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func resolveOfABadNameIsResolutionError() throws {
-        let r = try IOTest.run { () -> [String] in
+    func resolveOfABadNameIsResolutionError() async throws {
+        let r = try await IOTest.run { () -> [String] in
             var out: [String] = []
             for host in ["no-such-host.invalid", "bad name with spaces"] {
                 do {
@@ -65,8 +65,8 @@ struct NetworkTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func openConnectionToATCPServer() throws {
-        let r = try IOTest.run { () -> [String] in
+    func openConnectionToATCPServer() async throws {
+        let r = try await IOTest.run { () -> [String] in
             let ready = TCPListener()
             let server = try await spawn {
                 try await tcpServer(host: "127.0.0.1", port: 0, ready: ready) { client, addr in
@@ -96,8 +96,8 @@ struct NetworkTests {
     }
 
     @Test(.enabled(if: IOTest.hasIPv6Loopback, "no IPv6 loopback on this machine"), .timeLimit(.minutes(1)))
-    func openConnectionOverIPv6() throws {
-        let r = try IOTest.run { () -> String in
+    func openConnectionOverIPv6() async throws {
+        let r = try await IOTest.run { () -> String in
             let ready = TCPListener()
             let server = try await spawn {
                 try await tcpServer(host: "::1", port: 0, ready: ready) { client, _ in
@@ -115,8 +115,8 @@ struct NetworkTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func openConnectionToAPortNobodyListensOn() throws {
-        let r = try IOTest.run { () -> [String] in
+    func openConnectionToAPortNobodyListensOn() async throws {
+        let r = try await IOTest.run { () -> [String] in
             // A bound socket that does not listen keeps the port ours.
             let holder = try Socket(.inet, .stream)
             defer { holder.close() }
@@ -152,11 +152,11 @@ struct NetworkTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func openUnixConnectionToAUnixServer() throws {
+    func openUnixConnectionToAUnixServer() async throws {
         let dir = try IOTest.makeTempDirectory()
         defer { IOTest.removeDirectory(dir) }
         let path = dir + "/echo.sock"
-        let r = try IOTest.run { () -> [String] in
+        let r = try await IOTest.run { () -> [String] in
             let ready = TCPListener()
             let server = try await spawn {
                 try await unixServer(path: path, ready: ready) { client, _ in

@@ -2,8 +2,8 @@ import Testing
 @testable import Curio
 
 @Suite struct QueueTests {
-    @Test(.timeLimit(.minutes(1))) func fifoOrderAndProperties() throws {
-        try Kernel().run {
+    @Test(.timeLimit(.minutes(1))) func fifoOrderAndProperties() async throws {
+        try await KernelHarness.runMain {
             let q = Queue<Int>()
             #expect(q.isEmpty)
             #expect(!q.isFull)
@@ -18,8 +18,8 @@ import Testing
         }
     }
 
-    @Test(.timeLimit(.minutes(1))) func ringWrapsAndGrows() throws {
-        try Kernel().run {
+    @Test(.timeLimit(.minutes(1))) func ringWrapsAndGrows() async throws {
+        try await KernelHarness.runMain {
             let q = Queue<Int>()
             var next = 0, expected = 0
             for round in 1...20 {
@@ -37,8 +37,8 @@ import Testing
         }
     }
 
-    @Test(.timeLimit(.minutes(1))) func fastPathsNeitherSwitchNorDeliverCancel() throws {
-        try Kernel().run {
+    @Test(.timeLimit(.minutes(1))) func fastPathsNeitherSwitchNorDeliverCancel() async throws {
+        try await KernelHarness.runMain {
             let q = Queue<Int>(maxSize: 2)
             let me = try await currentTask()
             try await me.cancel(blocking: false)
@@ -55,8 +55,8 @@ import Testing
         }
     }
 
-    @Test(.timeLimit(.minutes(1))) func boundedPutWaitsForRoom() throws {
-        try Kernel().run {
+    @Test(.timeLimit(.minutes(1))) func boundedPutWaitsForRoom() async throws {
+        try await KernelHarness.runMain {
             let q = Queue<String>(maxSize: 2)
             try await q.put("a")
             try await q.put("b")
@@ -74,8 +74,8 @@ import Testing
         }
     }
 
-    @Test(.timeLimit(.minutes(1))) func getWaitsAndGettersAreServedInOrder() throws {
-        try Kernel().run {
+    @Test(.timeLimit(.minutes(1))) func getWaitsAndGettersAreServedInOrder() async throws {
+        try await KernelHarness.runMain {
             let q = Queue<Int>()
             var getters: [CurioTask<Int>] = []
             for _ in 0..<3 {
@@ -93,8 +93,8 @@ import Testing
         }
     }
 
-    @Test(.timeLimit(.minutes(1))) func puttersAreServedInOrder() throws {
-        try Kernel().run {
+    @Test(.timeLimit(.minutes(1))) func puttersAreServedInOrder() async throws {
+        try await KernelHarness.runMain {
             let q = Queue<Int>(maxSize: 1)
             try await q.put(0)
             var putters: [CurioTask<Void>] = []
@@ -110,8 +110,8 @@ import Testing
         }
     }
 
-    @Test(.timeLimit(.minutes(1))) func timeouts() throws {
-        try Kernel().run {
+    @Test(.timeLimit(.minutes(1))) func timeouts() async throws {
+        try await KernelHarness.runMain {
             let q = Queue<Int>(maxSize: 1)
             #expect(try await q.get(timeout: 0.002) == nil)
             #expect(try await q.put(1, timeout: 0.002))
@@ -125,8 +125,8 @@ import Testing
         }
     }
 
-    @Test(.timeLimit(.minutes(1))) func cancelledGetterLosesNoItem() throws {
-        try Kernel().run {
+    @Test(.timeLimit(.minutes(1))) func cancelledGetterLosesNoItem() async throws {
+        try await KernelHarness.runMain {
             let q = Queue<Int>()
             let getter = try await spawn { try await q.get() }
             try await syncYieldUntil { getter.state == .queueGet }
@@ -138,8 +138,8 @@ import Testing
         }
     }
 
-    @Test(.timeLimit(.minutes(1))) func cancelledPutterAddsNothing() throws {
-        try Kernel().run {
+    @Test(.timeLimit(.minutes(1))) func cancelledPutterAddsNothing() async throws {
+        try await KernelHarness.runMain {
             let q = Queue<Int>(maxSize: 1)
             try await q.put(1)
             let putter = try await spawn { try await q.put(2) }
@@ -153,8 +153,8 @@ import Testing
         }
     }
 
-    @Test(.timeLimit(.minutes(1))) func cancelAfterHandOffStillDeliversTheItem() throws {
-        try Kernel().run {
+    @Test(.timeLimit(.minutes(1))) func cancelAfterHandOffStillDeliversTheItem() async throws {
+        try await KernelHarness.runMain {
             let q = Queue<Int>()
             let got = SyncBox<[Int]>([])
             let getter = try await spawn {
@@ -170,8 +170,8 @@ import Testing
         }
     }
 
-    @Test(.timeLimit(.minutes(1))) func cancelAfterMoveInKeepsThePutDone() throws {
-        try Kernel().run {
+    @Test(.timeLimit(.minutes(1))) func cancelAfterMoveInKeepsThePutDone() async throws {
+        try await KernelHarness.runMain {
             let q = Queue<Int>(maxSize: 1)
             try await q.put(1)
             let log = SyncBox<[String]>([])
@@ -189,8 +189,8 @@ import Testing
         }
     }
 
-    @Test(.timeLimit(.minutes(1))) func joinWaitsForTaskDone() throws {
-        try Kernel().run {
+    @Test(.timeLimit(.minutes(1))) func joinWaitsForTaskDone() async throws {
+        try await KernelHarness.runMain {
             let q = Queue<Int>()
             #expect(try await q.join())                   // nothing put: returns at once
             let handled = SyncBox<[Int]>([])
@@ -215,8 +215,8 @@ import Testing
         }
     }
 
-    @Test(.timeLimit(.minutes(1))) func optionalItems() throws {
-        try Kernel().run {
+    @Test(.timeLimit(.minutes(1))) func optionalItems() async throws {
+        try await KernelHarness.runMain {
             let q = Queue<Int?>()
             try await q.put(nil)
             try await q.put(3)
@@ -227,8 +227,8 @@ import Testing
         }
     }
 
-    @Test(.timeLimit(.minutes(1))) func queueStates() throws {
-        try Kernel().run {
+    @Test(.timeLimit(.minutes(1))) func queueStates() async throws {
+        try await KernelHarness.runMain {
             let q = Queue<Int>(maxSize: 1)
             let getter = try await spawn { try await q.get() }
             try await syncYieldUntil { getter.state == .queueGet }
@@ -243,8 +243,8 @@ import Testing
         }
     }
 
-    @Test(.timeLimit(.minutes(1))) func asyncIteration() throws {
-        try Kernel().run {
+    @Test(.timeLimit(.minutes(1))) func asyncIteration() async throws {
+        try await KernelHarness.runMain {
             let q = Queue<Int>()
             let pq = PriorityQueue<Int>()
             let lq = LifoQueue<Int>()
@@ -288,8 +288,8 @@ import Testing
         static func == (a: Job, b: Job) -> Bool { a.priority == b.priority }
     }
 
-    @Test(.timeLimit(.minutes(1))) func priorityQueueGivesSmallestFirstAndIsStable() throws {
-        try Kernel().run {
+    @Test(.timeLimit(.minutes(1))) func priorityQueueGivesSmallestFirstAndIsStable() async throws {
+        try await KernelHarness.runMain {
             let q = PriorityQueue<Job>()
             let input = [(3, "c1"), (1, "a1"), (2, "b1"), (1, "a2"), (3, "c2"), (2, "b2"), (1, "a3")]
             for (p, n) in input { try await q.put(Job(priority: p, name: n)) }
@@ -299,8 +299,8 @@ import Testing
         }
     }
 
-    @Test(.timeLimit(.minutes(1))) func priorityQueueSortsManyItems() throws {
-        try Kernel().run {
+    @Test(.timeLimit(.minutes(1))) func priorityQueueSortsManyItems() async throws {
+        try await KernelHarness.runMain {
             var rng = SyncRNG(seed: 42)
             let q = PriorityQueue<Int>()
             var values: [Int] = []
@@ -323,8 +323,8 @@ import Testing
         }
     }
 
-    @Test(.timeLimit(.minutes(1))) func priorityQueueBoundedAndWaiting() throws {
-        try Kernel().run {
+    @Test(.timeLimit(.minutes(1))) func priorityQueueBoundedAndWaiting() async throws {
+        try await KernelHarness.runMain {
             let q = PriorityQueue<Int>(maxSize: 2)
             let getter = try await spawn { try await q.get() }
             try await syncYieldUntil { getter.state == .queueGet }
@@ -347,8 +347,8 @@ import Testing
 
     // MARK: - LifoQueue
 
-    @Test(.timeLimit(.minutes(1))) func lifoQueueGivesTheLatestFirst() throws {
-        try Kernel().run {
+    @Test(.timeLimit(.minutes(1))) func lifoQueueGivesTheLatestFirst() async throws {
+        try await KernelHarness.runMain {
             let q = LifoQueue<Int>(maxSize: 3)
             for i in 1...3 { try await q.put(i) }
             #expect(q.isFull)
@@ -367,8 +367,8 @@ import Testing
 
     // MARK: - Bad input
 
-    @Test(.timeLimit(.minutes(1))) func taskDoneTooOftenThrows() throws {
-        try Kernel().run {
+    @Test(.timeLimit(.minutes(1))) func taskDoneTooOftenThrows() async throws {
+        try await KernelHarness.runMain {
             let q = Queue<Int>()
             await expectSyncUsageError(.invalidArgument) { try await q.taskDone() }
             try await q.put(1)
@@ -382,8 +382,8 @@ import Testing
         }
     }
 
-    @Test(.timeLimit(.minutes(1))) func invalidTimeoutsAreRejected() throws {
-        try Kernel().run {
+    @Test(.timeLimit(.minutes(1))) func invalidTimeoutsAreRejected() async throws {
+        try await KernelHarness.runMain {
             let q = Queue<Int>(maxSize: 1)
             let pq = PriorityQueue<Int>()
             let lq = LifoQueue<Int>()
@@ -400,8 +400,8 @@ import Testing
         }
     }
 
-    @Test(.timeLimit(.minutes(1))) func nonPositiveMaxSizeMeansUnbounded() throws {
-        try Kernel().run {
+    @Test(.timeLimit(.minutes(1))) func nonPositiveMaxSizeMeansUnbounded() async throws {
+        try await KernelHarness.runMain {
             let q = Queue<Int>(maxSize: -3)
             for i in 0..<10 { try await q.put(i) }
             #expect(!q.isFull)
@@ -423,24 +423,26 @@ import Testing
         await expectSyncUsageError(.notInKernel) { try await lq.put(1) }
     }
 
-    @Test(.timeLimit(.minutes(1))) func usingAQueueFromTwoKernelsThrows() throws {
-        let q = Queue<Int>()
-        let pq = PriorityQueue<Int>()
-        let lq = LifoQueue<Int>()
-        let first = Kernel()
-        try first.run {
-            try await q.put(1)
-            try await pq.put(1)
-            try await lq.put(1)
+    @Test(.timeLimit(.minutes(1))) func usingAQueueFromTwoKernelsThrows() async throws {
+        try await KernelHarness.onThread(limit: 55) {
+            let q = Queue<Int>()
+            let pq = PriorityQueue<Int>()
+            let lq = LifoQueue<Int>()
+            let first = Kernel()
+            try first.run {
+                try await q.put(1)
+                try await pq.put(1)
+                try await lq.put(1)
+            }
+            let second = Kernel()
+            try second.run {
+                await expectSyncUsageError(.wrongKernel) { _ = try await q.get() }
+                await expectSyncUsageError(.wrongKernel) { try await q.put(2) }
+                await expectSyncUsageError(.wrongKernel) { _ = try await pq.get() }
+                await expectSyncUsageError(.wrongKernel) { _ = try await lq.get() }
+            }
+            #expect(q.count == 1 && pq.count == 1 && lq.count == 1)
+            withExtendedLifetime(first) {}
         }
-        let second = Kernel()
-        try second.run {
-            await expectSyncUsageError(.wrongKernel) { _ = try await q.get() }
-            await expectSyncUsageError(.wrongKernel) { try await q.put(2) }
-            await expectSyncUsageError(.wrongKernel) { _ = try await pq.get() }
-            await expectSyncUsageError(.wrongKernel) { _ = try await lq.get() }
-        }
-        #expect(q.count == 1 && pq.count == 1 && lq.count == 1)
-        withExtendedLifetime(first) {}
     }
 }

@@ -4,8 +4,8 @@ import Testing
 @Suite struct ResultTests {
     struct Failure: Error, Equatable { let code: Int }
 
-    @Test(.timeLimit(.minutes(1))) func setThenUnwrapReturnsAtOnce() throws {
-        try Kernel().run {
+    @Test(.timeLimit(.minutes(1))) func setThenUnwrapReturnsAtOnce() async throws {
+        try await KernelHarness.runMain {
             let r = CurioResult<String>()
             #expect(!r.isSet)
             try await r.set("done")
@@ -19,8 +19,8 @@ import Testing
         }
     }
 
-    @Test(.timeLimit(.minutes(1))) func everyWaiterGetsTheValue() throws {
-        try Kernel().run {
+    @Test(.timeLimit(.minutes(1))) func everyWaiterGetsTheValue() async throws {
+        try await KernelHarness.runMain {
             let r = CurioResult<Int>()
             var waiters: [CurioTask<Int>] = []
             for _ in 0..<4 {
@@ -33,8 +33,8 @@ import Testing
         }
     }
 
-    @Test(.timeLimit(.minutes(1))) func setErrorMakesUnwrapThrowIt() throws {
-        try Kernel().run {
+    @Test(.timeLimit(.minutes(1))) func setErrorMakesUnwrapThrowIt() async throws {
+        try await KernelHarness.runMain {
             let r = CurioResult<Int>()
             let waiter = try await spawn {
                 do {
@@ -51,8 +51,8 @@ import Testing
         }
     }
 
-    @Test(.timeLimit(.minutes(1))) func waitWithTimeout() throws {
-        try Kernel().run {
+    @Test(.timeLimit(.minutes(1))) func waitWithTimeout() async throws {
+        try await KernelHarness.runMain {
             let r = CurioResult<Int>()
             #expect(try await r.wait(timeout: 0.002) == false)
             let setter = try await spawn { try await r.set(1) }
@@ -62,8 +62,8 @@ import Testing
         }
     }
 
-    @Test(.timeLimit(.minutes(1))) func cancelledWaiterLeavesTheResultAlone() throws {
-        try Kernel().run {
+    @Test(.timeLimit(.minutes(1))) func cancelledWaiterLeavesTheResultAlone() async throws {
+        try await KernelHarness.runMain {
             let r = CurioResult<Int>()
             let waiter = try await spawn { try await r.unwrap() }
             try await syncYieldUntil { waiter.state == .eventWait }
@@ -75,8 +75,8 @@ import Testing
         }
     }
 
-    @Test(.timeLimit(.minutes(1))) func optionalValues() throws {
-        try Kernel().run {
+    @Test(.timeLimit(.minutes(1))) func optionalValues() async throws {
+        try await KernelHarness.runMain {
             let r = CurioResult<Int?>()
             try await r.set(nil)
             #expect(r.isSet)
@@ -86,8 +86,8 @@ import Testing
 
     // MARK: - Bad input
 
-    @Test(.timeLimit(.minutes(1))) func settingTwiceThrows() throws {
-        try Kernel().run {
+    @Test(.timeLimit(.minutes(1))) func settingTwiceThrows() async throws {
+        try await KernelHarness.runMain {
             let r = CurioResult<Int>()
             try await r.set(1)
             await expectSyncUsageError(.invalidArgument) { try await r.set(2) }
@@ -99,8 +99,8 @@ import Testing
         }
     }
 
-    @Test(.timeLimit(.minutes(1))) func invalidTimeoutsAreRejected() throws {
-        try Kernel().run {
+    @Test(.timeLimit(.minutes(1))) func invalidTimeoutsAreRejected() async throws {
+        try await KernelHarness.runMain {
             let r = CurioResult<Int>()
             for bad in syncBadTimeouts {
                 await expectSyncUsageError(.invalidTimeout) { try await r.wait(timeout: bad) }
@@ -115,14 +115,16 @@ import Testing
         #expect(!r.isSet)
     }
 
-    @Test(.timeLimit(.minutes(1))) func usingAResultFromTwoKernelsThrows() throws {
-        let r = CurioResult<Int>()
-        let first = Kernel()
-        try first.run { try await r.set(1) }
-        let second = Kernel()
-        try second.run {
-            await expectSyncUsageError(.wrongKernel) { _ = try await r.unwrap() }
+    @Test(.timeLimit(.minutes(1))) func usingAResultFromTwoKernelsThrows() async throws {
+        try await KernelHarness.onThread(limit: 55) {
+            let r = CurioResult<Int>()
+            let first = Kernel()
+            try first.run { try await r.set(1) }
+            let second = Kernel()
+            try second.run {
+                await expectSyncUsageError(.wrongKernel) { _ = try await r.unwrap() }
+            }
+            withExtendedLifetime(first) {}
         }
-        withExtendedLifetime(first) {}
     }
 }

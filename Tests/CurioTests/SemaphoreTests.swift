@@ -2,8 +2,8 @@ import Testing
 @testable import Curio
 
 @Suite struct SemaphoreTests {
-    @Test(.timeLimit(.minutes(1))) func countsPermits() throws {
-        try Kernel().run {
+    @Test(.timeLimit(.minutes(1))) func countsPermits() async throws {
+        try await KernelHarness.runMain {
             let sem = Curio.Semaphore(value: 2)
             #expect(sem.value == 2)
             #expect(!sem.locked)
@@ -22,8 +22,8 @@ import Testing
         }
     }
 
-    @Test(.timeLimit(.minutes(1))) func fastPathNeitherSwitchesNorDeliversCancel() throws {
-        try Kernel().run {
+    @Test(.timeLimit(.minutes(1))) func fastPathNeitherSwitchesNorDeliversCancel() async throws {
+        try await KernelHarness.runMain {
             let sem = Curio.Semaphore(value: 1)
             let me = try await currentTask()
             try await me.cancel(blocking: false)
@@ -36,8 +36,8 @@ import Testing
         }
     }
 
-    @Test(.timeLimit(.minutes(1))) func limitsConcurrency() throws {
-        try Kernel().run {
+    @Test(.timeLimit(.minutes(1))) func limitsConcurrency() async throws {
+        try await KernelHarness.runMain {
             let sem = Curio.Semaphore(value: 3)
             let inside = SyncBox(0)
             let maxInside = SyncBox(0)
@@ -59,8 +59,8 @@ import Testing
         }
     }
 
-    @Test(.timeLimit(.minutes(1))) func waitersAreServedInOrderWithHandOff() throws {
-        try Kernel().run {
+    @Test(.timeLimit(.minutes(1))) func waitersAreServedInOrderWithHandOff() async throws {
+        try await KernelHarness.runMain {
             let sem = Curio.Semaphore(value: 0)
             let order = SyncBox<[Int]>([])
             var tasks: [CurioTask<Void>] = []
@@ -83,8 +83,8 @@ import Testing
         }
     }
 
-    @Test(.timeLimit(.minutes(1))) func cancelledOrTimedOutWaitersNeverTakeAPermit() throws {
-        try Kernel().run {
+    @Test(.timeLimit(.minutes(1))) func cancelledOrTimedOutWaitersNeverTakeAPermit() async throws {
+        try await KernelHarness.runMain {
             let sem = Curio.Semaphore(value: 0)
             let cancelled = try await spawn {
                 do { try await sem.acquire() } catch is CancelledError { return "cancelled" }
@@ -104,8 +104,8 @@ import Testing
         }
     }
 
-    @Test(.timeLimit(.minutes(1))) func cancelAfterHandOffKeepsThePermit() throws {
-        try Kernel().run {
+    @Test(.timeLimit(.minutes(1))) func cancelAfterHandOffKeepsThePermit() async throws {
+        try await KernelHarness.runMain {
             let sem = Curio.Semaphore(value: 0)
             let waiter = try await spawn {
                 try await sem.acquire()
@@ -120,19 +120,21 @@ import Testing
         }
     }
 
-    @Test(.timeLimit(.minutes(1))) func withLockReleasesWhenTheBodyThrows() throws {
-        struct Boom: Error {}
-        try Kernel().run {
-            let sem = Curio.Semaphore(value: 1)
-            await #expect(throws: Boom.self) { try await sem.withLock { throw Boom() } }
-            #expect(sem.value == 1)
+    @Test(.timeLimit(.minutes(1))) func withLockReleasesWhenTheBodyThrows() async throws {
+        try await KernelHarness.onThread(limit: 55) {
+            struct Boom: Error {}
+            try Kernel().run {
+                let sem = Curio.Semaphore(value: 1)
+                await #expect(throws: Boom.self) { try await sem.withLock { throw Boom() } }
+                #expect(sem.value == 1)
+            }
         }
     }
 
     // MARK: - BoundedSemaphore
 
-    @Test(.timeLimit(.minutes(1))) func boundedSemaphoreRefusesToGrow() throws {
-        try Kernel().run {
+    @Test(.timeLimit(.minutes(1))) func boundedSemaphoreRefusesToGrow() async throws {
+        try await KernelHarness.runMain {
             let sem = BoundedSemaphore(value: 2)
             let asPlain: Curio.Semaphore = sem
             try await sem.acquire()
@@ -162,8 +164,8 @@ import Testing
 
     // MARK: - Bad input
 
-    @Test(.timeLimit(.minutes(1))) func invalidTimeoutsAreRejected() throws {
-        try Kernel().run {
+    @Test(.timeLimit(.minutes(1))) func invalidTimeoutsAreRejected() async throws {
+        try await KernelHarness.runMain {
             let sem = Curio.Semaphore(value: 1)
             for bad in syncBadTimeouts {
                 await expectSyncUsageError(.invalidTimeout) { try await sem.acquire(timeout: bad) }
@@ -181,16 +183,18 @@ import Testing
         await expectSyncUsageError(.notInKernel) { try await bounded.release() }
     }
 
-    @Test(.timeLimit(.minutes(1))) func usingASemaphoreFromTwoKernelsThrows() throws {
-        let sem = Curio.Semaphore(value: 1)
-        let first = Kernel()
-        try first.run { try await sem.withLock {} }
-        let second = Kernel()
-        try second.run {
-            await expectSyncUsageError(.wrongKernel) { try await sem.acquire() }
-            await expectSyncUsageError(.wrongKernel) { try await sem.release() }
+    @Test(.timeLimit(.minutes(1))) func usingASemaphoreFromTwoKernelsThrows() async throws {
+        try await KernelHarness.onThread(limit: 55) {
+            let sem = Curio.Semaphore(value: 1)
+            let first = Kernel()
+            try first.run { try await sem.withLock {} }
+            let second = Kernel()
+            try second.run {
+                await expectSyncUsageError(.wrongKernel) { try await sem.acquire() }
+                await expectSyncUsageError(.wrongKernel) { try await sem.release() }
+            }
+            #expect(sem.value == 1)
+            withExtendedLifetime(first) {}
         }
-        #expect(sem.value == 1)
-        withExtendedLifetime(first) {}
     }
 }

@@ -32,8 +32,8 @@ struct ServerDrainTests {
     /// Rule 11: cancel() of a tcpServer task returns only after its idle
     /// handler has been cancelled and its connection closed.
     @Test(.timeLimit(.minutes(1)))
-    func cancellingATCPServerCancelsItsHandlers() throws {
-        let r = try IOTest.run { () -> [String] in
+    func cancellingATCPServerCancelsItsHandlers() async throws {
+        let r = try await IOTest.run { () -> [String] in
             let log = KernelHarness.Log()
             let listener = TCPListener()
             let server = try await spawn {
@@ -61,8 +61,8 @@ struct ServerDrainTests {
 
     /// Rule 11 for the SocketServer classes.
     @Test(.timeLimit(.minutes(1)))
-    func cancellingServeForeverCancelsItsHandlers() throws {
-        let r = try IOTest.run { () -> [String] in
+    func cancellingServeForeverCancelsItsHandlers() async throws {
+        let r = try await IOTest.run { () -> [String] in
             let serv = try TCPServer(("127.0.0.1", 0), DrainTestIdleHandler.self)
             let port = try serv.serverAddress.port
             let server = try await spawn { try await serv.serveForever() }
@@ -80,8 +80,8 @@ struct ServerDrainTests {
     /// in-flight handler finishes its work normally, and the drain ends as
     /// soon as the last handler has ended (not after the grace).
     @Test(.timeLimit(.minutes(1)))
-    func aDrainLetsInFlightHandlersFinish() throws {
-        let r = try IOTest.run { () -> [String] in
+    func aDrainLetsInFlightHandlersFinish() async throws {
+        let r = try await IOTest.run { () -> [String] in
             let log = KernelHarness.Log()
             let listener = TCPListener()
             let server = try await spawn { () -> String in
@@ -116,8 +116,8 @@ struct ServerDrainTests {
     /// A drain with no grace: an idle keep-alive client is cancelled and
     /// its connection closed; the server returns normally.
     @Test(.timeLimit(.minutes(1)))
-    func aDrainCancelsIdleHandlersAfterTheGrace() throws {
-        let r = try IOTest.run { () -> [String] in
+    func aDrainCancelsIdleHandlersAfterTheGrace() async throws {
+        let r = try await IOTest.run { () -> [String] in
             let log = KernelHarness.Log()
             let listener = TCPListener()
             let server = try await spawn { () -> String in
@@ -145,9 +145,9 @@ struct ServerDrainTests {
     /// A drain started from a plain thread and one awaited from a Swift
     /// task on another executor both reach the server's kernel.
     @Test(.timeLimit(.minutes(1)))
-    func aDrainCanStartFromAnotherThreadOrExecutor() throws {
+    func aDrainCanStartFromAnotherThreadOrExecutor() async throws {
         for fromThread in [true, false] {
-            let r = try IOTest.run { () -> [String] in
+            let r = try await IOTest.run { () -> [String] in
                 let listener = TCPListener()
                 let server = try await spawn { () -> String in
                     try await tcpServer(host: "127.0.0.1", port: 0, ready: listener) { _, _ in }
@@ -173,8 +173,8 @@ struct ServerDrainTests {
 
     /// SocketServer.drain, and a grace that is not a number of seconds.
     @Test(.timeLimit(.minutes(1)))
-    func aSocketServerDrains() throws {
-        let r = try IOTest.run { () -> [String] in
+    func aSocketServerDrains() async throws {
+        let r = try await IOTest.run { () -> [String] in
             let serv = try TCPServer(("127.0.0.1", 0), DrainTestIdleHandler.self)
             let port = try serv.serverAddress.port
             let server = try await spawn { try await serv.serveForever() }

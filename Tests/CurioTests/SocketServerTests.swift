@@ -69,8 +69,8 @@ struct SocketServerTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func tcpServerServesSeveralConcurrentClients() throws {
-        let r = try IOTest.run { () -> [String] in
+    func tcpServerServesSeveralConcurrentClients() async throws {
+        let r = try await IOTest.run { () -> [String] in
             let server = try TCPServer(("127.0.0.1", 0), IOServerUpperHandler.self)
             let addr = try server.serverAddress
             var out = ["\(addr.host) \(addr.port > 0)"]
@@ -91,8 +91,8 @@ struct SocketServerTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func shutdownStopsServeForeverAndClosesTheListener() throws {
-        let r = try IOTest.run { () -> [String] in
+    func shutdownStopsServeForeverAndClosesTheListener() async throws {
+        let r = try await IOTest.run { () -> [String] in
             let server = try TCPServer(("127.0.0.1", 0), IOServerUpperHandler.self)
             let port = try server.serverAddress.port
             let serving = try await spawn { try await server.serveForever() }
@@ -117,8 +117,8 @@ struct SocketServerTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func cancellingServeForeverStopsItToo() throws {
-        let r = try IOTest.run { () -> String in
+    func cancellingServeForeverStopsItToo() async throws {
+        let r = try await IOTest.run { () -> String in
             let server = try TCPServer(("127.0.0.1", 0), IOServerUpperHandler.self)
             let port = try server.serverAddress.port
             let serving = try await spawn { try await server.serveForever() }
@@ -130,8 +130,8 @@ struct SocketServerTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func udpServerRepliesToEachDatagram() throws {
-        let r = try IOTest.run { () -> [String] in
+    func udpServerRepliesToEachDatagram() async throws {
+        let r = try await IOTest.run { () -> [String] in
             let server = try UDPServer(("127.0.0.1", 0), IOServerReverseHandler.self)
             let addr = try server.serverAddress
             let serving = try await spawn { try await server.serveForever() }
@@ -159,7 +159,7 @@ struct SocketServerTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func unixStreamServer() throws {
+    func unixStreamServer() async throws {
         let dir = try IOTest.makeTempDirectory()
         defer { IOTest.removeDirectory(dir) }
         let path = dir + "/server.sock"
@@ -167,7 +167,7 @@ struct SocketServerTests {
         let stale = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         _ = try SocketAddress(unixPath: path).withSockaddr { Glibc.bind(stale, $0, $1) }
         Glibc.close(stale)
-        let r = try IOTest.run { () -> [String] in
+        let r = try await IOTest.run { () -> [String] in
             let server = try UnixStreamServer(path, IOServerUpperHandler.self)
             let serving = try await spawn { try await server.serveForever() }
             var out = ["\(try server.serverAddress.host == path)"]
@@ -191,8 +191,8 @@ struct SocketServerTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func aClientThatResetsItsConnectionDoesNotHurtTheServer() throws {
-        let r = try IOTest.run { () -> [String] in
+    func aClientThatResetsItsConnectionDoesNotHurtTheServer() async throws {
+        let r = try await IOTest.run { () -> [String] in
             let server = try TCPServer(("127.0.0.1", 0), IOServerUpperHandler.self)
             let port = try server.serverAddress.port
             let serving = try await spawn { try await server.serveForever() }
@@ -238,7 +238,7 @@ struct SocketServerTests {
     }
 
     /// The child side of ``aHandlerThatThrowsIsReportedAndTheServerKeepsServing()``.
-    static func handlerCrashScenario() throws -> [String] {
+    static func handlerCrashScenario() async throws -> [String] {
         let capture = try IOTest.StderrCapture()
         defer { capture.stop() }
         /// Everything written to fd 2 so far has reached the capture.
@@ -248,7 +248,7 @@ struct SocketServerTests {
             try await IOTest.waitUntil("the capture catches up") { capture.captured.contains(mark) }
             return capture.captured
         }
-        return try IOTest.run { () -> [String] in
+        return try await IOTest.run { () -> [String] in
             let server = try TCPServer(("127.0.0.1", 0), IOServerUpperHandler.self)
             let port = try server.serverAddress.port
             let serving = try await spawn { try await server.serveForever() }

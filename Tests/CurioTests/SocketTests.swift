@@ -50,8 +50,8 @@ struct SocketTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func tcpOverIPv4Loopback() throws {
-        let notes = try IOTest.run { try await Self.tcpRoundTrip(.inet, host: "127.0.0.1") }
+    func tcpOverIPv4Loopback() async throws {
+        let notes = try await IOTest.run { try await Self.tcpRoundTrip(.inet, host: "127.0.0.1") }
         #expect(notes == [
             "bound inet 127.0.0.1 true",
             "client peer is listener true",
@@ -63,8 +63,8 @@ struct SocketTests {
     }
 
     @Test(.enabled(if: IOTest.hasIPv6Loopback, "no IPv6 loopback on this machine"), .timeLimit(.minutes(1)))
-    func tcpOverIPv6Loopback() throws {
-        let notes = try IOTest.run { try await Self.tcpRoundTrip(.inet6, host: "::1") }
+    func tcpOverIPv6Loopback() async throws {
+        let notes = try await IOTest.run { try await Self.tcpRoundTrip(.inet6, host: "::1") }
         #expect(notes == [
             "bound inet6 ::1 true",
             "client peer is listener true",
@@ -76,8 +76,8 @@ struct SocketTests {
     }
 
     @Test(.enabled(if: IOTest.hasIPv6Loopback, "no IPv6 loopback on this machine"), .timeLimit(.minutes(1)))
-    func ipv6OnlyOptionAndWildcardBind() throws {
-        let r = try IOTest.run { () -> [String] in
+    func ipv6OnlyOptionAndWildcardBind() async throws {
+        let r = try await IOTest.run { () -> [String] in
             let s = try Socket(.inet6, .stream)
             defer { s.close() }
             try s.setOption(.ipv6Only, true)
@@ -92,8 +92,8 @@ struct SocketTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func udpSendToAndRecvFrom() throws {
-        let r = try IOTest.run { () -> [String] in
+    func udpSendToAndRecvFrom() async throws {
+        let r = try await IOTest.run { () -> [String] in
             let a = try Socket(.inet, .datagram)
             let b = try Socket(.inet, .datagram)
             defer { a.close(); b.close() }
@@ -127,8 +127,8 @@ struct SocketTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func udpRecvFromWaitsForADatagram() throws {
-        let r = try IOTest.run { () -> String in
+    func udpRecvFromWaitsForADatagram() async throws {
+        let r = try await IOTest.run { () -> String in
             let a = try Socket(.inet, .datagram)
             let b = try Socket(.inet, .datagram)
             defer { a.close(); b.close() }
@@ -147,11 +147,11 @@ struct SocketTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func unixStreamSockets() throws {
+    func unixStreamSockets() async throws {
         let dir = try IOTest.makeTempDirectory()
         defer { IOTest.removeDirectory(dir) }
         let path = dir + "/stream.sock"
-        let r = try IOTest.run { () -> [String] in
+        let r = try await IOTest.run { () -> [String] in
             let listener = try Socket(.unix, .stream)
             defer { listener.close() }
             try listener.bind(SocketAddress(unixPath: path))
@@ -179,10 +179,10 @@ struct SocketTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func unixDatagramSockets() throws {
+    func unixDatagramSockets() async throws {
         let dir = try IOTest.makeTempDirectory()
         defer { IOTest.removeDirectory(dir) }
-        let r = try IOTest.run { () -> [String] in
+        let r = try await IOTest.run { () -> [String] in
             let a = try Socket(.unix, .datagram)
             let b = try Socket(.unix, .datagram)
             defer { a.close(); b.close() }
@@ -198,8 +198,8 @@ struct SocketTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func optionsGetAndSet() throws {
-        let r = try IOTest.run { () -> [String] in
+    func optionsGetAndSet() async throws {
+        let r = try await IOTest.run { () -> [String] in
             let s = try Socket(.inet, .stream)
             defer { s.close() }
             var out: [String] = []
@@ -233,8 +233,8 @@ struct SocketTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func bindToEveryInterfaceAndTheSocketProperties() throws {
-        let r = try IOTest.run { () -> [String] in
+    func bindToEveryInterfaceAndTheSocketProperties() async throws {
+        let r = try await IOTest.run { () -> [String] in
             let s = try Socket(.inet, .stream)
             defer { s.close() }
             try s.bind(("", 0))
@@ -245,8 +245,8 @@ struct SocketTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func recvIntoTheCallersBuffer() throws {
-        let r = try IOTest.run { () -> String in
+    func recvIntoTheCallersBuffer() async throws {
+        let r = try await IOTest.run { () -> String in
             let (client, server) = try await IOTest.tcpPair()
             defer { client.close(); server.close() }
             try await client.sendAll(IOTest.bytes("0123456789ABCDEFGHIJ"))
@@ -267,9 +267,9 @@ struct SocketTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func sendReturnsAPartialCountWhenTheBuffersAreFull() throws {
+    func sendReturnsAPartialCountWhenTheBuffersAreFull() async throws {
         let total = 4 << 20
-        let r = try IOTest.run { () -> [String] in
+        let r = try await IOTest.run { () -> [String] in
             let (client, server) = try await IOTest.tcpPair(receiveBuffer: 32768, sendBuffer: 32768)
             defer { client.close(); server.close() }
             let payload = IOTest.pattern(total, seed: 7)
@@ -282,8 +282,8 @@ struct SocketTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func halfCloseWithShutdownWrite() throws {
-        let r = try IOTest.run { () -> [String] in
+    func halfCloseWithShutdownWrite() async throws {
+        let r = try await IOTest.run { () -> [String] in
             let (client, server) = try await IOTest.tcpPair()
             defer { client.close(); server.close() }
             try await client.sendAll(IOTest.bytes("last words"))
@@ -302,8 +302,8 @@ struct SocketTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func closeTwiceIsHarmlessAndClosingClosesOnThrow() throws {
-        let r = try IOTest.run { () -> [String] in
+    func closeTwiceIsHarmlessAndClosingClosesOnThrow() async throws {
+        let r = try await IOTest.run { () -> [String] in
             let s = try Socket(.inet, .stream)
             s.close()
             s.close()
@@ -325,8 +325,8 @@ struct SocketTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func useAfterCloseIsEBADF() throws {
-        let r = try IOTest.run { () -> [String] in
+    func useAfterCloseIsEBADF() async throws {
+        let r = try await IOTest.run { () -> [String] in
             let s = try Socket(.inet, .stream)
             s.close()
             let u = try Socket(.inet, .datagram)
@@ -363,8 +363,8 @@ struct SocketTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func connectRefused() throws {
-        let r = try IOTest.run { () -> [String] in
+    func connectRefused() async throws {
+        let r = try await IOTest.run { () -> [String] in
             // A bound socket that does not listen holds the port for us.
             let holder = try Socket(.inet, .stream)
             defer { holder.close() }
@@ -380,8 +380,8 @@ struct SocketTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func closeEndsAPendingReceiveWithAnError() throws {
-        let r = try IOTest.run { () -> [String] in
+    func closeEndsAPendingReceiveWithAnError() async throws {
+        let r = try await IOTest.run { () -> [String] in
             let (client, server) = try await IOTest.tcpPair()
             defer { client.close() }
             let reader = try await spawn { () async throws -> String in
@@ -396,8 +396,8 @@ struct SocketTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func twoTasksReceivingOnOneSocketIsResourceBusy() throws {
-        let r = try IOTest.run { () -> [String] in
+    func twoTasksReceivingOnOneSocketIsResourceBusy() async throws {
+        let r = try await IOTest.run { () -> [String] in
             let (client, server) = try await IOTest.tcpPair()
             defer { client.close(); server.close() }
             let first = try await spawn { () async throws -> String in
@@ -428,8 +428,8 @@ struct SocketTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func twoTasksSendingOnOneSocketIsResourceBusy() throws {
-        let r = try IOTest.run { () -> [String] in
+    func twoTasksSendingOnOneSocketIsResourceBusy() async throws {
+        let r = try await IOTest.run { () -> [String] in
             let (client, server) = try await IOTest.tcpPair(receiveBuffer: 16384, sendBuffer: 16384)
             defer { client.close(); server.close() }
             let big = IOTest.pattern(8 << 20)
@@ -446,8 +446,8 @@ struct SocketTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func aSocketUsedFromAnotherKernelIsWrongKernel() throws {
-        let r = try IOTest.run { () -> [String] in
+    func aSocketUsedFromAnotherKernelIsWrongKernel() async throws {
+        let r = try await IOTest.run { () -> [String] in
             let (client, server) = try await IOTest.tcpPair()
             defer { client.close(); server.close() }
             // Both sockets now belong to this kernel.
@@ -479,8 +479,8 @@ struct SocketTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func recvOfZeroOrLessBytesIsAUsageError() throws {
-        let r = try IOTest.run { () -> [String] in
+    func recvOfZeroOrLessBytesIsAUsageError() async throws {
+        let r = try await IOTest.run { () -> [String] in
             let (client, server) = try await IOTest.tcpPair()
             defer { client.close(); server.close() }
             let u = try Socket(.inet, .datagram)

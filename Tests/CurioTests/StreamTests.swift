@@ -27,8 +27,8 @@ struct StreamTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func readReturnsWhatIsBufferedOrOneReceive() throws {
-        let r = try IOTest.run { () -> [String] in
+    func readReturnsWhatIsBufferedOrOneReceive() async throws {
+        let r = try await IOTest.run { () -> [String] in
             let (client, stream) = try await Self.pair()
             defer { client.close(); stream.close() }
             try await Self.deliver("hello world", from: client, to: stream)
@@ -45,8 +45,8 @@ struct StreamTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func readAllUntilThePeerCloses() throws {
-        let r = try IOTest.run { () -> [String] in
+    func readAllUntilThePeerCloses() async throws {
+        let r = try await IOTest.run { () -> [String] in
             let (client, stream) = try await Self.pair()
             defer { stream.close() }
             let writer = try await spawn {
@@ -66,8 +66,8 @@ struct StreamTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func readExactly() throws {
-        let r = try IOTest.run { () -> [String] in
+    func readExactly() async throws {
+        let r = try await IOTest.run { () -> [String] in
             let (client, stream) = try await Self.pair()
             defer { client.close(); stream.close() }
             let writer = try await spawn {
@@ -87,8 +87,8 @@ struct StreamTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func readExactlyAtTheEndIsIncompleteReadWithThePartialData() throws {
-        let r = try IOTest.run { () -> [String] in
+    func readExactlyAtTheEndIsIncompleteReadWithThePartialData() async throws {
+        let r = try await IOTest.run { () -> [String] in
             let (client, stream) = try await Self.pair()
             defer { stream.close() }
             try await client.sendAll(IOTest.bytes("abcde"))
@@ -109,8 +109,8 @@ struct StreamTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func readLineWithAndWithoutATrailingNewline() throws {
-        let r = try IOTest.run { () -> [String] in
+    func readLineWithAndWithoutATrailingNewline() async throws {
+        let r = try await IOTest.run { () -> [String] in
             let (client, stream) = try await Self.pair()
             defer { stream.close() }
             try await client.sendAll(IOTest.bytes("one\n\ntwo\nthree"))
@@ -123,8 +123,8 @@ struct StreamTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func readLineWaitsForTheNewline() throws {
-        let r = try IOTest.run { () -> String in
+    func readLineWaitsForTheNewline() async throws {
+        let r = try await IOTest.run { () -> String in
             let (client, stream) = try await Self.pair()
             defer { client.close(); stream.close() }
             let reader = try await spawn { IOTest.text(try await stream.readLine()) }
@@ -138,8 +138,8 @@ struct StreamTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func lineTooLongHasAClearMessageAndKeepsTheBytes() throws {
-        let r = try IOTest.run { () -> [String] in
+    func lineTooLongHasAClearMessageAndKeepsTheBytes() async throws {
+        let r = try await IOTest.run { () -> [String] in
             let (client, stream) = try await Self.pair()
             defer { client.close(); stream.close() }
             stream.maxLineLength = 16
@@ -170,8 +170,8 @@ struct StreamTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func forTryAwaitLineInStream() throws {
-        let r = try IOTest.run { () -> [String] in
+    func forTryAwaitLineInStream() async throws {
+        let r = try await IOTest.run { () -> [String] in
             let (client, stream) = try await Self.pair()
             defer { stream.close() }
             let writer = try await spawn {
@@ -191,8 +191,8 @@ struct StreamTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func writeStringAndBytes() throws {
-        let r = try IOTest.run { () -> String in
+    func writeStringAndBytes() async throws {
+        let r = try await IOTest.run { () -> String in
             let (client, stream) = try await Self.pair()
             defer { client.close(); stream.close() }
             try await stream.write("héllo, ")
@@ -205,8 +205,8 @@ struct StreamTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func oneMebibyteThroughAStreamIntact() throws {
-        let r = try IOTest.run { () -> [Bool] in
+    func oneMebibyteThroughAStreamIntact() async throws {
+        let r = try await IOTest.run { () -> [Bool] in
             let (client, server) = try await IOTest.tcpPair()
             let a = SocketStream(client), b = SocketStream(server)
             defer { a.close(); b.close() }
@@ -231,8 +231,8 @@ struct StreamTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func aLongStreamOfLinesKeepsABoundedBuffer() throws {
-        let r = try IOTest.run { () -> [String] in
+    func aLongStreamOfLinesKeepsABoundedBuffer() async throws {
+        let r = try await IOTest.run { () -> [String] in
             let (client, server) = try await IOTest.tcpPair()
             let stream = SocketStream(server, chunk: 4096)
             defer { client.close(); stream.close() }
@@ -260,8 +260,8 @@ struct StreamTests {
     /// A reader blocked in `readExactly(100)` after 40 bytes arrived: what
     /// its cancellation says, and what the next read gets.
     @Test(.timeLimit(.minutes(1)))
-    func cancelledReadExactlyReportsBytesReadAndLosesNothing() throws {
-        let r = try IOTest.run { () -> [String] in
+    func cancelledReadExactlyReportsBytesReadAndLosesNothing() async throws {
+        let r = try await IOTest.run { () -> [String] in
             let (client, stream) = try await Self.pair()
             defer { client.close(); stream.close() }
             let payload = IOTest.pattern(100, seed: 11)
@@ -290,8 +290,8 @@ struct StreamTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func timedOutReadExactlyReportsBytesReadAndLosesNothing() throws {
-        let r = try IOTest.run { () -> [String] in
+    func timedOutReadExactlyReportsBytesReadAndLosesNothing() async throws {
+        let r = try await IOTest.run { () -> [String] in
             let (client, stream) = try await Self.pair()
             defer { client.close(); stream.close() }
             let payload = IOTest.pattern(100, seed: 12)
@@ -315,8 +315,8 @@ struct StreamTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func timedOutReadLineAndReadAllKeepTheirBytes() throws {
-        let r = try IOTest.run { () -> [String] in
+    func timedOutReadLineAndReadAllKeepTheirBytes() async throws {
+        let r = try await IOTest.run { () -> [String] in
             let (client, stream) = try await Self.pair()
             defer { stream.close() }
             var out: [String] = []
@@ -345,9 +345,9 @@ struct StreamTests {
     /// and its cancellation says how much went out — exactly what the
     /// peer finds when it reads after all.
     @Test(.timeLimit(.minutes(1)))
-    func sendAllToAPeerThatNeverReadsIsCancelledWithBytesSent() throws {
+    func sendAllToAPeerThatNeverReadsIsCancelledWithBytesSent() async throws {
         let total = 8 << 20
-        let r = try IOTest.run { () -> [String] in
+        let r = try await IOTest.run { () -> [String] in
             let (client, server) = try await IOTest.tcpPair(receiveBuffer: 32768, sendBuffer: 32768)
             defer { server.close() }
             let payload = IOTest.pattern(total, seed: 21)
@@ -374,9 +374,9 @@ struct StreamTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func timedOutStreamWriteReportsBytesSent() throws {
+    func timedOutStreamWriteReportsBytesSent() async throws {
         let total = 8 << 20
-        let r = try IOTest.run { () -> [String] in
+        let r = try await IOTest.run { () -> [String] in
             let (client, server) = try await IOTest.tcpPair(receiveBuffer: 32768, sendBuffer: 32768)
             let stream = SocketStream(client)
             defer { server.close() }

@@ -16,8 +16,8 @@ private func isGone(_ pid: pid_t) -> Bool {
 @Suite(.timeLimit(.minutes(1)))
 struct SubprocessRulesTests {
     @Test(.timeLimit(.minutes(1)))
-    func aTimeoutOfCommunicateKillsAndReapsTheChild() throws {
-        let r = try IOTest.run { () -> [String] in
+    func aTimeoutOfCommunicateKillsAndReapsTheChild() async throws {
+        let r = try await IOTest.run { () -> [String] in
             let p = try Subprocess(["sleep", "1000"], stdout: .pipe)
             defer { if !isGone(p.pid) { Glibc.kill(p.pid, SIGKILL) } }
             let e = await IOTest.error { _ = try await timeoutAfter(0.05) { try await p.communicate() } }
@@ -27,11 +27,11 @@ struct SubprocessRulesTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func cancellingCheckOutputKillsAndReapsTheChild() throws {
+    func cancellingCheckOutputKillsAndReapsTheChild() async throws {
         let dir = try IOTest.makeTempDirectory()
         defer { IOTest.removeDirectory(dir) }
         let pidFile = dir + "/pid"
-        let r = try IOTest.run { () -> [String] in
+        let r = try await IOTest.run { () -> [String] in
             let runner = try await spawn { () -> String in
                 do {
                     _ = try await checkOutput(["sh", "-c", "echo $$ > \(pidFile); exec sleep 1000"])
@@ -54,8 +54,8 @@ struct SubprocessRulesTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func writingToAChildThatClosedItsStdinIsABrokenPipe() throws {
-        let r = try IOTest.run { () -> [String] in
+    func writingToAChildThatClosedItsStdinIsABrokenPipe() async throws {
+        let r = try await IOTest.run { () -> [String] in
             var out: [String] = []
             let big = IOTest.pattern(8 << 20)
             do {
@@ -81,8 +81,8 @@ struct SubprocessRulesTests {
     /// threads: runInThread still runs at once, and every child is reaped
     /// once it ends.
     @Test(.timeLimit(.minutes(1)))
-    func droppedChildrenNeverHoldTheBlockingPool() throws {
-        let r = try IOTest.run { () -> [String] in
+    func droppedChildrenNeverHoldTheBlockingPool() async throws {
+        let r = try await IOTest.run { () -> [String] in
             var pids: [pid_t] = []
             for _ in 0..<70 {
                 let p = try Subprocess(["sleep", "1000"])

@@ -32,8 +32,8 @@ private func spawnCanceller(_ rng: SyncSharedRNG, _ targets: [AnyCurioTask], rou
 
 @Suite struct SyncFairnessTests {
     @Test(.timeLimit(.minutes(1)), arguments: seeds)
-    func lockUnderRandomCancellation(seed: UInt64) throws {
-        try Kernel().run {
+    func lockUnderRandomCancellation(seed: UInt64) async throws {
+        try await KernelHarness.runMain {
             let rng = SyncSharedRNG(seed: seed)
             let lock = Lock()
             let holder = SyncBox(0)
@@ -88,8 +88,8 @@ private func spawnCanceller(_ rng: SyncSharedRNG, _ targets: [AnyCurioTask], rou
     }
 
     @Test(.timeLimit(.minutes(1)), arguments: seeds)
-    func semaphoreConservesPermits(seed: UInt64) throws {
-        try Kernel().run {
+    func semaphoreConservesPermits(seed: UInt64) async throws {
+        try await KernelHarness.runMain {
             let rng = SyncSharedRNG(seed: seed)
             let permits = 3
             let sem = BoundedSemaphore(value: permits)   // an extra release would throw
@@ -135,8 +135,8 @@ private func spawnCanceller(_ rng: SyncSharedRNG, _ targets: [AnyCurioTask], rou
     }
 
     @Test(.timeLimit(.minutes(1)), arguments: seeds)
-    func conditionHoldsTheLockOnEveryExit(seed: UInt64) throws {
-        try Kernel().run {
+    func conditionHoldsTheLockOnEveryExit(seed: UInt64) async throws {
+        try await KernelHarness.runMain {
             let rng = SyncSharedRNG(seed: seed)
             let cond = Condition()
             let buffer = SyncBox<[Int]>([])
@@ -246,100 +246,104 @@ private func spawnCanceller(_ rng: SyncSharedRNG, _ targets: [AnyCurioTask], rou
     }
 
     @Test(.timeLimit(.minutes(1)), arguments: seeds)
-    func queuesLoseAndDuplicateNothing(seed: UInt64) throws {
-        for kind in QueueOps.Kind.allCases {
-            try Kernel().run {
-                let rng = SyncSharedRNG(seed: seed)
-                let q = QueueOps.make(kind, maxSize: rng.int(1..<4))
-                let put = SyncBox<[Int]>([])
-                let got = SyncBox<[Int]>([])
-                let stop = SyncBox(false)
-                var producers: [CurioTask<Void>] = []
-                for p in 0..<4 {
-                    producers.append(try await spawn {
-                        for i in 0..<30 {
-                            let item = p * 1000 + i
-                            do {
-                                let ok: Bool
-                                switch rng.int(0..<10) {
-                                case 0, 1: ok = try await q.put(item, 0.0005)
-                                case 2: ok = try await ignoreAfter(0.0005) { try await q.put(item, nil) } ?? false
-                                default: ok = try await q.put(item, nil)
-                                }
-                                if ok { put.value.append(item) }
-                            } catch is CancelledError {}
-                            do { try await rng.pause() } catch is CancelledError {}
-                        }
-                    })
+    func queuesLoseAndDuplicateNothing(seed: UInt64) async throws {
+        try await KernelHarness.onThread(limit: 55) {
+            for kind in QueueOps.Kind.allCases {
+                try Kernel().run {
+                    let rng = SyncSharedRNG(seed: seed)
+                    let q = QueueOps.make(kind, maxSize: rng.int(1..<4))
+                    let put = SyncBox<[Int]>([])
+                    let got = SyncBox<[Int]>([])
+                    let stop = SyncBox(false)
+                    var producers: [CurioTask<Void>] = []
+                    for p in 0..<4 {
+                        producers.append(try await spawn {
+                            for i in 0..<30 {
+                                let item = p * 1000 + i
+                                do {
+                                    let ok: Bool
+                                    switch rng.int(0..<10) {
+                                    case 0, 1: ok = try await q.put(item, 0.0005)
+                                    case 2: ok = try await ignoreAfter(0.0005) { try await q.put(item, nil) } ?? false
+                                    default: ok = try await q.put(item, nil)
+                                    }
+                                    if ok { put.value.append(item) }
+                                } catch is CancelledError {}
+                                do { try await rng.pause() } catch is CancelledError {}
+                            }
+                        })
+                    }
+                    var consumers: [CurioTask<Void>] = []
+                    for _ in 0..<3 {
+                        consumers.append(try await spawn {
+                            while !stop.value {
+                                do {
+                                    let item: Int?
+                                    switch rng.int(0..<10) {
+                                    case 0, 1: item = try await q.get(0.0005)
+                                    case 2: item = try await ignoreAfter(0.0005) { try await q.get(nil) } ?? nil
+                                    default: item = try await q.get(nil)
+                                    }
+                                    if let item {
+                                        #expect(!got.value.contains(item), "seed \(seed) \(q.name): \(item) got twice")
+                                        got.value.append(item)
+                                        try await q.taskDone()
+                                    }
+                                    try await rng.pause()
+                                } catch is CancelledError {}
+                            }
+                        })
+                    }
+                    // Consumers swallow their cancellation and loop on; only the
+                    // first cancel counts (curio 1.6), so they are cancelled once,
+                    // at the end. Getters still give up here by timeout.
+                    let canceller = try await spawnCanceller(rng, producers, rounds: 60)
+                    for p in producers { try await p.join() }
+                    try await canceller.join()
+                    stop.value = true
+                    for c in consumers { try await c.cancel() }
+                    var remaining: [Int] = []
+                    while q.count() > 0 {
+                        remaining.append(try #require(try await q.get(0)))
+                        try await q.taskDone()
+                    }
+                    #expect(q.inFlight() == 0)
+                    #expect((got.value + remaining).sorted() == put.value.sorted(),
+                            "seed \(seed) \(q.name): items lost or duplicated")
+                    #expect(try await q.join(0), "seed \(seed) \(q.name): taskDone count off")
                 }
-                var consumers: [CurioTask<Void>] = []
-                for _ in 0..<3 {
-                    consumers.append(try await spawn {
-                        while !stop.value {
-                            do {
-                                let item: Int?
-                                switch rng.int(0..<10) {
-                                case 0, 1: item = try await q.get(0.0005)
-                                case 2: item = try await ignoreAfter(0.0005) { try await q.get(nil) } ?? nil
-                                default: item = try await q.get(nil)
-                                }
-                                if let item {
-                                    #expect(!got.value.contains(item), "seed \(seed) \(q.name): \(item) got twice")
-                                    got.value.append(item)
-                                    try await q.taskDone()
-                                }
-                                try await rng.pause()
-                            } catch is CancelledError {}
-                        }
-                    })
-                }
-                // Consumers swallow their cancellation and loop on; only the
-                // first cancel counts (curio 1.6), so they are cancelled once,
-                // at the end. Getters still give up here by timeout.
-                let canceller = try await spawnCanceller(rng, producers, rounds: 60)
-                for p in producers { try await p.join() }
-                try await canceller.join()
-                stop.value = true
-                for c in consumers { try await c.cancel() }
-                var remaining: [Int] = []
-                while q.count() > 0 {
-                    remaining.append(try #require(try await q.get(0)))
-                    try await q.taskDone()
-                }
-                #expect(q.inFlight() == 0)
-                #expect((got.value + remaining).sorted() == put.value.sorted(),
-                        "seed \(seed) \(q.name): items lost or duplicated")
-                #expect(try await q.join(0), "seed \(seed) \(q.name): taskDone count off")
             }
         }
     }
 
     @Test(.timeLimit(.minutes(1)), arguments: seeds)
-    func fifoQueueKeepsEachProducersOrder(seed: UInt64) throws {
-        // With one consumer and no cancellation, a FIFO queue delivers each
-        // producer's items in the order it put them, whatever the schedule.
-        try Kernel().run {
-            let rng = SyncSharedRNG(seed: seed)
-            let q = Queue<Int>(maxSize: rng.int(1..<4))
-            var producers: [CurioTask<Void>] = []
-            for p in 0..<4 {
-                producers.append(try await spawn {
-                    for i in 0..<40 {
-                        try await q.put(p * 1000 + i)
-                        try await rng.pause()
-                    }
-                })
+    func fifoQueueKeepsEachProducersOrder(seed: UInt64) async throws {
+        try await KernelHarness.onThread(limit: 55) {
+            // With one consumer and no cancellation, a FIFO queue delivers each
+            // producer's items in the order it put them, whatever the schedule.
+            try Kernel().run {
+                let rng = SyncSharedRNG(seed: seed)
+                let q = Queue<Int>(maxSize: rng.int(1..<4))
+                var producers: [CurioTask<Void>] = []
+                for p in 0..<4 {
+                    producers.append(try await spawn {
+                        for i in 0..<40 {
+                            try await q.put(p * 1000 + i)
+                            try await rng.pause()
+                        }
+                    })
+                }
+                var last = [Int](repeating: -1, count: 4)
+                for _ in 0..<(4 * 40) {
+                    let item = try await q.get()
+                    let p = item / 1000, i = item % 1000
+                    #expect(i == last[p] + 1, "seed \(seed): producer \(p) out of order")
+                    last[p] = i
+                    try await rng.pause()
+                }
+                for p in producers { try await p.join() }
+                #expect(q.isEmpty)
             }
-            var last = [Int](repeating: -1, count: 4)
-            for _ in 0..<(4 * 40) {
-                let item = try await q.get()
-                let p = item / 1000, i = item % 1000
-                #expect(i == last[p] + 1, "seed \(seed): producer \(p) out of order")
-                last[p] = i
-                try await rng.pause()
-            }
-            for p in producers { try await p.join() }
-            #expect(q.isEmpty)
         }
     }
 }

@@ -378,7 +378,7 @@ struct TaskTests {
     func currentTaskIsTheRunningTask() async throws {
         let r = try await KernelHarness.run { _ -> (Bool, Bool, Bool) in
             let me = try await currentTask()
-            let box = Mutex<AnyCurioTask?>(nil)
+            let box = Locked<AnyCurioTask?>(nil)
             let t = try await spawn { () -> Int in
                 let mine = try await currentTask()
                 box.withLock { $0 = mine }
@@ -542,7 +542,7 @@ struct TaskTests {
     @Test(.timeLimit(.minutes(1)))
     func aCancelledTaskIsCancelledInSwiftsSense() async throws {
         let r = try await KernelHarness.run { _ -> ([String], Bool, Bool) in
-            let handlerRan = Mutex(false)
+            let handlerRan = Locked(false)
             let t = try await spawn { () -> [String] in
                 var seen: [String] = []
                 seen.append("before: \(Task.isCancelled)")
@@ -679,7 +679,7 @@ struct TaskTests {
         // From a plain thread too.
         let fromThread = try await KernelHarness.onThread { () -> String in
             let sem = KernelHarness.Flag()
-            let out = Mutex("")
+            let out = Locked("")
             Task {
                 do { try await Curio.sleep(0.001) } catch { out.withLock { $0 = KernelHarness.kind(error) } }
                 sem.set()

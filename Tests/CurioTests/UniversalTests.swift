@@ -30,9 +30,9 @@ private struct UniRNG: RandomNumberGenerator {
 
 /// How many times each item arrived.
 private final class Tally: Sendable {
-    private let counts: Mutex<[UInt8]>
-    private let others = Mutex<[Int]>([])
-    init(_ n: Int) { counts = Mutex([UInt8](repeating: 0, count: n)) }
+    private let counts: Locked<[UInt8]>
+    private let others = Locked<[Int]>([])
+    init(_ n: Int) { counts = Locked([UInt8](repeating: 0, count: n)) }
     func record(_ v: Int) {
         let ok = counts.withLock { c -> Bool in
             guard v >= 0 && v < c.count else { return false }
@@ -54,10 +54,10 @@ private final class Tally: Sendable {
 
 /// A countdown a plain thread or an async test can wait for.
 private final class Countdown: Sendable {
-    private let left: Mutex<Int>
+    private let left: Locked<Int>
     let done = UniversalEvent()
     init(_ n: Int) {
-        left = Mutex(n)
+        left = Locked(n)
         if n == 0 { done.set() }
     }
     func tick() {
@@ -391,7 +391,7 @@ struct UniversalTests {
     func eventSetFromAThreadWakesTasksThreadsAndSwiftTasks() async throws {
         let ev = UniversalEvent()
         let sleepingThreads = Countdown(2)
-        let threadResults = Mutex<[Bool]>([])
+        let threadResults = Locked<[Bool]>([])
         let threadsDone = Countdown(2)
         for _ in 0..<2 {
             KernelHarness.startThread {
@@ -523,7 +523,7 @@ struct UniversalTests {
     func postFromSwiftTasksAndThreads() async throws {
         let kernel = Kernel()
         let stop = UniversalEvent()
-        let kernelThread = Mutex<pthread_t?>(nil)
+        let kernelThread = Locked<pthread_t?>(nil)
         async let running: Void = KernelHarness.onThread(limit: 40) {
             kernelThread.withLock { $0 = pthread_self() }
             try kernel.run {

@@ -19,7 +19,7 @@
 /// in a Curio task a cancellation is delivered as usual.
 public final class UniversalResult<T: Sendable>: Sendable {
     private let event = UniversalEvent()
-    private let outcome = Mutex<Result<T, any Error>?>(nil)
+    private let outcome = Locked<Result<T, any Error>?>(nil)
 
     /// Creates an unset result.
     public init() {}

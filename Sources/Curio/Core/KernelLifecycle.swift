@@ -63,7 +63,7 @@ final class KernelLifecycle: Sendable {
         var stopRequested = false
     }
 
-    let state = Mutex(State())
+    let state = Locked(State())
     /// The C kernel, for posts: valid until the phase is `.shutDown` after
     /// a drop (the kernel takes no posts once it is).
     // nonisolated(unsafe): an immutable pointer; ck_post is thread-safe.
@@ -171,7 +171,7 @@ enum KernelRegistry {
         weak let lifecycle: KernelLifecycle?
         init(_ l: KernelLifecycle) { lifecycle = l }
     }
-    private static let table = Mutex<[UInt64: Entry]>([:])
+    private static let table = Locked<[UInt64: Entry]>([:])
 
     static func add(_ serial: UInt64, _ l: KernelLifecycle) {
         table.withLock { $0[serial] = Entry(l) }

@@ -21,7 +21,7 @@ final class ChildReaper: Sendable {
         var incoming: [Child] = []
         var started = false
     }
-    private let state = Mutex(State())
+    private let state = Locked(State())
     /// A pipe that wakes the reaper thread when a child is handed over.
     private let wakeRead: Int32
     private let wakeWrite: Int32

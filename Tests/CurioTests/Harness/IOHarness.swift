@@ -10,6 +10,7 @@ import Synchronization
 import Testing
 
 @testable import Curio
+import CurioTestSupport
 
 enum IOTest {
     /// A failure of a test step (a wait that ran out, a missing file).
@@ -18,11 +19,15 @@ enum IOTest {
         init(_ description: String) { self.description = description }
     }
 
-    /// Runs `body` as the main task of a new kernel, bounded by `limit`
-    /// seconds, then shuts the kernel down (cancelling what is left).
+    /// Runs `body` as the main task of a new kernel on a thread of its own
+    /// (never one of the cooperative pool's), bounded by `limit` seconds
+    /// inside the kernel, then shuts the kernel down (cancelling what is
+    /// left). The thread itself gets a few seconds more, for the shutdown.
     @discardableResult
-    static func run<T: Sendable>(limit: Double = 45, _ body: @escaping @Sendable () async throws -> T) throws -> T {
-        try Curio.run { try await timeoutAfter(limit) { try await body() } }
+    static func run<T: Sendable>(limit: Double = 45, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await TestThreads.onThread(limit: limit + 10) {
+            try Curio.run { try await timeoutAfter(limit) { try await body() } }
+        }
     }
 
     /// Polls `condition` (yielding to the kernel in between) until it holds;
@@ -282,8 +287,8 @@ enum IOTest {
     final class Child: @unchecked Sendable {
         /// Bytes read from one of the child's outputs, and whether it ended.
         final class Sink: Sendable {
-            let data = Mutex<[UInt8]>([])
-            let ended = Mutex(false)
+            let data = Locked<[UInt8]>([])
+            let ended = Locked(false)
             var text: String { data.withLock { String(decoding: $0, as: UTF8.self) } }
             var isEnded: Bool { ended.withLock { $0 } }
         }
@@ -291,7 +296,7 @@ enum IOTest {
         let pid: pid_t
         private let out = Sink()
         private let err = Sink()
-        private let reaped = Mutex<Int32?>(nil)
+        private let reaped = Locked<Int32?>(nil)
 
         init(path: String, arguments: [String], environment: [String: String] = currentEnvironment(),
              terminal: Bool) throws {
@@ -486,10 +491,11 @@ enum IOTest {
 
     /// Scenarios that must own the whole process: fd 2, /proc/self/fd.
     /// Each returns the lines the parent checks.
-    static let scenarios: [String: @Sendable () throws -> [String]] = [
+    static let scenarios: [String: @Sendable () async throws -> [String]] = [
         "handler-crash": SocketServerTests.handlerCrashScenario,
         "fd-leak": FaultTests.descriptorLeakScenario,
         "emfile": FaultTests.descriptorExhaustionScenario,
+        "dropped-kernels": KernelLifecycleTests.droppedKernelsScenario,
     ]
 
     /// Runs this test binary again with only `ioChildScenario` selected and
@@ -519,8 +525,8 @@ enum IOTest {
     final class StderrCapture: @unchecked Sendable {
         private let saved: Int32
         private let readEnd: Int32
-        private let text = Mutex<[UInt8]>([])
-        private let done = Mutex(false)
+        private let text = Locked<[UInt8]>([])
+        private let done = Locked(false)
         private var thread = pthread_t()
         private var stopped = false
 
@@ -575,10 +581,10 @@ enum IOTest {
 /// Runs a scenario when this test binary was started by `IOTest.runScenario`;
 /// skipped otherwise.
 @Test(.enabled(if: IOTest.childScenario != nil), .timeLimit(.minutes(1)))
-func ioChildScenario() throws {
+func ioChildScenario() async throws {
     let name = IOTest.childScenario!
     let body = try #require(IOTest.scenarios[name], "unknown scenario \(name)")
-    for line in try body() { print("IO-SCENARIO: " + line) }
+    for line in try await body() { print("IO-SCENARIO: " + line) }
     print("IO-SCENARIO-END")
     fflush(nil)
 }

@@ -22,7 +22,7 @@ enum KernelHarness {
 
     /// A thread-safe list of strings: what happened, in order.
     final class Log: Sendable {
-        private let items = Mutex<[String]>([])
+        private let items = Locked<[String]>([])
         init() {}
         func add(_ s: String) { items.withLock { $0.append(s) } }
         var entries: [String] { items.withLock { $0 } }
@@ -74,7 +74,7 @@ enum KernelHarness {
     /// when the others do not all arrive within `seconds`.
     final class Rendezvous: @unchecked Sendable {
         private let parties: Int
-        private let arrived = Mutex(0)
+        private let arrived = Locked(0)
         private let all = Flag()
         init(parties: Int) { self.parties = parties }
         func arrive(within seconds: Double) -> Bool {
@@ -115,6 +115,15 @@ enum KernelHarness {
             try kernel.shutdown()
             return try result.get()
         }
+    }
+
+    /// Runs `main` as the main task of a fresh kernel (`Kernel().run`) on
+    /// a thread of its own and returns main's value: what a test body does
+    /// instead of running the kernel on its own thread, which is one of the
+    /// two threads of Swift's cooperative pool.
+    static func runMain<T: Sendable>(limit: Double = 55,
+                                     _ main: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await onThread(limit: limit) { try Kernel().run(main) }
     }
 
     /// A short name for an error, for comparing what tasks saw.
