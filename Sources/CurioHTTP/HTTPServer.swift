@@ -138,31 +138,22 @@ public final class HTTPServer: @unchecked Sendable {
 
     private func acceptLoop(_ socket: Socket) async throws {
         // Once accepting stops, new connections are refused, not queued.
-        defer { socket.close() }
-        var reportedExhaustion = false
-        while true {
-            let client: Socket, peer: SocketAddress
-            do {
-                (client, peer) = try await socket.accept()
-                reportedExhaustion = false
-            } catch let e as SocketError where [EMFILE, ENFILE, ENOBUFS, ENOMEM].contains(e.errno) {
-                // Out of descriptors: retry as connections close, without spinning.
-                if !reportedExhaustion {
-                    reportedExhaustion = true
-                    let message = Array("CurioHTTP: accept failed (\(e)); retrying every 100 ms\n".utf8)
-                    _ = message.withUnsafeBytes { Glibc.write(2, $0.baseAddress, $0.count) }
-                }
-                try await Curio.sleep(0.1)
-                continue
-            }
+        // Shut down first: a child being spawned meanwhile holds a copy of
+        // the descriptor until its exec, which would keep the port bound.
+        defer { socket.shutDownAndClose() }
+        // Curio's accept loop: one multishot accept on io_uring, and the
+        // back-off when descriptors run out.
+        try await acceptForever(socket, site: CallSite(file: #filePath, line: #line, function: #function)) { client, peer in
             try? client.setOption(.noDelay, true)
             if let open = transport.open {
                 try await spawn(name: "http connection") { [self] in
+                    defer { noteConnectionClosed() }
                     await openAndServe(client, peer, open)
                 }
             } else {
                 let stream = SocketStream(client, chunk: configuration.readChunkSize)
                 try await spawn(name: "http connection") { [self] in
+                    defer { noteConnectionClosed() }
                     await serve(stream, remoteAddress: peer)
                 }
             }

@@ -2100,12 +2100,12 @@ static void test_io_accept_multi(const config *cfg) {
         if (same_peer(acc[i], cl[4])) r = submit_wait(k, req(CK_OP_RECV, acc[i], buf, sizeof buf), tok(2));
     CHECK(r == 2);
 
-    /* Cancel: one final CK_EVENT_IO; later connections wait for whoever
+    /* Cancel: one final CK_EVENT_MULTI_END; later connections wait for whoever
      * accepts next. */
     CHECK(ck_cancel(k, h));
     ck_event ev[4];
     n = poll_until(k, ev, 4, 1, 5 * SEC);
-    CHECKF(n == 1 && ev[0].kind == CK_EVENT_IO && ev[0].token == tok(1) &&
+    CHECKF(n == 1 && ev[0].kind == CK_EVENT_MULTI_END && ev[0].token == tok(1) &&
            ev[0].result == -ECANCELED, "cancel: %d events", n);
     CHECK(ck_pending_requests(k) == 0);
     cl[5] = dial(&sa);
@@ -2124,7 +2124,7 @@ static void test_io_accept_multi(const config *cfg) {
     CHECK(ck_poll(k, false, 0, ev, 4) == 0);
     close_fd(k, ls);
     n = poll_until(k, ev, 4, 1, 5 * SEC);
-    CHECKF(n == 1 && ev[0].token == tok(4) && ev[0].kind == CK_EVENT_IO &&
+    CHECKF(n == 1 && ev[0].token == tok(4) && ev[0].kind == CK_EVENT_MULTI_END &&
            ev[0].result == -ECANCELED, "forget: %d events, result %lld", n,
            n ? (long long)ev[0].result : 0LL);
     for (int i = 0; i < 5; i++) close_fd(k, acc[i]);
@@ -2165,7 +2165,8 @@ static void test_fault_accept_multi(const config *cfg) {
     int fd;
     CHECK(collect_accepts(k, tok(1), &fd, 1) == 1 && same_peer(fd, c2));
     CHECK(ck_cancel(k, h));
-    CHECK(poll_until(k, ev, 4, 1, 5 * SEC) == 1 && ev[0].result == -ECANCELED);
+    CHECK(poll_until(k, ev, 4, 1, 5 * SEC) == 1 && ev[0].kind == CK_EVENT_MULTI_END &&
+          ev[0].result == -ECANCELED);
     close_fd(k, fd);
     close_fd(k, ls);
     close(c1);

@@ -203,6 +203,27 @@ struct FaultTests {
             // The first clients hold their descriptors until accept has
             // run out and backs off (its task sleeps).
             let release = Event()
+            // Every client socket exists before the limit drops; then only
+            // a few descriptors are left: one for the listener, three for
+            // the server's accepts. The limit drops before the server
+            // starts, because io_uring reads RLIMIT_NOFILE when an accept
+            // is armed, not when it installs each descriptor (a multishot
+            // accept armed earlier would accept past a lower limit).
+            let clients = try (0..<30).map { _ in try Socket(.inet, .stream) }
+            // New descriptors take the lowest free numbers: the limit goes
+            // where exactly four numbers are still free below it.
+            let open = Set(IOTest.openDescriptors().keys)
+            var limit: Int32 = 0, free = 0
+            while free < 4 {
+                if !open.contains(limit) { free += 1 }
+                limit += 1
+            }
+            var saved = rlimit()
+            getrlimit(Int32(RLIMIT_NOFILE.rawValue), &saved)
+            var low = saved
+            low.rlim_cur = rlim_t(limit)
+            setrlimit(Int32(RLIMIT_NOFILE.rawValue), &low)
+            defer { setrlimit(Int32(RLIMIT_NOFILE.rawValue), &saved) }
             let server = try await spawn {
                 try await tcpServer(host: "127.0.0.1", port: 0, ready: ready) { client, _ in
                     accepted.value += 1
@@ -216,23 +237,6 @@ struct FaultTests {
                 try await IOTest.waitUntil("accept backs off") { IOTest.isBlocked(server, .timeSleep) }
                 await release.set()
             }
-            // Every client socket exists before the limit drops; then only
-            // a few descriptors are left for the server's accepts.
-            let clients = try (0..<30).map { _ in try Socket(.inet, .stream) }
-            // New descriptors take the lowest free numbers: the limit goes
-            // where exactly three numbers are still free below it.
-            let open = Set(IOTest.openDescriptors().keys)
-            var limit: Int32 = 0, free = 0
-            while free < 3 {
-                if !open.contains(limit) { free += 1 }
-                limit += 1
-            }
-            var saved = rlimit()
-            getrlimit(Int32(RLIMIT_NOFILE.rawValue), &saved)
-            var low = saved
-            low.rlim_cur = rlim_t(limit)
-            setrlimit(Int32(RLIMIT_NOFILE.rawValue), &low)
-            defer { setrlimit(Int32(RLIMIT_NOFILE.rawValue), &saved) }
             var tasks: [CurioTask<Bool>] = []
             for (i, c) in clients.enumerated() {
                 tasks.append(try await spawn { () async throws -> Bool in

@@ -25,13 +25,18 @@ bool ck_done_push(ck_done *d, void *token, int64_t result, int32_t kind) {
     return true;
 }
 
+/* The event that ends a request: the streaming and multishot requests end
+ * with kinds of their own, since their tokens are not waiting tasks. */
+static int32_t end_kind(ck_op op) {
+    if (__builtin_expect(op == CK_OP_RECV_STREAM, 0)) return CK_EVENT_STREAM_END;
+    if (__builtin_expect(op == CK_OP_ACCEPT_MULTI, 0)) return CK_EVENT_MULTI_END;
+    return CK_EVENT_IO;
+}
+
 void ck_complete(ck_kernel *k, ck_req *q, int64_t result) {
     ck_done *d = &k->done;
-    int32_t kind = CK_EVENT_IO;
-    if (__builtin_expect(q->args.op == CK_OP_RECV_STREAM, 0)) {
-        kind = CK_EVENT_STREAM_END;
-        ck_stream_finish(k, q);
-    }
+    int32_t kind = end_kind(q->args.op);
+    if (__builtin_expect(q->args.op == CK_OP_RECV_STREAM, 0)) ck_stream_finish(k, q);
     if (ck_done_push(d, q->token, result, kind)) {
         ck_req_release(&k->reqs, q);
         return;
@@ -62,8 +67,7 @@ int ck_done_take_overflow(ck_kernel *k, ck_event *out, int cap) {
         d->overflow_head = q->next;
         if (!d->overflow_head) d->overflow_tail = NULL;
         d->overflow_count--;
-        int32_t kind = q->args.op == CK_OP_RECV_STREAM ? CK_EVENT_STREAM_END : CK_EVENT_IO;
-        out[n++] = (ck_event){.token = q->token, .result = q->result, .kind = kind};
+        out[n++] = (ck_event){.token = q->token, .result = q->result, .kind = end_kind(q->args.op)};
         ck_req_release(&k->reqs, q);
     }
     return n;

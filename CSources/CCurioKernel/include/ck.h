@@ -174,7 +174,7 @@ typedef enum ck_op {
     /* Multishot accept: accept4(fd, NULL, NULL, flags) for every incoming
      * connection until cancelled. Each new descriptor comes as its own
      * CK_EVENT_IO_MORE event (result: the descriptor) and the request stays
-     * pending; it ends with one CK_EVENT_IO: -ECANCELED after ck_cancel or
+     * pending; it ends with one CK_EVENT_MULTI_END: -ECANCELED after ck_cancel or
      * ck_forget_fd on the listener, or -errno on an error (ECONNABORTED is
      * skipped). buf and len are ignored (ask getpeername for the peer).
      * Connections accepted after the cancel, or while the completion list
@@ -290,6 +290,9 @@ typedef enum ck_event_kind {
     CK_EVENT_IO_MORE = 4, /* a result of a multishot request, which stays pending */
     CK_EVENT_CHUNK = 5,   /* CK_OP_RECV_STREAM: result = bytes, aux = buffer id */
     CK_EVENT_STREAM_END = 6, /* CK_OP_RECV_STREAM ended: 0 (EOF) or -errno */
+    CK_EVENT_MULTI_END = 7, /* CK_OP_ACCEPT_MULTI ended: -errno. A kind of its own
+                             * because its token is the receiver of the
+                             * connections, not a task waiting for one result. */
 } ck_event_kind;
 
 typedef struct ck_event {

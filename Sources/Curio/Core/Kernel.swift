@@ -542,6 +542,11 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
             ChunkReceiver.chunkArrived(e.token, buffer: e.aux, length: Int(e.result))
         case CK_EVENT_STREAM_END:
             ChunkReceiver.streamEnded(e.token, result: Int(e.result))
+        case CK_EVENT_IO_MORE:
+            // A multishot accept's connection (ConnectionAcceptor.swift).
+            AcceptReceiver.accepted(e.token, fd: Int32(truncatingIfNeeded: e.result))
+        case CK_EVENT_MULTI_END:
+            AcceptReceiver.ended(e.token, result: Int(e.result))
         default:
             break
         }

@@ -129,11 +129,12 @@ extension Kernel {
     }
 }
 
-/// Servers call these on the kernel thread around each accepted connection.
-func noteConnectionAccepted() {
+/// Servers call these on the kernel thread around each accepted connection
+/// (package-wide: CurioHTTP's connections are counted the same way).
+package func noteConnectionAccepted() {
     Kernel.current?.metrics?.connectionAccepted()
 }
 
-func noteConnectionClosed() {
+package func noteConnectionClosed() {
     Kernel.current?.metrics?.connectionClosed()
 }

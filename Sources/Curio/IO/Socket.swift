@@ -107,6 +107,16 @@ public final class Socket: ByteChannel, @unchecked Sendable {
 
     /// Wraps a descriptor this socket now owns (accepted, or from elsewhere).
     /// The descriptor is switched to non-blocking mode.
+    /// A socket the kernel accepted with `SOCK_NONBLOCK | SOCK_CLOEXEC`:
+    /// nothing to check or set.
+    init(accepted fd: Int32, family: SocketAddress.Family, kind: Kind) {
+        self.fd = fd
+        self.family = family
+        self.kind = kind
+        rx.initialize(to: IOSlot())
+        tx.initialize(to: IOSlot())
+    }
+
     public init(adopting fd: Int32, family: SocketAddress.Family, kind: Kind) {
         let flags = fcntl(fd, F_GETFL)
         if flags >= 0 && flags & O_NONBLOCK == 0 { _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK) }
@@ -251,7 +261,7 @@ public final class Socket: ByteChannel, @unchecked Sendable {
                                       flags: Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue),
                                       state: .readWait, site: site)
             if r >= 0 {
-                let client = Socket(adopting: Int32(r), family: family, kind: kind)
+                let client = Socket(accepted: Int32(r), family: family, kind: kind)
                 let peer = (try? client.peerAddress) ?? SocketAddress(storage: rx.pointee.address, length: socklen_t(MemoryLayout<sockaddr_storage>.size))
                 return (client, peer)
             }

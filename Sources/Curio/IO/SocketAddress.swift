@@ -46,6 +46,20 @@ public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
         self.length = length
     }
 
+    /// `0.0.0.0:0`, `[::]:0` or an unnamed Unix address: a peer whose
+    /// address is no longer known.
+    static func unspecified(_ family: Family) -> SocketAddress {
+        var st = sockaddr_storage()
+        st.ss_family = sa_family_t(family.raw)
+        let length: Int
+        switch family.raw {
+        case AF_INET: length = MemoryLayout<sockaddr_in>.size
+        case AF_INET6: length = MemoryLayout<sockaddr_in6>.size
+        default: length = MemoryLayout<sa_family_t>.size
+        }
+        return SocketAddress(storage: st, length: socklen_t(length))
+    }
+
     /// An IPv4 or IPv6 address from a numeric host. `""` means every
     /// interface (IPv4, or IPv6 when `family` is `.inet6`); `"localhost"`
     /// means the loopback address.

@@ -261,13 +261,14 @@ func acceptLoop(_ socket: Socket, _ handler: BaseRequestHandler.Type, _ handlers
 /// `accept` fails for lack of descriptors (EMFILE/ENFILE) or memory, dying
 /// or spinning would both be wrong: it reports once on stderr and retries
 /// every 100 ms until clients finish and free some.
-func acceptForever(_ socket: Socket, site: CallSite,
-                   _ serve: (Socket, SocketAddress) async throws -> Void) async throws {
+package func acceptForever(_ socket: Socket, site: CallSite,
+                           _ serve: (Socket, SocketAddress) async throws -> Void) async throws {
     var reportedExhaustion = false
+    let acceptor = ConnectionAcceptor(socket: socket)
     while true {
         let client: Socket, peer: SocketAddress
         do {
-            (client, peer) = try await socket.accept(file: site.file, line: site.line, function: site.function)
+            (client, peer) = try await acceptor.next(site: site)
             reportedExhaustion = false
             noteConnectionAccepted()
         } catch let e as SocketError where e.errno == EMFILE || e.errno == ENFILE || e.errno == ENOBUFS || e.errno == ENOMEM {

@@ -1,0 +1,167 @@
+import CCurioKernel
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A listener's accept loop as one multishot request: the servers'
+/// acceptor. On io_uring one `IORING_ACCEPT_MULTISHOT` submission accepts
+/// every connection until it is stopped, instead of one submission (and one
+/// completion's worth of bookkeeping) per connection; on epoll the C kernel
+/// accepts until `EAGAIN` on each readiness edge. Connections that arrive
+/// while the server's task is busy wait here, already accepted, in arrival
+/// order.
+///
+/// The acceptor holds the listener's receiving direction for its life (a
+/// second accept on the listener meanwhile is ``ResourceBusy``), like one
+/// long `accept()`. When it is dropped — the accept loop ended by a
+/// cancellation, a drain or an error — the request is stopped and the
+/// connections accepted but not yet taken are closed (their peers see the
+/// close, as they would if the listener's backlog were dropped), so no
+/// descriptor is left behind. A request that ends on an error (out of
+/// descriptors: `EMFILE`) throws it from ``next(site:)``, and the next call
+/// starts a new request, so the caller's back-off and retry work as with
+/// single accepts. Where the kernel refuses the multishot request the
+/// acceptor falls back to single accepts.
+///
+/// io_uring reads the descriptor limit (`RLIMIT_NOFILE`) when an accept is
+/// armed, so a limit lowered while a multishot accept runs takes effect
+/// from the next one (after an error, or for the next server).
+final class ConnectionAcceptor {
+    let socket: Socket
+    private var receiver: AcceptReceiver?
+    private var claimed = false
+    /// The backend refused the multishot request: single accepts instead.
+    private var singleShot = false
+
+    init(socket: Socket) { self.socket = socket }
+
+    /// Connections accepted and not taken yet (tests).
+    var waitingCount: Int { receiver?.waitingCount ?? 0 }
+
+    deinit {
+        if let r = receiver { r.abandon() }
+        if claimed { socket.endStreamReceiving() }
+    }
+
+    /// The next connection, waiting for one if none has arrived.
+    func next(site: CallSite) async throws -> (Socket, SocketAddress) {
+        while true {
+            guard !singleShot, let (r, t) = try start() else {
+                return try await socket.accept(file: site.file, line: site.line, function: site.function)
+            }
+            if let fd = r.popFirst() {
+                let client = Socket(accepted: fd, family: socket.family, kind: socket.kind)
+                // A multishot accept does not report the peer's address, and
+                // a peer that reset before we asked has none any more; its
+                // connection is still served (the bytes it sent first are
+                // there to read, then the reset), under the family's
+                // unspecified address.
+                let peer = (try? client.peerAddress) ?? SocketAddress.unspecified(socket.family)
+                return (client, peer)
+            }
+            if let end = r.end {
+                receiver = nil
+                if end == -Int(ECANCELED) && socket.fd < 0 {
+                    throw SocketError(errno: EBADF, operation: "accept (the listening socket was closed)")
+                }
+                throw SocketError(errno: Int32(-end), operation: "accept")
+            }
+            _ = try await r.kernel.block(t, .readWait, on: r.waiters, deadline: .max, site: site)
+        }
+    }
+
+    /// The receiver of the running request, starting one if none runs;
+    /// nil when the kernel refuses multishot accept (single accepts then).
+    private func start() throws -> (AcceptReceiver, AnyCurioTask)? {
+        let t = try Kernel.currentTask("accept")
+        if let r = receiver {
+            guard r.kernel === t.kernel else {
+                throw CurioUsageError(.wrongKernel, "accept: the listener's accept loop belongs to another kernel's task")
+            }
+            return (r, t)
+        }
+        if !claimed {
+            _ = try socket.beginStreamReceiving("accept")
+            claimed = true
+        }
+        let kernel = t.kernel
+        let r = AcceptReceiver(kernel: kernel)
+        var args = ck_request_args(op: CK_OP_ACCEPT_MULTI, fd: socket.fd, buf: nil, len: 0,
+                                   flags: Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), offset: -1)
+        // The C request holds the receiver until its end is dispatched.
+        let token = Unmanaged.passRetained(r).toOpaque()
+        var handle: UInt64 = 0
+        let res = ck_submit(kernel.ck, &args, token, &handle)
+        if res != Int64.min {  // not CK_PENDING: refused at once
+            Unmanaged<AcceptReceiver>.fromOpaque(token).release()
+            if res == -Int64(EINVAL) || res == -Int64(EOPNOTSUPP) {
+                // A kernel without multishot accept.
+                singleShot = true
+                socket.endStreamReceiving()
+                claimed = false
+                return nil
+            }
+            throw SocketError(errno: Int32(-res), operation: "accept")
+        }
+        r.handle = handle
+        receiver = r
+        return (r, t)
+    }
+}
+
+/// The kernel side of one multishot accept: the descriptors accepted and
+/// not taken yet, the end, and the acceptor task waiting for either. It is
+/// the C request's token (retained until the end is dispatched).
+///
+/// @unchecked Sendable: every member is touched only on its kernel's
+/// thread (the C kernel reports to the thread that runs it, and the
+/// acceptor runs in one of the kernel's tasks).
+final class AcceptReceiver: @unchecked Sendable {
+    let kernel: Kernel
+    var handle: UInt64 = 0
+    let waiters = WaitQueue()
+    private var fds = ContiguousArray<Int32>()
+    private var head = 0
+    private(set) var end: Int?
+    /// The acceptor is gone: connections still arriving are closed.
+    private var abandoned = false
+
+    init(kernel: Kernel) { self.kernel = kernel }
+
+    var waitingCount: Int { fds.count - head }
+
+    func popFirst() -> Int32? {
+        guard head < fds.count else { return nil }
+        let fd = fds[head]
+        head += 1
+        if head == fds.count {
+            fds.removeAll(keepingCapacity: true)
+            head = 0
+        }
+        return fd
+    }
+
+    /// Stops the request and closes what was accepted but not taken.
+    func abandon() {
+        abandoned = true
+        if end == nil, handle != 0 { ck_cancel(kernel.ck, handle) }
+        while let fd = popFirst() { Glibc.close(fd) }
+    }
+
+    static func accepted(_ token: UnsafeMutableRawPointer?, fd: Int32) {
+        let r = Unmanaged<AcceptReceiver>.fromOpaque(token!).takeUnretainedValue()
+        if r.abandoned {
+            Glibc.close(fd)
+            return
+        }
+        r.fds.append(fd)
+        r.kernel.wakeFirst(r.waiters)
+    }
+
+    static func ended(_ token: UnsafeMutableRawPointer?, result: Int) {
+        let r = Unmanaged<AcceptReceiver>.fromOpaque(token!).takeRetainedValue()
+        r.end = result
+        r.handle = 0
+        r.kernel.wakeFirst(r.waiters)
+    }
+}
