@@ -415,7 +415,7 @@ struct ReceiveStreamTests {
 
     @Test(.timeLimit(.minutes(1)))
     func aTimeoutOfNextEndsTheStreamLikeACancellation() async throws {
-        let r = try await StreamTest.run(count: 8, size: 1024) { kernel -> [String] in
+        let r = try await StreamTest.run(count: 8, size: 1024) { _ -> [String] in
             let (client, server) = try await IOTest.tcpPair()
             defer { client.close(); server.close() }
             var it = server.receiveChunks().makeAsyncIterator()
@@ -428,7 +428,6 @@ struct ReceiveStreamTests {
             out.append("recv \(IOTest.text(try await IOTest.receive(server, count: 5)))")
             let s = try StreamTest.stats()
             out.append("after: held \(s.held) streams \(s.streams)")
-            _ = kernel
             return out
         }
         #expect(r == ["CancelledError timeout true", "then nil", "recv later", "after: held 0 streams 0"])
