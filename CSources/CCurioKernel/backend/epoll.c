@@ -236,6 +236,11 @@ static void retry(ck_kernel *k, ck_req **head, ck_req **tail, uint32_t events) {
         int64_t r;
         if (q->args.op == CK_OP_RECV_STREAM) {
             r = ck_stream_drain(k, q); /* stays parked (at the head) once drained */
+            /* The drain stops at a short read and waits for the next edge,
+             * but an end or error that came with the data raised its edge
+             * already: this one. Without a second look a FIN (or RST) right
+             * behind the last bytes was never seen and the stream hung. */
+            if (r == -EAGAIN && (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))) r = ck_stream_drain(k, q);
             if (r == 1) {
                 /* Stopped: off the list until a release starts it again. */
                 list_remove(head, tail, q);

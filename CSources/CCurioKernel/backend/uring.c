@@ -591,6 +591,7 @@ static void on_stream(ck_kernel *k, ck_req *q, int res, unsigned cqe_flags) {
         else ur_provide(k, p, bid); /* taken but not filled: back to the ring */
     }
     if (cqe_flags & IORING_CQE_F_MORE) return;
+    bool was_pausing = q->sflags & CK_STREAM_PAUSING;
     q->sflags &= (uint8_t)~(CK_STREAM_ARMED | CK_STREAM_PAUSING);
     if (q->flags & F_CANCEL_QUEUED) {
         backlog_remove(u, q);
@@ -616,7 +617,9 @@ static void on_stream(ck_kernel *k, ck_req *q, int res, unsigned cqe_flags) {
         return;
     }
     if (ck_stream_may_run(p, q)) {
-        if (res == -ENOBUFS) p->rearmed++;
+        /* A pause whose consumer moved on before its cancel landed starts
+         * again here, not in a release's kick: it counts as a re-arm too. */
+        if (res == -ENOBUFS || was_pausing) p->rearmed++;
         q->sflags |= CK_STREAM_ARMED;
         start(k, q, false);
     } else if (ck_pool_free_count(p) == 0) {

@@ -42,6 +42,10 @@ extension Socket {
     /// returned by later calls of `next()` on the same iterator, then it
     /// ends. Dropping the iterator ends the stream and returns its buffers.
     ///
+    /// The first `next()` throws ``CurioUsageError`` for a `maxHeld` below
+    /// 1, an invalid pool shape in the kernel's configuration, or a
+    /// datagram socket (its datagrams would be cut to the buffer size).
+    ///
     /// - Parameter maxHeld: the most buffers the stream holds at once (1 or
     ///   more; clamped to the pool's size).
     public func receiveChunks(maxHeld: Int = 4) -> ReceivedChunks {
@@ -145,6 +149,12 @@ final class ChunkConsumer {
     private func start() throws -> (ChunkReceiver, AnyCurioTask) {
         guard maxHeld >= 1 else {
             throw CurioUsageError(.invalidArgument, "receiveChunks: maxHeld must be at least 1, got \(maxHeld)")
+        }
+        // A datagram socket has no byte stream to cut into chunks: a
+        // datagram larger than a pool buffer would lose its tail silently,
+        // and an empty one would read as the end of the stream.
+        guard socket.kind == .stream else {
+            throw CurioUsageError(.invalidArgument, "receiveChunks: needs a stream socket (TCP or Unix stream); use recvFrom on a datagram socket")
         }
         let t = try socket.beginStreamReceiving("receiveChunks")
         let kernel = t.kernel
