@@ -41,7 +41,8 @@ extension KernelGroup {
     /// lets every kernel's handlers finish for the grace period and then
     /// cancels the rest; ``GroupTCPServer/cancel()`` cancels them at once.
     /// Callable from any Swift task. Throws what `bind` or `listen` throws
-    /// (the port in use, say) before anything runs.
+    /// (the port in use, say) before anything runs, and
+    /// ``KernelUnavailable`` once the group is shut down.
     public func tcpServer(host: String = "", port: Int, spread: ConnectionSpread = .reusePort, backlog: Int = 1024,
                           handler: @escaping @Sendable (SocketStream, SocketAddress) async throws -> Void)
         async throws -> GroupTCPServer {
@@ -57,6 +58,12 @@ extension KernelGroup {
     public func tcpServer(host: String = "", port: Int, spread: ConnectionSpread = .reusePort, backlog: Int = 1024,
                           socketHandler: @escaping @Sendable (Socket, SocketAddress) async throws -> Void)
         async throws -> GroupTCPServer {
+        // On a shut-down group every part's task would come back already
+        // ended (refused), yet the server would be returned as if it listened
+        // and its sockets left to their deinit: refuse before opening any.
+        if let k = kernels.first(where: { $0.lifecycle.isShutDownOrStopping }) {
+            throw KernelUnavailable(reason: .shutDown, kernelSerial: k.serial)
+        }
         let address = try await resolveForGroup(host: host, port: port)
         let listeners = try openListeners(address, count: spread == .reusePort ? count : 1, backlog: backlog)
         let bound = try listeners[0].localAddress

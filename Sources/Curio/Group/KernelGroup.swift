@@ -21,7 +21,7 @@ import Glibc
 ///
 /// Every kernel is created with the same ``Kernel/Configuration`` and runs in
 /// service mode (``Kernel/runUntilShutdown()``) on a joinable thread named
-/// `curio-k<index>`. Each kernel is a ``Kernel`` like any other: its tasks run
+/// `curio-g<serial>.<index>`. Each kernel is a ``Kernel`` like any other: its tasks run
 /// on its thread only, objects that block bind to the kernel of their first
 /// user, and kernels hand each other work without blocking (``addTask(on:daemon:name:_:)``,
 /// ``call(on:name:_:)``, ``UniversalQueue``).
@@ -47,6 +47,10 @@ public final class KernelGroup: Sendable {
 
     /// The kernels, in index order.
     public let kernels: [Kernel]
+    /// Unique among the groups this process creates; the group's threads are
+    /// named `curio-g<serial>.<index>`.
+    public let serial: Int
+    private static let serials = Atomic<Int>(1)
     /// How many kernels the group has.
     public var count: Int { kernels.count }
 
@@ -66,6 +70,7 @@ public final class KernelGroup: Sendable {
     private init(kernels: [Kernel], monitor: Monitor?) {
         self.kernels = kernels
         self.monitor = monitor
+        serial = KernelGroup.serials.wrappingAdd(1, ordering: .relaxed).oldValue
         loads = kernels.map { _ in KernelLoad() }
         threads = Mutex([])
         outcomes = Mutex(Array(repeating: nil, count: kernels.count))
@@ -135,7 +140,11 @@ public final class KernelGroup: Sendable {
         let kernel = kernels[i]
         kernel.lifecycle.state.withLock { $0.phase = .running }
         let body: @Sendable () -> Void = { [self] in
-            nameThisThread("curio-k\(i)")
+            // The group's serial in the name tells the threads of several
+            // groups of one process apart (`curio-k<i>` repeated itself for
+            // every group); it fits the OS's 15 bytes up to group 999 and
+            // kernel 999.
+            nameThisThread("curio-g\(serial).\(i)")
             if let cpu { pinThisThread(to: cpu) }
             let r = Result { try kernel.runUntilShutdown() }
             if case .failure = r {
