@@ -131,8 +131,47 @@ extension Kernel {
     /// the data still win, leaving the ``TaskTimeout`` pending with no
     /// block left to own it — and an error that replaces another carries
     /// the partial progress (`bytesRead` / `bytesSent`) over.
+    ///
+    /// The body runs in a child Swift task of its own, so that the deadline
+    /// also reaches a Swift-native await (rule 3, DeadlineScope.swift) —
+    /// unless no deadline can reach it there (see `deadlineReachesSwift`).
     func withDeadline<T>(_ t: AnyCurioTask, _ deadline: Int64, ignore: Bool,
                          _ body: () async throws -> T) async throws -> T? {
+        // A caller isolated to an actor keeps its body on that actor: there
+        // only Curio's own calls see the deadline. (Bound to a local first:
+        // `#isolation` tested in place crashes Swift 6.3's -Onone codegen.)
+        let isolation = #isolation
+        guard isolation == nil, deadlineReachesSwift(t, deadline) else {
+            return try await deadlineBlock(t, deadline, ignore: ignore, scope: nil, body)
+        }
+        // The child never outlives the block: `runScoped` waits for it.
+        // (A local function, not a closure literal: a literal here would be
+        // a concurrent closure, and region checking rejects `body` in it.)
+        func scoped(_ escapable: @escaping () async throws -> T) async throws -> T? {
+            try await scopedBlock(t, deadline, ignore: ignore, escapable)
+        }
+        return try await withoutActuallyEscaping(body, do: scoped)
+    }
+
+    private func scopedBlock<T>(_ t: AnyCurioTask, _ deadline: Int64, ignore: Bool,
+                                _ body: @escaping () async throws -> T) async throws -> T? {
+        let run = ScopeRun<T>(body)
+        return try await deadlineBlock(t, deadline, ignore: ignore, scope: run) {
+            try await self.runScoped(t, run)
+        }
+    }
+
+    /// Whether a deadline could ever cancel a Swift-native await of a block
+    /// entered now: not in a cancelled task (its deadlines are dropped), not
+    /// with cancellation held back (it stays held for the whole body), and
+    /// not without a finite deadline. Such blocks skip the child task.
+    @inline(__always)
+    private func deadlineReachesSwift(_ t: AnyCurioTask, _ deadline: Int64) -> Bool {
+        !t.cancelled && t.cancelDisabled == 0 && min(deadline, t.effectiveDeadline) < Int64.max / 2
+    }
+
+    private func deadlineBlock<T>(_ t: AnyCurioTask, _ deadline: Int64, ignore: Bool, scope: DeadlineScope?,
+                                  _ body: () async throws -> T) async throws -> T? {
         let level = t.timeouts.count
         t.timeouts.append(deadline)
         let savedEffective = t.effectiveDeadline
@@ -150,11 +189,7 @@ extension Kernel {
             t.effectiveDeadline = savedEffective
             t.deadlineDelivered = savedDelivered
         }
-        do {
-            let v = try await body()
-            restore()
-            return v
-        } catch let e as TaskTimeout {
+        func timedOut(_ e: TaskTimeout) throws -> T? {
             let verdict = judge(t, level: level, clock: e.clock)
             restore()
             switch verdict {
@@ -162,6 +197,13 @@ extension Kernel {
             case .outer: throw carryProgress(of: e, to: TimeoutCancellationError(clock: e.clock))
             case .mine: if ignore { return nil } else { throw e }
             }
+        }
+        do {
+            let v = try await body()
+            restore()
+            return v
+        } catch let e as TaskTimeout {
+            return try timedOut(e)
         } catch let e as TimeoutCancellationError {
             let verdict = judge(t, level: level, clock: e.clock)
             restore()
@@ -170,6 +212,10 @@ extension Kernel {
             case .outer: throw e
             case .mine: if ignore { return nil } else { throw carryProgress(of: e, to: TaskTimeout(clock: e.clock)) }
             }
+        } catch is CancellationError where scope?.firedAt != nil && !t.cancelled {
+            // The deadline cancelled a Swift-native await of the body: this
+            // Swift cancellation is the timeout, fired at `firedAt`.
+            return try timedOut(TaskTimeout(clock: scope!.firedAt!))
         } catch {
             restore()
             throw error

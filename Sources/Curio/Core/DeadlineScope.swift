@@ -1,0 +1,174 @@
+import CCurioKernel
+
+// Curio 1.6 rule 3: a timeout reaches every await inside its block, not only
+// Curio's own blocking calls. Curio's calls see the deadline through the task
+// record (Traps.swift); a Swift-native await (`Task.sleep`, a continuation of
+// another library, an `AsyncStream`) sees only Swift cancellation, and Swift
+// cancellation cannot be taken back: cancelling the Curio task's own Swift
+// task would fail every later await of the task, long after the block.
+//
+// So a block's body runs in a child Swift task of its own, started
+// immediately, on the kernel thread, inside the caller's job, and it *is* the
+// same Curio task (same record, id, locks, cancellation; `currentTask()`
+// finds the record through `bodyAddress`). A deadline that passes while the
+// body sits in a Swift-native await cancels that child alone; the block then
+// throws `TaskTimeout` (Time.swift turns the child's `CancellationError` into
+// it). A real `cancel()` cancels the Curio task's Swift task, which Swift
+// passes on to the child.
+//
+// What keeps it cheap for a block around Curio calls only:
+// - the child starts synchronously (`addImmediateTask`): entering a block is
+//   not a scheduling point, and a body that never suspends ends in the same
+//   job, so the cost is one child task's creation (measured in the report of
+//   the commit that added this file);
+// - a body that did suspend hands its waiting parent straight back when it
+//   ends (`KernelExecutor.handOff`: the parent's job goes to the front of the
+//   ready queue, paired with the task): leaving a block is not a scheduling
+//   point either, as in curio;
+// - the kernel learns the child's address, and arms a timer for the
+//   deadline, only when the child stops in a Swift-native await (run loop).
+//
+// Blocks whose body cannot be reached by the deadline skip the child: a
+// cancelled task (its deadlines are dropped), cancellation held back
+// (`disableCancellation`), no finite deadline, or a caller isolated to an
+// actor (the body must run on that actor; there only Curio's own calls see
+// the deadline).
+
+/// One timeout block whose body runs in a child Swift task.
+class DeadlineScope: @unchecked Sendable {
+    // @unchecked: kernel-thread state, like the task record that lists it.
+    /// The child running the body while it runs: what the deadline cancels.
+    var child: UnsafeCurrentTask?
+    var childAddress: UnsafeMutableRawPointer?
+    /// The Swift task that waits for the child (the caller of the block),
+    /// and the body address to restore when the child ends.
+    var parentAddress: UnsafeMutableRawPointer?
+    var savedBody: UnsafeMutableRawPointer?
+    /// The child is in `tasksBySwiftTask`: it made a Swift-native await, and
+    /// the job that resumes it arrives unpaired.
+    var registered = false
+    /// When the deadline cancelled the child (``clock()`` seconds), or nil.
+    var firedAt: Double?
+}
+
+/// A scope with its body and, once the child has ended, its outcome.
+final class ScopeRun<T>: DeadlineScope, @unchecked Sendable {
+    // @unchecked: the caller writes `body` before the child starts and reads
+    // `result` after the group has ended; the child reads `body` and writes
+    // `result` in between. All on the kernel thread, never at once (the
+    // caller waits for the child).
+    var body: (() async throws -> T)?
+    var result: Result<T, any Error>?
+
+    init(_ body: @escaping () async throws -> T) { self.body = body }
+}
+
+extension Kernel {
+    /// Runs `run`'s body in a child Swift task that is `t` for Curio and
+    /// returns what the body returned (or throws what it threw).
+    func runScoped<T>(_ t: AnyCurioTask, _ run: ScopeRun<T>) async throws -> T {
+        let parent = SwiftRuntime.currentTaskAddress()
+        run.parentAddress = parent
+        run.savedBody = t.bodyAddress
+        let executor = coreExecutor
+        await withDiscardingTaskGroup { group in
+            group.addImmediateTask { [self] in
+                let me = SwiftRuntime.currentTaskAddress()
+                run.child = withUnsafeCurrentTask { $0 }
+                run.childAddress = me
+                t.bodyAddress = me
+                t.scopes.append(run)
+                let body = run.body!
+                run.body = nil
+                do {
+                    run.result = .success(try await body())
+                } catch {
+                    run.result = .failure(error)
+                }
+                leaveScope(t, run)
+                // If the caller is waiting in the group, its job is enqueued
+                // as this task completes: it runs next, paired with `t`.
+                if let parent = run.parentAddress { executor.handOff(parent, to: t) }
+            }
+        }
+        // The child ended without suspending: no hand-off was needed.
+        if let parent { executor.cancelHandOff(parent) }
+        return try run.result!.get()
+    }
+
+    private func leaveScope(_ t: AnyCurioTask, _ run: DeadlineScope) {
+        if let last = t.scopes.last, last === run { t.scopes.removeLast() }
+        if run.registered, let a = run.childAddress, tasksBySwiftTask[a] === t {
+            tasksBySwiftTask[a] = nil
+        }
+        run.registered = false
+        run.child = nil
+        t.bodyAddress = run.savedBody
+        // Back from a Swift-native await on a job the loop did not pair
+        // (an actor's): the timer of that await must not outlive the block.
+        if _slowPath(t.timer != 0 && t.continuation == nil) { scopeResumes(t) }
+    }
+
+    /// `t`'s job stopped in a Swift-native await inside a timeout block (run
+    /// loop): the job that resumes it must find `t`, and the deadline must
+    /// reach the await.
+    func scopeAwaitsSwift(_ t: AnyCurioTask) {
+        guard let scope = t.scopes.last else { return }
+        if !scope.registered, let a = scope.childAddress, tasksBySwiftTask[a] == nil {
+            tasksBySwiftTask[a] = t
+            scope.registered = true
+        }
+        guard t.timer == 0, t.cancelDisabled == 0, !t.deadlineDelivered, !t.cancelled,
+              t.effectiveDeadline != .max else { return }
+        t.wakeDeadline = t.effectiveDeadline
+        t.timer = ck_timer_add(ck, t.effectiveDeadline, Unmanaged.passUnretained(t).toOpaque())
+        // No memory for the timer: the deadline reaches the block at its next
+        // Curio call instead, as it did before rule 3.
+        if _slowPath(t.timer == 0) { t.wakeDeadline = .max }
+    }
+
+    /// `t` runs again after a Swift-native await inside a block: the timer
+    /// armed for that await goes.
+    func scopeResumes(_ t: AnyCurioTask) {
+        ck_timer_cancel(ck, t.timer)
+        t.timer = 0
+        t.wakeDeadline = .max
+    }
+
+    /// The deadline timer of a Swift-native await fired (`timerFired`):
+    /// cancel the innermost block's child, which is where the await is. A
+    /// Curio call the body makes afterwards gets the ``TaskTimeout`` too.
+    func swiftAwaitDeadlinePassed(_ t: AnyCurioTask, deadline: Int64) {
+        t.wakeDeadline = .max
+        guard t.state == .swiftAwait, let scope = t.scopes.last, let child = scope.child,
+              t.cancelDisabled == 0, t.taskDeadlineDue(at: deadline) else { return }
+        let now = Double(ck_now_ns()) / 1e9
+        t.deadlineDelivered = true
+        if t.pendingCancel == nil { t.pendingCancel = TaskTimeout(clock: now) }
+        // Set before cancelling: cancellation handlers run inside `cancel()`,
+        // and an adopted task's must see that this is a deadline.
+        scope.firedAt = now
+        child.cancel()
+    }
+
+    /// Whether Swift cancellation seen inside `t`'s timeout blocks may come
+    /// from a deadline (one of them cancelled its child) rather than from
+    /// the task's own cancellation.
+    func deadlineCancelledScope(_ t: AnyCurioTask) -> Bool {
+        t.scopes.contains { $0.firedAt != nil }
+    }
+}
+
+extension KernelExecutor {
+    /// The next enqueue of `job` runs before every other ready job, paired
+    /// with `task`. Kernel thread only.
+    func handOff(_ job: UnsafeMutableRawPointer, to task: AnyCurioTask) {
+        handOffJob = job
+        handOffTask = Unmanaged.passUnretained(task).toOpaque()
+    }
+
+    /// The hand-off was not needed (the child ended without suspending).
+    func cancelHandOff(_ job: UnsafeMutableRawPointer) {
+        if handOffJob == job { handOffJob = nil }
+    }
+}
