@@ -82,6 +82,26 @@ public func sleep(for duration: Duration, file: StaticString = #filePath, line: 
 /// deadline; when an outer deadline passes, the inner block unwinds with
 /// ``TimeoutCancellationError`` and the block that owns the deadline throws
 /// ``TaskTimeout``.
+///
+/// The deadline reaches every await inside the block (curio 1.6 rule 3),
+/// not only Curio's own calls: a Swift-native await (`Task.sleep`, another
+/// library's continuation, an `AsyncStream`) is cancelled in Swift's sense
+/// when the deadline passes, and the block throws ``TaskTimeout`` as it
+/// would for a Curio call:
+///
+/// ```swift
+/// try await timeoutAfter(0.05) { try await Task.sleep(for: .seconds(5)) }  // TaskTimeout after 0.05 s
+/// ```
+///
+/// Only the block's body is cancelled (it runs in a child Swift task that
+/// is the same Curio task: same ``currentTask()``, same locks), never the
+/// task itself, so `Task.sleep` and Curio calls after the block work as
+/// before. A continuation ends only if its code listens for cancellation
+/// (`withTaskCancellationHandler`); an `AsyncStream`'s iteration just ends,
+/// and the block's next await then throws. A real `cancel()` of the task
+/// meanwhile is a cancellation, as outside a block. The one exception: in
+/// code isolated to an actor the body stays on the actor, and only Curio's
+/// calls see the deadline there.
 public func timeoutAfter<T>(_ seconds: Double, _ body: () async throws -> T) async throws -> T {
     let t = try Kernel.currentTask()
     let deadline = try deadlineAfter(seconds)
@@ -101,6 +121,12 @@ public func timeoutAt<T>(_ clockDeadline: Double, _ body: () async throws -> T) 
 /// ```swift
 /// if let line = try await ignoreAfter(1, { try await stream.readLine() }) { ... }
 /// ```
+///
+/// As with ``timeoutAfter(_:_:)-(Double,_)``, the deadline reaches every
+/// await inside the block, Swift-native ones included (`Task.sleep`, a
+/// continuation that listens for cancellation, an `AsyncStream`): they are
+/// cancelled in Swift's sense, the block returns `nil`, and the task goes
+/// on uncancelled.
 public func ignoreAfter<T>(_ seconds: Double, _ body: () async throws -> T) async throws -> T? {
     let t = try Kernel.currentTask()
     let deadline = try deadlineAfter(seconds)
