@@ -49,6 +49,8 @@ class DeadlineScope: @unchecked Sendable {
     var registered = false
     /// When the deadline cancelled the child (``clock()`` seconds), or nil.
     var firedAt: Double?
+    /// The block's index in the task's `timeouts`.
+    var level = 0
 }
 
 /// A scope with its body and, once the child has ended, its outcome.
@@ -120,8 +122,14 @@ extension Kernel {
         }
         guard t.timer == 0, t.cancelDisabled == 0, !t.deadlineDelivered, !t.cancelled,
               t.effectiveDeadline != .max else { return }
-        t.wakeDeadline = t.effectiveDeadline
-        t.timer = ck_timer_add(ck, t.effectiveDeadline, Unmanaged.passUnretained(t).toOpaque())
+        // Blocks inside the innermost scope that run without a child (an
+        // actor-isolated caller's) leave their deadlines to Curio's calls:
+        // only the deadlines of this scope and those around it cancel it.
+        let deadline = t.timeouts.count == scope.level + 1
+            ? t.effectiveDeadline : t.timeouts[...scope.level].min() ?? .max
+        guard deadline != .max else { return }
+        t.wakeDeadline = deadline
+        t.timer = ck_timer_add(ck, deadline, Unmanaged.passUnretained(t).toOpaque())
         // No memory for the timer: the deadline reaches the block at its next
         // Curio call instead, as it did before rule 3.
         if _slowPath(t.timer == 0) { t.wakeDeadline = .max }

@@ -96,7 +96,10 @@ public func sleep(for duration: Duration, file: StaticString = #filePath, line: 
 /// Only the block's body is cancelled (it runs in a child Swift task that
 /// is the same Curio task: same ``currentTask()``, same locks), never the
 /// task itself, so `Task.sleep` and Curio calls after the block work as
-/// before. A continuation ends only if its code listens for cancellation
+/// before. Within the block, once its deadline has cancelled the body,
+/// later Swift-native awaits there fail at once too (Swift cancellation
+/// stays), while Curio's calls see the timeout once, as usual. A
+/// continuation ends only if its code listens for cancellation
 /// (`withTaskCancellationHandler`); an `AsyncStream`'s iteration just ends,
 /// and the block's next await then throws. A real `cancel()` of the task
 /// meanwhile is a cancellation, as outside a block. The one exception: in
@@ -199,6 +202,7 @@ extension Kernel {
     private func deadlineBlock<T>(_ t: AnyCurioTask, _ deadline: Int64, ignore: Bool, scope: DeadlineScope?,
                                   _ body: () async throws -> T) async throws -> T? {
         let level = t.timeouts.count
+        scope?.level = level
         t.timeouts.append(deadline)
         let savedEffective = t.effectiveDeadline
         let savedDelivered = t.deadlineDelivered
@@ -238,14 +242,22 @@ extension Kernel {
             case .outer: throw e
             case .mine: if ignore { return nil } else { throw carryProgress(of: e, to: TaskTimeout(clock: e.clock)) }
             }
-        } catch is CancellationError where scope?.firedAt != nil && !t.cancelled {
+        } catch is CancellationError where !t.cancelled && swiftTimeoutClock(t, scope) != nil {
             // The deadline cancelled a Swift-native await of the body: this
-            // Swift cancellation is the timeout, fired at `firedAt`.
-            return try timedOut(TaskTimeout(clock: scope!.firedAt!))
+            // Swift cancellation is the timeout, fired at that clock.
+            return try timedOut(TaskTimeout(clock: swiftTimeoutClock(t, scope)!))
         } catch {
             restore()
             throw error
         }
+    }
+
+    /// When a deadline cancelled the Swift task that ran `scope`'s body
+    /// (this block's own child, already left), or, for a block without a
+    /// child, the body of the scope around it.
+    private func swiftTimeoutClock(_ t: AnyCurioTask, _ scope: DeadlineScope?) -> Double? {
+        if let scope { return scope.firedAt }
+        return t.scopes.last?.firedAt
     }
 
     fileprivate enum Verdict { case none, outer, mine }
