@@ -216,7 +216,7 @@ struct TimeoutSwiftAwaitTests {
             log.add("outer short: " + (await Self.outcome(deadline: start + 0.05) {
                 try await timeoutAfter(0.05) {
                     do {
-                        try await timeoutAfter(10) { try await Task.sleep(for: .seconds(30)) }
+                        try await timeoutAfter(60) { try await Task.sleep(for: .seconds(30)) }
                     } catch {
                         log.add("inner saw \(KernelHarness.kind(error))")
                         throw error
@@ -224,7 +224,7 @@ struct TimeoutSwiftAwaitTests {
                 }
             }))
             log.add("inner short: " + (await Self.outcome(deadline: 0) {
-                try await timeoutAfter(10) { () -> String in
+                try await timeoutAfter(60) { () -> String in
                     let innerStart = Curio.clock()
                     let inner = await Self.outcome(deadline: innerStart + 0.05) {
                         try await timeoutAfter(0.05) { try await Task.sleep(for: .seconds(30)) }
@@ -258,7 +258,7 @@ struct TimeoutSwiftAwaitTests {
             try await Curio.sleep(0.001)
             try await checkCancellation()
             seen.append("pending: \(try await pendingCancellation().map { KernelHarness.kind($0) } ?? "none")")
-            let v = try await timeoutAfter(5) { () -> Int in
+            let v = try await timeoutAfter(60) { () -> Int in
                 try await Task.sleep(for: .milliseconds(1))
                 return 7
             }
@@ -279,14 +279,18 @@ struct TimeoutSwiftAwaitTests {
             let me = try await currentTask()
             let lock = Lock()
             try await lock.acquire()
+            // A deadline no step reaches (the harness ends the test first).
+            try await timeoutAfter(60) {
+                seen.append("entry: \(try await currentTask() === me)")
+                try await Curio.sleep(0.001)
+                seen.append("after Curio.sleep: \(try await currentTask() === me)")
+                try await Task.sleep(for: .milliseconds(1))
+                seen.append("after Task.sleep: \(try await currentTask() === me)")
+            }
             let start = Curio.clock()
             seen.append(await Self.outcome(deadline: start + 0.05) {
                 try await timeoutAfter(0.05) {
-                    seen.append("entry: \(try await currentTask() === me)")
-                    try await Curio.sleep(0.001)
-                    seen.append("after Curio.sleep: \(try await currentTask() === me)")
-                    try await Task.sleep(for: .milliseconds(1))
-                    seen.append("after Task.sleep: \(try await currentTask() === me)")
+                    seen.append("short block: \(try await currentTask() === me)")
                     do {
                         try await Task.sleep(for: .seconds(30))
                     } catch {
@@ -300,7 +304,7 @@ struct TimeoutSwiftAwaitTests {
             seen.append("adopted tasks: \(kernel.adoptedCount)")
             return seen
         }
-        #expect(r == ["entry: true", "after Curio.sleep: true", "after Task.sleep: true", "interrupted: true",
+        #expect(r == ["entry: true", "after Curio.sleep: true", "after Task.sleep: true", "short block: true", "interrupted: true",
                       "released, locked: false", "TaskTimeout", "adopted tasks: 0"])
     }
 
@@ -317,7 +321,7 @@ struct TimeoutSwiftAwaitTests {
                     try await timeoutAfter(0.05) { try await Task.sleep(for: .seconds(30)) }
                 }))
                 do {
-                    try await timeoutAfter(20) { try await Task.sleep(for: .seconds(30)) }
+                    try await timeoutAfter(60) { try await Task.sleep(for: .seconds(30)) }
                 } catch {
                     log.add("second block: \(KernelHarness.kind(error)), a CancelledError: \(error is CancelledError)")
                     throw error
