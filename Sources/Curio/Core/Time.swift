@@ -184,19 +184,28 @@ extension Kernel {
 
     private func scopedBlock<T>(_ t: AnyCurioTask, _ deadline: Int64, ignore: Bool,
                                 _ body: @escaping () async throws -> T) async throws -> T? {
-        let run = ScopeRun<T>(body)
-        return try await deadlineBlock(t, deadline, ignore: ignore, scope: run) {
-            try await self.runScoped(t, run)
+        let scope = DeadlineScope()
+        return try await deadlineBlock(t, deadline, ignore: ignore, scope: scope) {
+            try await self.runScoped(t, scope, body)
         }
     }
 
-    /// Whether a deadline could ever cancel a Swift-native await of a block
-    /// entered now: not in a cancelled task (its deadlines are dropped), not
-    /// with cancellation held back (it stays held for the whole body), and
-    /// not without a finite deadline. Such blocks skip the child task.
+    /// Whether a block entered now needs a child task of its own for its
+    /// deadline to reach a Swift-native await: not in a cancelled task (its
+    /// deadlines are dropped), not with cancellation held back (it stays
+    /// held for the whole body), not without a finite deadline, and not
+    /// directly inside a block with a child whose deadline comes no later
+    /// (that deadline passes first, cancels the outer child, and the nesting
+    /// rules make this block unwind with ``TimeoutCancellationError``).
     @inline(__always)
     private func deadlineReachesSwift(_ t: AnyCurioTask, _ deadline: Int64) -> Bool {
-        !t.cancelled && t.cancelDisabled == 0 && min(deadline, t.effectiveDeadline) < Int64.max / 2
+        guard !t.cancelled, t.cancelDisabled == 0, min(deadline, t.effectiveDeadline) < Int64.max / 2 else {
+            return false
+        }
+        if let s = t.scopes.last, t.timeouts.count == s.level + 1, t.effectiveDeadline <= deadline {
+            return false
+        }
+        return true
     }
 
     private func deadlineBlock<T>(_ t: AnyCurioTask, _ deadline: Int64, ignore: Bool, scope: DeadlineScope?,
