@@ -54,6 +54,19 @@ static inline bool ck_ready_push(ck_ready *q, void *job, void *task) {
     return true;
 }
 
+/* Puts a job ahead of every other: the one that must run right after the
+ * running job (a task going on after its timeout block's child ended). */
+static inline bool ck_ready_push_front(ck_ready *q, void *job, void *task) {
+    if ((uint32_t)(q->tail - q->head) > q->mask) {
+        if (!ck_ready_grow(q)) return false;
+    }
+    q->head--;
+    ck_ready_entry *e = &q->buf[q->head & q->mask];
+    e->job = job;
+    e->task = task;
+    return true;
+}
+
 static inline bool ck_ready_pop(ck_ready *q, ck_ready_entry *out) {
     if (q->head == q->tail) return false;
     *out = q->buf[q->head & q->mask];

@@ -62,6 +62,12 @@ extension Kernel {
             noteSwiftAwait(c)
             return c
         }
+        if let c = context, c.kernelSerial == serial, !c.terminated, c.bodyAddress == address {
+            // The body of one of its timeout blocks (DeadlineScope.swift), in
+            // a job that is not its own.
+            current = c
+            return c
+        }
         let parent = context.flatMap { $0.kernelSerial == serial && !$0.terminated ? $0 : nil }
         let a = AdoptedTask(kernel: self, id: takeTaskID(), parent: parent, address: address,
                             swiftTaskID: SwiftRuntime.taskID(at: address), name: Task.name)
@@ -86,6 +92,10 @@ extension Kernel {
         a.terminated = true
         a.state = .terminated
         adoptedCount -= 1
+        if a.timer != 0 && a.continuation == nil {
+            // Left in a Swift-native await of a timeout block: the timer holds the record unretained.
+            scopeResumes(a)
+        }
         if tasksBySwiftTask[a.address] === a { tasksBySwiftTask[a.address] = nil }
         a.inSwiftTaskTable = false
         if let next = a.allNext { next.allPrev = a.allPrev }
@@ -140,15 +150,22 @@ extension Kernel {
     @inline(__always)
     func listeningForSwiftCancel<R>(_ t: AnyCurioTask, _ wait: () async throws -> R) async throws -> R {
         guard t.swiftTask == nil, let a = t as? AdoptedTask else { return try await wait() }
-        if withUnsafeCurrentTask(body: { $0?.isCancelled ?? false }) { noteSwiftCancellation(a) }
+        // Inside a timeout block the wait runs in the block's child Swift
+        // task, which the block's deadline may have cancelled: that is the
+        // timeout (already pending), not a cancellation of the task.
+        if withUnsafeCurrentTask(body: { $0?.isCancelled ?? false }) && !deadlineCancelledScope(a) {
+            noteSwiftCancellation(a)
+        }
         let lifecycle = self.lifecycle
         return try await withTaskCancellationHandler {
             try await wait()
         } onCancel: {
             if ck_current() == lifecycle.ck {
-                a.kernel.noteSwiftCancellation(a)
+                if !a.kernel.deadlineCancelledScope(a) { a.kernel.noteSwiftCancellation(a) }
             } else {
-                _ = lifecycle.post(evenWhenStopping: true) { k in k.noteSwiftCancellation(a) }
+                _ = lifecycle.post(evenWhenStopping: true) { k in
+                    if !k.deadlineCancelledScope(a) { k.noteSwiftCancellation(a) }
+                }
             }
         }
     }

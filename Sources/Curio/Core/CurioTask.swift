@@ -54,6 +54,11 @@ public class AnyCurioTask: @unchecked Sendable, CustomStringConvertible {
     @exclusivity(unchecked) var timeouts: ContiguousArray<Int64> = []
     @exclusivity(unchecked) var effectiveDeadline: Int64 = .max
     @exclusivity(unchecked) var deadlineDelivered = false
+    /// Timeout blocks whose bodies run in child Swift tasks, innermost
+    /// last, and the Swift task running the innermost body while there is
+    /// one (nil otherwise): DeadlineScope.swift.
+    @exclusivity(unchecked) var scopes: ContiguousArray<DeadlineScope> = []
+    @exclusivity(unchecked) var bodyAddress: UnsafeMutableRawPointer?
 
     // Termination.
     @exclusivity(unchecked) var joiners: WaitQueue?

@@ -268,8 +268,10 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
         if let k = ck_current() {
             let kernel = Unmanaged<Kernel>.fromOpaque(ck_owner(k)).takeUnretainedValue()
             let here = SwiftRuntime.currentTaskAddress()
-            if let t = kernel.current, let h = t.swiftTask, SwiftRuntime.address(of: h) == here {
-                return t
+            if let t = kernel.current {
+                if let h = t.swiftTask, SwiftRuntime.address(of: h) == here { return t }
+                // Inside a timeout block the body runs in a child Swift task (DeadlineScope.swift).
+                if let here, t.bodyAddress == here { return t }
             }
             if let here, let t = kernel.findOrAdopt(here) { return t }
         }
@@ -493,6 +495,8 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
             // and its Swift task then drops the last other reference.
             let task = entry.task.map { Unmanaged<AnyCurioTask>.fromOpaque($0).takeUnretainedValue() }
             if let t = task {
+                // Back from a Swift-native await in a timeout block: the timer of its deadline goes.
+                if _slowPath(t.timer != 0 && t.continuation == nil) { scopeResumes(t) }
                 t.state = .running
                 t.cycles &+= 1
                 current = t
@@ -507,6 +511,8 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
                     // It stopped without a Curio trap: a Swift-native await.
                     t.state = .swiftAwait
                     noteSwiftAwait(t)
+                    // In a timeout block: the deadline must reach the await (DeadlineScope.swift).
+                    if !t.scopes.isEmpty { scopeAwaitsSwift(t) }
                 }
                 if hooked { for a in activations { a.suspended(t) } }
             }
@@ -658,9 +664,15 @@ final class KernelMessage {
 /// It shares the kernel's identity (``Kernel/asUnownedTaskExecutor()``).
 final class KernelExecutor: TaskExecutor, @unchecked Sendable {
     // @unchecked: two immutable pointers; `enqueue` pushes onto the ready
-    // queue only on the kernel's own thread and posts (locked) otherwise.
+    // queue only on the kernel's own thread and posts (locked) otherwise;
+    // the hand-off fields are read and written on the kernel thread only.
     let ck: OpaquePointer
     let readyQueue: UnsafeMutablePointer<ck_ready>
+    /// Kernel thread only: the job that goes ahead of every other ready one
+    /// when it is enqueued (a task whose timeout block's child just ended,
+    /// DeadlineScope.swift), and its Curio task.
+    var handOffJob: UnsafeMutableRawPointer?
+    var handOffTask: UnsafeMutableRawPointer?
 
     init(ck: OpaquePointer, readyQueue: UnsafeMutablePointer<ck_ready>) {
         self.ck = ck
@@ -670,6 +682,13 @@ final class KernelExecutor: TaskExecutor, @unchecked Sendable {
     func enqueue(_ job: consuming ExecutorJob) {
         let raw = unsafeBitCast(UnownedJob(job), to: UnsafeMutableRawPointer.self)
         if ck_current() == ck {
+            if _slowPath(raw == handOffJob) {
+                handOffJob = nil
+                if !ck_ready_push_front(readyQueue, raw, handOffTask) {
+                    fatalError("curio: out of memory growing the ready queue")
+                }
+                return
+            }
             if !ck_ready_push(readyQueue, raw, ck_tls_resuming()) {
                 fatalError("curio: out of memory growing the ready queue")
             }

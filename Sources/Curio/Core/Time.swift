@@ -82,6 +82,29 @@ public func sleep(for duration: Duration, file: StaticString = #filePath, line: 
 /// deadline; when an outer deadline passes, the inner block unwinds with
 /// ``TimeoutCancellationError`` and the block that owns the deadline throws
 /// ``TaskTimeout``.
+///
+/// The deadline reaches every await inside the block (curio 1.6 rule 3),
+/// not only Curio's own calls: a Swift-native await (`Task.sleep`, another
+/// library's continuation, an `AsyncStream`) is cancelled in Swift's sense
+/// when the deadline passes, and the block throws ``TaskTimeout`` as it
+/// would for a Curio call:
+///
+/// ```swift
+/// try await timeoutAfter(0.05) { try await Task.sleep(for: .seconds(5)) }  // TaskTimeout after 0.05 s
+/// ```
+///
+/// Only the block's body is cancelled (it runs in a child Swift task that
+/// is the same Curio task: same ``currentTask()``, same locks), never the
+/// task itself, so `Task.sleep` and Curio calls after the block work as
+/// before. Within the block, once its deadline has cancelled the body,
+/// later Swift-native awaits there fail at once too (Swift cancellation
+/// stays), while Curio's calls see the timeout once, as usual. A
+/// continuation ends only if its code listens for cancellation
+/// (`withTaskCancellationHandler`); an `AsyncStream`'s iteration just ends,
+/// and the block's next await then throws. A real `cancel()` of the task
+/// meanwhile is a cancellation, as outside a block. The one exception: in
+/// code isolated to an actor the body stays on the actor, and only Curio's
+/// calls see the deadline there.
 public func timeoutAfter<T>(_ seconds: Double, _ body: () async throws -> T) async throws -> T {
     let t = try Kernel.currentTask()
     let deadline = try deadlineAfter(seconds)
@@ -101,6 +124,12 @@ public func timeoutAt<T>(_ clockDeadline: Double, _ body: () async throws -> T) 
 /// ```swift
 /// if let line = try await ignoreAfter(1, { try await stream.readLine() }) { ... }
 /// ```
+///
+/// As with ``timeoutAfter(_:_:)-(Double,_)``, the deadline reaches every
+/// await inside the block, Swift-native ones included (`Task.sleep`, a
+/// continuation that listens for cancellation, an `AsyncStream`): they are
+/// cancelled in Swift's sense, the block returns `nil`, and the task goes
+/// on uncancelled.
 public func ignoreAfter<T>(_ seconds: Double, _ body: () async throws -> T) async throws -> T? {
     let t = try Kernel.currentTask()
     let deadline = try deadlineAfter(seconds)
@@ -131,9 +160,58 @@ extension Kernel {
     /// the data still win, leaving the ``TaskTimeout`` pending with no
     /// block left to own it — and an error that replaces another carries
     /// the partial progress (`bytesRead` / `bytesSent`) over.
+    ///
+    /// The body runs in a child Swift task of its own, so that the deadline
+    /// also reaches a Swift-native await (rule 3, DeadlineScope.swift) —
+    /// unless no deadline can reach it there (see `deadlineReachesSwift`).
     func withDeadline<T>(_ t: AnyCurioTask, _ deadline: Int64, ignore: Bool,
                          _ body: () async throws -> T) async throws -> T? {
+        // A caller isolated to an actor keeps its body on that actor: there
+        // only Curio's own calls see the deadline. (Bound to a local first:
+        // `#isolation` tested in place crashes Swift 6.3's -Onone codegen.)
+        let isolation = #isolation
+        guard isolation == nil, deadlineReachesSwift(t, deadline) else {
+            return try await deadlineBlock(t, deadline, ignore: ignore, scope: nil, body)
+        }
+        // The child never outlives the block: `runScoped` waits for it.
+        // (A local function, not a closure literal: a literal here would be
+        // a concurrent closure, and region checking rejects `body` in it.)
+        func scoped(_ escapable: @escaping () async throws -> T) async throws -> T? {
+            try await scopedBlock(t, deadline, ignore: ignore, escapable)
+        }
+        return try await withoutActuallyEscaping(body, do: scoped)
+    }
+
+    private func scopedBlock<T>(_ t: AnyCurioTask, _ deadline: Int64, ignore: Bool,
+                                _ body: @escaping () async throws -> T) async throws -> T? {
+        let scope = DeadlineScope()
+        return try await deadlineBlock(t, deadline, ignore: ignore, scope: scope) {
+            try await self.runScoped(t, scope, body)
+        }
+    }
+
+    /// Whether a block entered now needs a child task of its own for its
+    /// deadline to reach a Swift-native await: not in a cancelled task (its
+    /// deadlines are dropped), not with cancellation held back (it stays
+    /// held for the whole body), not without a finite deadline, and not
+    /// directly inside a block with a child whose deadline comes no later
+    /// (that deadline passes first, cancels the outer child, and the nesting
+    /// rules make this block unwind with ``TimeoutCancellationError``).
+    @inline(__always)
+    private func deadlineReachesSwift(_ t: AnyCurioTask, _ deadline: Int64) -> Bool {
+        guard !t.cancelled, t.cancelDisabled == 0, min(deadline, t.effectiveDeadline) < Int64.max / 2 else {
+            return false
+        }
+        if let s = t.scopes.last, t.timeouts.count == s.level + 1, t.effectiveDeadline <= deadline {
+            return false
+        }
+        return true
+    }
+
+    private func deadlineBlock<T>(_ t: AnyCurioTask, _ deadline: Int64, ignore: Bool, scope: DeadlineScope?,
+                                  _ body: () async throws -> T) async throws -> T? {
         let level = t.timeouts.count
+        scope?.level = level
         t.timeouts.append(deadline)
         let savedEffective = t.effectiveDeadline
         let savedDelivered = t.deadlineDelivered
@@ -150,11 +228,7 @@ extension Kernel {
             t.effectiveDeadline = savedEffective
             t.deadlineDelivered = savedDelivered
         }
-        do {
-            let v = try await body()
-            restore()
-            return v
-        } catch let e as TaskTimeout {
+        func timedOut(_ e: TaskTimeout) throws -> T? {
             let verdict = judge(t, level: level, clock: e.clock)
             restore()
             switch verdict {
@@ -162,6 +236,13 @@ extension Kernel {
             case .outer: throw carryProgress(of: e, to: TimeoutCancellationError(clock: e.clock))
             case .mine: if ignore { return nil } else { throw e }
             }
+        }
+        do {
+            let v = try await body()
+            restore()
+            return v
+        } catch let e as TaskTimeout {
+            return try timedOut(e)
         } catch let e as TimeoutCancellationError {
             let verdict = judge(t, level: level, clock: e.clock)
             restore()
@@ -170,10 +251,22 @@ extension Kernel {
             case .outer: throw e
             case .mine: if ignore { return nil } else { throw carryProgress(of: e, to: TaskTimeout(clock: e.clock)) }
             }
+        } catch is CancellationError where !t.cancelled && swiftTimeoutClock(t, scope) != nil {
+            // The deadline cancelled a Swift-native await of the body: this
+            // Swift cancellation is the timeout, fired at that clock.
+            return try timedOut(TaskTimeout(clock: swiftTimeoutClock(t, scope)!))
         } catch {
             restore()
             throw error
         }
+    }
+
+    /// When a deadline cancelled the Swift task that ran `scope`'s body
+    /// (this block's own child, already left), or, for a block without a
+    /// child, the body of the scope around it.
+    private func swiftTimeoutClock(_ t: AnyCurioTask, _ scope: DeadlineScope?) -> Double? {
+        if let scope { return scope.firedAt }
+        return t.scopes.last?.firedAt
     }
 
     fileprivate enum Verdict { case none, outer, mine }

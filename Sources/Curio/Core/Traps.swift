@@ -187,6 +187,9 @@ extension Kernel {
     /// deadline that would never fire.
     @inline(__always)
     func arm(_ t: AnyCurioTask, _ state: TaskState, deadline: Int64, site: CallSite) -> Bool {
+        // The timer of a Swift-native await in a timeout block, still armed
+        // when the body came back on a job the loop did not pair (an actor's).
+        if _slowPath(t.timer != 0) { scopeResumes(t) }
         t.state = state
         t.site = site
         if t.firstFunction == nil { t.firstFunction = site.function }
@@ -363,7 +366,11 @@ extension Kernel {
     /// (delivered as a cancellation) or the operation's own.
     func timerFired(_ t: AnyCurioTask, deadline: Int64) {
         t.timer = 0
-        guard t.continuation != nil else { return }
+        guard t.continuation != nil else {
+            // A Swift-native await inside a timeout block (DeadlineScope.swift).
+            if t.state == .swiftAwait { swiftAwaitDeadlinePassed(t, deadline: deadline) }
+            return
+        }
         if t.cancelDisabled == 0 && t.taskDeadlineDue(at: deadline) {
             t.deadlineDelivered = true
             if t.pendingCancel == nil { t.pendingCancel = TaskTimeout(clock: Double(ck_now_ns()) / 1e9) }
