@@ -52,7 +52,7 @@ final class ConnectionRegistry: @unchecked Sendable {
     /// the ones still open are cancelled.
     func waitUntilClosed(timeout: Double) async throws {
         if empty { return }
-        if try await ignoreAfter(timeout, { try await allClosed.wait() }) == nil {
+        if try await curioIgnoreAfter(timeout, { try await allClosed.wait() }) == nil {
             for c in connections.values {
                 if let t = c.task { _ = try await t.cancel(blocking: false) }
             }

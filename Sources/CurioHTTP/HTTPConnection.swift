@@ -99,7 +99,7 @@ final class HTTPConnection: @unchecked Sendable {
                     let got: Bool
                     do {
                         defer { idle = false }
-                        got = try await timeoutAfter(config.idleTimeout) { try await receive() }
+                        got = try await curioTimeoutAfter(config.idleTimeout) { try await receive() }
                     } catch is TaskTimeout {
                         return true
                     }
@@ -109,7 +109,7 @@ final class HTTPConnection: @unchecked Sendable {
                     if headDeadline == nil { headDeadline = clock() + config.headerTimeout }
                     let got: Bool
                     do {
-                        got = try await timeoutAt(headDeadline!) { try await receive() }
+                        got = try await curioTimeoutAt(headDeadline!) { try await receive() }
                     } catch is TaskTimeout {
                         return try await refuse(HTTPProtocolError(
                             .requestTimeout, "the request head did not arrive within \(config.headerTimeout) s"))
@@ -386,7 +386,7 @@ final class HTTPConnection: @unchecked Sendable {
 
     private func send(_ bytes: [UInt8]) async throws {
         headSent = true
-        try await timeoutAfter(config.writeTimeout) { try await stream.write(bytes) }
+        try await curioTimeoutAfter(config.writeTimeout) { try await stream.write(bytes) }
     }
 
     // MARK: The request body
@@ -444,7 +444,7 @@ final class HTTPConnection: @unchecked Sendable {
     private func receiveBody() async throws {
         let got: Bool
         do {
-            got = try await timeoutAfter(config.bodyReadTimeout) { try await receive() }
+            got = try await curioTimeoutAfter(config.bodyReadTimeout) { try await receive() }
         } catch is TaskTimeout {
             let e = HTTPProtocolError(.requestTimeout, "the request body stalled for \(config.bodyReadTimeout) s")
             bodyError = e
@@ -470,7 +470,7 @@ final class HTTPConnection: @unchecked Sendable {
         guard !peerClosed, let socket = stream.socket else { return }
         try? socket.shutdown(.write)
         var dropped = 0
-        _ = try? await ignoreAfter(config.lingerTimeout) {
+        _ = try? await curioIgnoreAfter(config.lingerTimeout) {
             while dropped < 1 << 20 {
                 input.consume(input.count)
                 guard try await receive() else { return }

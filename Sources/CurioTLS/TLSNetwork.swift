@@ -92,7 +92,7 @@ public func tcpServer(host: String, port: Int, tls context: TLSContext, reusePor
 package func acceptTLS(_ socket: Socket, _ context: TLSContext, timeout: Double?) async throws -> TLSConnection {
     guard let timeout else { return try await TLSConnection.accept(over: socket, context: context) }
     do {
-        return try await timeoutAfter(timeout) { try await TLSConnection.accept(over: socket, context: context) }
+        return try await curioTimeoutAfter(timeout) { try await TLSConnection.accept(over: socket, context: context) }
     } catch is TaskTimeout {
         throw TLSError(.handshakeFailed, "the client did not complete the handshake within \(timeout) s",
                        operation: "handshake with a client")

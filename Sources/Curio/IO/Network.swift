@@ -82,7 +82,7 @@ public func openConnection(host: String, port: Int, happyEyeballsDelay: Double =
             attempts.append(try await spawn(name: "connect \(addr)") { await race.attempt(addr) })
             // The next attempt starts after the delay, or at once when every
             // attempt so far has failed.
-            _ = try await ignoreAfter(happyEyeballsDelay) { try await race.changed(pending: attempts.count) }
+            _ = try await curioIgnoreAfter(happyEyeballsDelay) { try await race.changed(pending: attempts.count) }
             if race.winner != nil { break }
         }
         while race.winner == nil && race.failures.count < attempts.count {
