@@ -120,26 +120,16 @@ final class AcceptReceiver: @unchecked Sendable {
     let kernel: Kernel
     var handle: UInt64 = 0
     let waiters = WaitQueue()
-    private var fds = ContiguousArray<Int32>()
-    private var head = 0
+    private var fds = ArrivalQueue<Int32>()
     private(set) var end: Int?
     /// The acceptor is gone: connections still arriving are closed.
     private var abandoned = false
 
     init(kernel: Kernel) { self.kernel = kernel }
 
-    var waitingCount: Int { fds.count - head }
+    var waitingCount: Int { fds.count }
 
-    func popFirst() -> Int32? {
-        guard head < fds.count else { return nil }
-        let fd = fds[head]
-        head += 1
-        if head == fds.count {
-            fds.removeAll(keepingCapacity: true)
-            head = 0
-        }
-        return fd
-    }
+    func popFirst() -> Int32? { fds.popFirst() }
 
     /// Stops the request and closes what was accepted but not taken.
     func abandon() {

@@ -211,8 +211,7 @@ final class ChunkReceiver: @unchecked Sendable {
     let waiters = WaitQueue()
     /// Buffer ids and lengths in arrival order (a ring that grows; it holds
     /// about maxHeld entries, bounded by the pool).
-    private var ring = ContiguousArray<(UInt32, Int)>()
-    private var head = 0
+    private var ring = ArrivalQueue<(UInt32, Int)>()
     private(set) var end: Int?
     /// The consumer stopped the stream (cancellation, timeout).
     private(set) var cancelledByConsumer = false
@@ -221,16 +220,7 @@ final class ChunkReceiver: @unchecked Sendable {
 
     init(kernel: Kernel) { self.kernel = kernel }
 
-    func popFirst() -> (UInt32, Int)? {
-        guard head < ring.count else { return nil }
-        let e = ring[head]
-        head += 1
-        if head == ring.count {
-            ring.removeAll(keepingCapacity: true)
-            head = 0
-        }
-        return e
-    }
+    func popFirst() -> (UInt32, Int)? { ring.popFirst() }
 
     /// Stops the C request; its end (and chunks already on their way) still come.
     func cancel() {
