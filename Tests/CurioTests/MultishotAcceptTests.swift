@@ -142,4 +142,32 @@ struct MultishotAcceptTests {
         }
         #expect(r == ["a second accept: ResourceBusy", "client sees: end", "client sees: end", "client sees: end", "after: ok\n"])
     }
+
+    /// A request that ends with EINVAL before any connection (what Linux
+    /// before 5.19 answers to a multishot accept) makes the acceptor fall
+    /// back to single accepts; on a socket that is not listening those
+    /// throw EINVAL too, so the caller still gets the error, not a hang.
+    @Test(.timeLimit(.minutes(1)))
+    func anAcceptRefusedWithEINVALFallsBackToSingleAccepts() async throws {
+        let r = try await IOTest.run { () -> String in
+            let notListening = try Socket(.inet, .stream)
+            defer { notListening.close() }
+            try notListening.bind(SocketAddress(host: "127.0.0.1", port: 0))
+            let acceptor = ConnectionAcceptor(socket: notListening)
+            let site = CallSite(file: #filePath, line: #line, function: #function)
+            let e = await IOTest.error { _ = try await acceptor.next(site: site) }
+            guard let s = e as? SocketError else { return "\(String(describing: e))" }
+            let mode = acceptor.usesMultishot ? "multishot" : "single accepts"
+            // Listening now, the single accepts serve.
+            try notListening.listen(4)
+            let port = try notListening.localAddress.port
+            let reply = UniversalResult<String>()
+            KernelHarness.startThread { try? reply.set(plainClient(port: port)) }
+            let (c, _) = try await acceptor.next(site: site)
+            try await SocketStream(c).write("ok\n")
+            c.close()
+            return "SocketError errno \(s.errno == EINVAL ? "EINVAL" : "\(s.errno)"), then \(mode): \(try await reply.get())"
+        }
+        #expect(r == "SocketError errno EINVAL, then single accepts: ok\n")
+    }
 }

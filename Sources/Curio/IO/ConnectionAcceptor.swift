@@ -20,8 +20,9 @@ import Glibc
 /// descriptor is left behind. A request that ends on an error (out of
 /// descriptors: `EMFILE`) throws it from ``next(site:)``, and the next call
 /// starts a new request, so the caller's back-off and retry work as with
-/// single accepts. Where the kernel refuses the multishot request the
-/// acceptor falls back to single accepts.
+/// single accepts. Where the kernel refuses the multishot request (at
+/// submission, or with `EINVAL` before any connection: Linux before 5.19)
+/// the acceptor falls back to single accepts.
 ///
 /// io_uring reads the descriptor limit (`RLIMIT_NOFILE`) when an accept is
 /// armed, so a limit lowered while a multishot accept runs takes effect
@@ -34,6 +35,9 @@ final class ConnectionAcceptor {
     private var singleShot = false
 
     init(socket: Socket) { self.socket = socket }
+
+    /// False once the acceptor fell back to single accepts (tests).
+    var usesMultishot: Bool { !singleShot }
 
     /// Connections accepted and not taken yet (tests).
     var waitingCount: Int { receiver?.waitingCount ?? 0 }
@@ -61,6 +65,16 @@ final class ConnectionAcceptor {
             }
             if let end = r.end {
                 receiver = nil
+                if end == -Int(EINVAL) && !r.deliveredAny {
+                    // Linux before 5.19 refuses IORING_ACCEPT_MULTISHOT with
+                    // EINVAL in the completion. A socket that is not
+                    // listening gives EINVAL too, and the single accept
+                    // then throws it.
+                    singleShot = true
+                    socket.endStreamReceiving()
+                    claimed = false
+                    continue
+                }
                 if end == -Int(ECANCELED) && socket.fd < 0 {
                     throw SocketError(errno: EBADF, operation: "accept (the listening socket was closed)")
                 }
@@ -124,6 +138,8 @@ final class AcceptReceiver: @unchecked Sendable {
     private(set) var end: Int?
     /// The acceptor is gone: connections still arriving are closed.
     private var abandoned = false
+    /// The request has delivered a connection (so it is supported here).
+    private(set) var deliveredAny = false
 
     init(kernel: Kernel) { self.kernel = kernel }
 
@@ -144,6 +160,7 @@ final class AcceptReceiver: @unchecked Sendable {
             Glibc.close(fd)
             return
         }
+        r.deliveredAny = true
         r.fds.append(fd)
         r.kernel.wakeFirst(r.waiters)
     }
