@@ -105,8 +105,6 @@ public final class Socket: ByteChannel, @unchecked Sendable {
         tx.initialize(to: IOSlot())
     }
 
-    /// Wraps a descriptor this socket now owns (accepted, or from elsewhere).
-    /// The descriptor is switched to non-blocking mode.
     /// A socket the kernel accepted with `SOCK_NONBLOCK | SOCK_CLOEXEC`:
     /// nothing to check or set.
     init(accepted fd: Int32, family: SocketAddress.Family, kind: Kind) {
@@ -117,6 +115,8 @@ public final class Socket: ByteChannel, @unchecked Sendable {
         tx.initialize(to: IOSlot())
     }
 
+    /// Wraps a descriptor this socket now owns (accepted, or from elsewhere).
+    /// The descriptor is switched to non-blocking mode.
     public init(adopting fd: Int32, family: SocketAddress.Family, kind: Kind) {
         let flags = fcntl(fd, F_GETFL)
         if flags >= 0 && flags & O_NONBLOCK == 0 { _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK) }
