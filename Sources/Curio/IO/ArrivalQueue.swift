@@ -23,3 +23,56 @@ struct ArrivalQueue<Element> {
         return item
     }
 }
+
+/// The kernel side of one multishot request (a streaming receive, a
+/// multishot accept): what it delivered and nobody took yet, its end, and
+/// the task waiting for either. It is the C request's token, retained
+/// until the end is dispatched. Subclasses say what becomes of an item
+/// nobody will take (``discard(_:)``).
+///
+/// @unchecked Sendable: every member is touched only on its kernel's
+/// thread (the C kernel reports to the thread that runs it, and the
+/// consumer is one of the kernel's tasks); other threads only post back
+/// there.
+class MultishotReceiver<Item>: @unchecked Sendable {
+    let kernel: Kernel
+    var handle: UInt64 = 0
+    let waiters = WaitQueue()
+    private var items = ArrivalQueue<Item>()
+    private(set) var end: Int?
+    /// The consumer is gone: what still arrives is discarded at once.
+    private(set) var abandoned = false
+
+    init(kernel: Kernel) { self.kernel = kernel }
+
+    /// Items waiting to be taken.
+    var waitingCount: Int { items.count }
+
+    func popFirst() -> Item? { items.popFirst() }
+
+    /// Gives back an item nobody will take (a buffer, a descriptor).
+    func discard(_ item: Item) {}
+
+    /// The request delivered `item` (kernel thread, from dispatch).
+    func arrived(_ item: Item) {
+        if abandoned {
+            discard(item)
+            return
+        }
+        items.append(item)
+        kernel.wakeFirst(waiters)
+    }
+
+    /// The request ended with `result` (kernel thread, from dispatch).
+    func ended(_ result: Int) {
+        end = result
+        handle = 0
+        kernel.wakeFirst(waiters)
+    }
+
+    /// The consumer is gone: discards what waits and what still comes.
+    func discardAll() {
+        abandoned = true
+        while let item = popFirst() { discard(item) }
+    }
+}

@@ -124,51 +124,29 @@ final class ConnectionAcceptor {
 }
 
 /// The kernel side of one multishot accept: the descriptors accepted and
-/// not taken yet, the end, and the acceptor task waiting for either. It is
-/// the C request's token (retained until the end is dispatched).
+/// not taken yet, the end, and the acceptor task waiting for either.
 ///
-/// @unchecked Sendable: every member is touched only on its kernel's
-/// thread (the C kernel reports to the thread that runs it, and the
-/// acceptor runs in one of the kernel's tasks).
-final class AcceptReceiver: @unchecked Sendable {
-    let kernel: Kernel
-    var handle: UInt64 = 0
-    let waiters = WaitQueue()
-    private var fds = ArrivalQueue<Int32>()
-    private(set) var end: Int?
-    /// The acceptor is gone: connections still arriving are closed.
-    private var abandoned = false
+/// @unchecked Sendable: as its base class.
+final class AcceptReceiver: MultishotReceiver<Int32>, @unchecked Sendable {
     /// The request has delivered a connection (so it is supported here).
     private(set) var deliveredAny = false
 
-    init(kernel: Kernel) { self.kernel = kernel }
-
-    var waitingCount: Int { fds.count }
-
-    func popFirst() -> Int32? { fds.popFirst() }
-
     /// Stops the request and closes what was accepted but not taken.
     func abandon() {
-        abandoned = true
         if end == nil, handle != 0 { ck_cancel(kernel.ck, handle) }
-        while let fd = popFirst() { Glibc.close(fd) }
+        discardAll()
     }
+
+    /// A connection nobody will serve: closed (its peer sees the close).
+    override func discard(_ fd: Int32) { Glibc.close(fd) }
 
     static func accepted(_ token: UnsafeMutableRawPointer?, fd: Int32) {
         let r = Unmanaged<AcceptReceiver>.fromOpaque(token!).takeUnretainedValue()
-        if r.abandoned {
-            Glibc.close(fd)
-            return
-        }
         r.deliveredAny = true
-        r.fds.append(fd)
-        r.kernel.wakeFirst(r.waiters)
+        r.arrived(fd)
     }
 
     static func ended(_ token: UnsafeMutableRawPointer?, result: Int) {
-        let r = Unmanaged<AcceptReceiver>.fromOpaque(token!).takeRetainedValue()
-        r.end = result
-        r.handle = 0
-        r.kernel.wakeFirst(r.waiters)
+        Unmanaged<AcceptReceiver>.fromOpaque(token!).takeRetainedValue().ended(result)
     }
 }

@@ -199,28 +199,15 @@ final class ChunkConsumer {
     }
 }
 
-/// The kernel side of one streaming receive: the chunks that arrived and
-/// were not taken yet, the end, and the consumer waiting for either. It
-/// is the C request's token (retained until the end is dispatched).
+/// The kernel side of one streaming receive: the chunks (buffer ids and
+/// lengths, about maxHeld of them, bounded by the pool) that arrived and
+/// were not taken yet, the end, and the consumer waiting for either.
 ///
-/// @unchecked Sendable: every member is touched only on its kernel's
-/// thread; other threads only send it back there (``onKernel(_:)``).
-final class ChunkReceiver: @unchecked Sendable {
-    let kernel: Kernel
-    var handle: UInt64 = 0
-    let waiters = WaitQueue()
-    /// Buffer ids and lengths in arrival order (a ring that grows; it holds
-    /// about maxHeld entries, bounded by the pool).
-    private var ring = ArrivalQueue<(UInt32, Int)>()
-    private(set) var end: Int?
+/// @unchecked Sendable: as its base class; other threads only send it
+/// back to its kernel (``onKernel(_:)``).
+final class ChunkReceiver: MultishotReceiver<(UInt32, Int)>, @unchecked Sendable {
     /// The consumer stopped the stream (cancellation, timeout).
     private(set) var cancelledByConsumer = false
-    /// The consumer is gone: chunks go straight back to the pool.
-    private var abandoned = false
-
-    init(kernel: Kernel) { self.kernel = kernel }
-
-    func popFirst() -> (UInt32, Int)? { ring.popFirst() }
 
     /// Stops the C request; its end (and chunks already on their way) still come.
     func cancel() {
@@ -230,10 +217,12 @@ final class ChunkReceiver: @unchecked Sendable {
     }
 
     func abandon() {
-        abandoned = true
         cancel()
-        while let (b, _) = popFirst() { ck_stream_release(kernel.ck, b) }
+        discardAll()
     }
+
+    /// A chunk nobody will take: its buffer goes straight back to the pool.
+    override func discard(_ chunk: (UInt32, Int)) { ck_stream_release(kernel.ck, chunk.0) }
 
     /// Gives a chunk's buffer back, from whichever thread drops the chunk.
     func release(_ buffer: UInt32) {
@@ -254,19 +243,10 @@ final class ChunkReceiver: @unchecked Sendable {
     }
 
     static func chunkArrived(_ token: UnsafeMutableRawPointer?, buffer: UInt32, length: Int) {
-        let r = Unmanaged<ChunkReceiver>.fromOpaque(token!).takeUnretainedValue()
-        if r.abandoned {
-            ck_stream_release(r.kernel.ck, buffer)
-            return
-        }
-        r.ring.append((buffer, length))
-        r.kernel.wakeFirst(r.waiters)
+        Unmanaged<ChunkReceiver>.fromOpaque(token!).takeUnretainedValue().arrived((buffer, length))
     }
 
     static func streamEnded(_ token: UnsafeMutableRawPointer?, result: Int) {
-        let r = Unmanaged<ChunkReceiver>.fromOpaque(token!).takeRetainedValue()
-        r.end = result
-        r.handle = 0
-        r.kernel.wakeFirst(r.waiters)
+        Unmanaged<ChunkReceiver>.fromOpaque(token!).takeRetainedValue().ended(result)
     }
 }
