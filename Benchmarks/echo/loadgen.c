@@ -17,7 +17,13 @@
  * from /proc/stat minus the two; interrupt time is left out). A loadgen
  * near 100% may be the bottleneck; OTHER well above 0 means something else
  * ran on the machine and the number is suspect. -v checks every echoed
- * byte.
+ * byte. The line ends with "ROUNDS <n>", the round trips counted.
+ *
+ * LOADGEN_MARK_START and LOADGEN_MARK_END in the environment are shell
+ * commands run (and waited for) just before counting starts and just after
+ * it stops: Benchmarks/echo/instructions.sh zeroes and dumps a server's
+ * callgrind counters there, so that its instruction count covers exactly
+ * the counted round trips (give or take the CONNS in flight).
  *
  * The io_uring loop (the default) costs fewer system calls per round trip
  * than the epoll one (one io_uring_enter per batch of completions, against
@@ -125,6 +131,17 @@ static double machine_cpu_s(void) {
 static uint64_t count, count0;
 static int measuring;
 
+/* Runs the command named by the environment variable `which`, if set. */
+static void mark(const char *which) {
+    const char *cmd = getenv(which);
+    if (!cmd || !*cmd) return;
+    int status = system(cmd);
+    if (status != 0) {
+        fprintf(stderr, "loadgen: %s (%s) failed with status %d\n", which, cmd, status);
+        exit(1);
+    }
+}
+
 static void clock_start(double warmup, double seconds) {
     double t = now_s();
     t_measure = t + warmup;
@@ -141,6 +158,9 @@ static int tick(int progressed) {
     }
     if (!measuring && t >= t_measure) {
         measuring = 1;
+        mark("LOADGEN_MARK_START");
+        t = now_s();
+        last_progress = t;
         t0 = t;
         cpu0 = cpu_s();
         server0 = proc_cpu_s(server_pid);
@@ -152,8 +172,11 @@ static int tick(int progressed) {
         double server = server_pid > 0 ? proc_cpu_s(server_pid) - server0 : 0;
         double other = machine_cpu_s() - machine0 - cpu - server;
         if (other < 0) other = 0;
-        printf("RTPS %.0f CPU %.1f SERVER %.1f OTHER %.1f\n", (double)(count - count0) / elapsed,
-               100.0 * cpu / elapsed, 100.0 * server / elapsed, 100.0 * other / elapsed);
+        uint64_t rounds = count - count0;
+        mark("LOADGEN_MARK_END");
+        printf("RTPS %.0f CPU %.1f SERVER %.1f OTHER %.1f ROUNDS %llu\n", (double)rounds / elapsed,
+               100.0 * cpu / elapsed, 100.0 * server / elapsed, 100.0 * other / elapsed,
+               (unsigned long long)rounds);
         fflush(stdout);
         return 1;
     }

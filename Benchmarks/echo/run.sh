@@ -115,7 +115,7 @@ measure() {
             exit 1
         fi
         stop_server
-        read -r _ rtps _ lcpu _ scpu _ other <<<"$line"
+        read -r _ rtps _ lcpu _ scpu _ other _ <<<"$line"
         flag=""
         if awk -v o="$other" -v m="$MAX_OTHER" 'BEGIN { exit !(o > m) }'; then
             flag="  (machine busy: other ${other}%)"

@@ -493,7 +493,9 @@ public final class TLSConnection: ByteChannel, @unchecked Sendable {
     /// this connection is in flight, so bytes cannot interleave.
     private func sendWithoutWaiting() {
         let fd = socket.fd
-        guard fd >= 0 else { return }
+        // A sendAll of the plain socket that returned early (io_uring) must
+        // go first; the next flush sends these bytes behind it.
+        guard fd >= 0, !socket.hasSendInFlight else { return }
         while outStart < outEnd || pullCiphertext() {
             let n = Glibc.send(fd, outBuffer.baseAddress! + outStart, outEnd - outStart,
                                Int32(MSG_DONTWAIT) | Int32(MSG_NOSIGNAL))

@@ -1432,6 +1432,125 @@ static void test_io_forget_fd(const config *cfg) {
     free_kernel(k);
 }
 
+/* CK_OP_SEND_BEHIND: io_uring keeps the send for the loop's next enter and
+ * reports it as one CK_EVENT_SENT_BEHIND; epoll sends at once, or answers
+ * -EAGAIN when the socket is full. On both, a forget_fd right after the
+ * submit (a close) never drops the bytes. */
+static void test_io_send_behind(const config *cfg) {
+    NEWK(k);
+    bool uring = cfg->expect == CK_BACKEND_IO_URING;
+    int sv[2];
+    CHECK(make_socketpair(cfg, sv) == 0);
+    char got[64];
+    ck_stats st0, st1;
+    ck_get_stats(k, &st0);
+
+    /* Room in the socket: kept (io_uring) or sent (epoll). */
+    uint64_t h = 12345;
+    ck_request_args a = req(CK_OP_SEND_BEHIND, sv[0], "hello", 5);
+    int64_t r = ck_submit(k, &a, tok(1), &h);
+    ck_event ev[8];
+    if (uring) {
+        CHECKF(r == CK_PENDING && h != 0, "send behind returned %lld", (long long)r);
+        /* Nothing went out before the loop's next turn. */
+        CHECK(recv(sv[1], got, sizeof got, MSG_DONTWAIT) == -1 && errno == EAGAIN);
+        int n = poll_until(k, ev, 8, 1, 5 * SEC);
+        CHECK(n == 1 && ev[0].token == tok(1) && ev[0].kind == CK_EVENT_SENT_BEHIND);
+        CHECKF(ev[0].result == 5, "sent behind %lld", (long long)ev[0].result);
+    } else {
+        CHECKF(r == 5 && h == 0, "epoll send behind returned %lld", (long long)r);
+    }
+    CHECK(recv(sv[1], got, sizeof got, MSG_DONTWAIT) == 5 && memcmp(got, "hello", 5) == 0);
+    ck_get_stats(k, &st1);
+    CHECK(st1.sends_behind - st0.sends_behind == (uring ? 1u : 0u));
+
+    /* ck_flush_fd hands it over now: once it says 0, the bytes are in the
+     * socket without another ck_poll. */
+    a = req(CK_OP_SEND_BEHIND, sv[0], "flush", 5);
+    r = ck_submit(k, &a, tok(2), &h);
+    int left = ck_flush_fd(k, sv[0]);
+    CHECKF(left == 0, "%d sends still in flight with room in the socket", left);
+    CHECK(recv(sv[1], got, sizeof got, MSG_DONTWAIT) == 5 && memcmp(got, "flush", 5) == 0);
+    if (uring) {
+        int n = poll_until(k, ev, 8, 1, 5 * SEC);
+        CHECK(n == 1 && ev[0].token == tok(2) && ev[0].result == 5);
+    } else {
+        CHECK(r == 5);
+    }
+
+    /* A full socket: io_uring waits inside the system (MSG_WAITALL) and
+     * ck_flush_fd counts it in flight; epoll answers -EAGAIN. */
+    static char chunk[4096];
+    while (send(sv[0], chunk, sizeof chunk, MSG_DONTWAIT) > 0) {}
+    CHECK(errno == EAGAIN);
+    static char tail[3000];
+    memset(tail, 'T', sizeof tail);
+    a = req(CK_OP_SEND_BEHIND, sv[0], tail, sizeof tail);
+    r = ck_submit(k, &a, tok(3), &h);
+    if (uring) {
+        CHECK(r == CK_PENDING);
+        CHECKF(ck_flush_fd(k, sv[0]) == 1, "a send into a full socket should be in flight");
+        CHECK(ck_pending_requests(k) == 1);
+    } else {
+        CHECKF(r == -EAGAIN, "epoll send behind into a full socket %lld", (long long)r);
+    }
+    /* Drain; on io_uring the whole tail follows what filled the socket. */
+    size_t tail_seen = 0;
+    bool done = !uring;
+    int64_t until = ck_now_ns() + 5 * SEC;
+    while (ck_now_ns() < until && (!done || tail_seen < (uring ? sizeof tail : 0))) {
+        ssize_t m = recv(sv[1], got, sizeof got, MSG_DONTWAIT);
+        for (ssize_t i = 0; i < m; i++) if (got[i] == 'T') tail_seen++;
+        if (!done && ck_poll(k, false, 0, ev, 8) == 1) {
+            CHECK(ev[0].token == tok(3) && ev[0].kind == CK_EVENT_SENT_BEHIND);
+            CHECKF(ev[0].result == (int64_t)sizeof tail, "full-socket send behind %lld",
+                   (long long)ev[0].result);
+            done = true;
+        }
+        if (m <= 0 && !done) ck_poll(k, true, 1 * MS, ev, 0);
+    }
+    while (recv(sv[1], got, sizeof got, MSG_DONTWAIT) > 0) {
+        for (size_t i = 0; i < sizeof got; i++) if (got[i] == 'T') tail_seen++;
+    }
+    CHECK(done);
+    CHECKF(tail_seen == (uring ? sizeof tail : 0), "%zu tail bytes arrived", tail_seen);
+
+    /* Submitted and then the socket closed at once: the bytes still go, and
+     * the peer sees them, then the end. */
+    a = req(CK_OP_SEND_BEHIND, sv[0], "bye", 3);
+    r = ck_submit(k, &a, tok(4), &h);
+    ck_forget_fd(k, sv[0]);
+    close(sv[0]);
+    if (uring) {
+        int n = poll_until(k, ev, 8, 1, 5 * SEC);
+        CHECK(n == 1 && ev[0].token == tok(4));
+        CHECKF(ev[0].result == 3, "send behind across forget_fd gave %lld", (long long)ev[0].result);
+    } else {
+        CHECK(r == 3);
+    }
+    set_nonblock(sv[1], false);
+    CHECK(recv(sv[1], got, sizeof got, 0) == 3 && memcmp(got, "bye", 3) == 0);
+    CHECK(recv(sv[1], got, sizeof got, 0) == 0);
+    close(sv[1]);
+
+    /* The peer gone: -EPIPE, reported by the event (io_uring) or at once. */
+    CHECK(make_socketpair(cfg, sv) == 0);
+    close(sv[1]);
+    a = req(CK_OP_SEND_BEHIND, sv[0], "x", 1);
+    r = ck_submit(k, &a, tok(5), &h);
+    if (uring) {
+        CHECK(r == CK_PENDING);
+        int n = poll_until(k, ev, 8, 1, 5 * SEC);
+        CHECK(n == 1 && ev[0].token == tok(5));
+        r = ev[0].result;
+    }
+    CHECKF(r == -EPIPE || r == -ECONNRESET, "send behind to a closed peer %lld", (long long)r);
+    close_fd(k, sv[0]);
+    CHECK(ck_pending_requests(k) == 0);
+    CHECK(poll_quiet(k, 5 * MS) == 0);
+    free_kernel(k);
+}
+
 static void test_io_bad_fd(const config *cfg) {
     NEWK(k);
     char buf[8];
@@ -2702,6 +2821,7 @@ static const test_case tests[] = {
     {"io_with_timeout", test_io_with_timeout, true},
     {"io_look_sees_completion", test_io_look_sees_completion, true},
     {"io_no_eagain", test_io_no_eagain, true},
+    {"io_send_behind", test_io_send_behind, true},
     {"kernel_thread_moves", test_kernel_thread_moves, false},
     {"backend_info", test_backend_info, false},
     {"fault_request_alloc", test_fault_request_alloc, true},

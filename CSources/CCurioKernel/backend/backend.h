@@ -28,6 +28,9 @@ struct ck_backend_ops {
     /* fd is about to be closed: its pending requests complete with
      * -ECANCELED and the backend drops what it keeps about fd. */
     void (*forget_fd)(ck_kernel *k, int fd);
+    /* ck_flush_fd: issue fd's CK_OP_SEND_BEHIND requests now; how many are
+     * still in flight afterwards. NULL: the backend never keeps one. */
+    int (*flush_fd)(ck_kernel *k, int fd);
     /* Hands pending work to the OS and collects completions, sleeping at
      * most timeout_ns (< 0: no limit; 0: only looks). Sets *woken when the
      * wake-up eventfd fired. 0 or -errno. */
@@ -65,7 +68,7 @@ int64_t ck_try_request(ck_req *q);
 
 /* True for requests that wait for their descriptor to turn writable. */
 static inline bool ck_op_is_output(ck_op op) {
-    return op == CK_OP_WRITE || op == CK_OP_SEND || op == CK_OP_SENDMSG ||
+    return op == CK_OP_WRITE || op == CK_OP_SEND || op == CK_OP_SEND_BEHIND || op == CK_OP_SENDMSG ||
            op == CK_OP_CONNECT || op == CK_OP_POLL_OUT;
 }
 

@@ -179,7 +179,9 @@ static int64_t ep_submit(ck_kernel *k, ck_req *q) {
         return CK_PENDING;
     }
     int64_t r = ck_try_request(q);
-    if (r != -EAGAIN) return r;
+    /* A send behind is never kept: -EAGAIN tells the caller to wait as for
+     * a plain send (the bytes are its to keep until then). */
+    if (r != -EAGAIN || q->args.op == CK_OP_SEND_BEHIND) return r;
     fd_state *s = get_fd_state(ep, q->args.fd);
     if (!s) return -ENOMEM;
     if (!s->registered) {
@@ -318,6 +320,7 @@ const ck_backend_ops ck_epoll_backend = {
     .submit = ep_submit,
     .cancel = ep_cancel,
     .forget_fd = ep_forget_fd,
+    .flush_fd = NULL,
     .wait = ep_wait,
     .wake_consumed = ep_wake_consumed,
     .info = ep_info,

@@ -29,6 +29,7 @@ int64_t ck_try_request(ck_req *q) {
         r = recv(a->fd, a->buf, a->len, a->flags | dontwait);
         break;
     case CK_OP_SEND:
+    case CK_OP_SEND_BEHIND:
         r = send(a->fd, a->buf, a->len, a->flags | dontwait | MSG_NOSIGNAL);
         break;
     case CK_OP_RECVMSG:

@@ -54,6 +54,8 @@ typedef struct uring_backend {
     ck_req *backlog_head, *backlog_tail; /* requests waiting for an SQE */
     struct io_uring_buf_ring *br;         /* the receive pool's buffer ring, if registered */
     size_t br_len;
+    int behind_seen;      /* behind_pending's tally */
+    bool woken_pending;   /* ur_flush_fd reaped the wake-up: the next wait reports it */
 } uring_backend;
 
 static inline uring_backend *U(const ck_kernel *k) { return k->backend_state; }
@@ -359,6 +361,11 @@ static inline __attribute__((always_inline)) void prep_op(struct io_uring_sqe *s
     case CK_OP_SEND:
         io_uring_prep_send(sqe, a->fd, a->buf, a->len, a->flags | MSG_NOSIGNAL);
         break;
+    case CK_OP_SEND_BEHIND:
+        /* WAITALL: the ring retries a short send itself, so one completion
+         * says the whole buffer went (or why not). */
+        io_uring_prep_send(sqe, a->fd, a->buf, a->len, a->flags | MSG_NOSIGNAL | MSG_WAITALL);
+        break;
     case CK_OP_RECVMSG:
         io_uring_prep_recvmsg(sqe, a->fd, a->buf, (unsigned)a->flags);
         break;
@@ -510,12 +517,80 @@ static void ur_cancel(ck_kernel *k, ck_req *q) {
 }
 
 static void cancel_pending(ck_kernel *k, ck_req *q) {
+    /* A send behind is handed to the system instead (ur_forget_fd). */
+    if (q->args.op == CK_OP_SEND_BEHIND) {
+        U(k)->behind_seen++;
+        return;
+    }
     q->state = CK_REQ_CANCELLING;
     ur_cancel(k, q);
 }
 
+static void count_behind(ck_kernel *k, ck_req *q) {
+    if (q->args.op == CK_OP_SEND_BEHIND) U(k)->behind_seen++;
+}
+static int behind_pending(ck_kernel *k, int fd) {
+    U(k)->behind_seen = 0;
+    ck_reqs_each_on_fd(&k->reqs, fd, CK_REQ_PENDING, count_behind, k);
+    return U(k)->behind_seen;
+}
+
+/* A send behind that is still on the backlog or in the unsubmitted part of
+ * the SQ could not be issued (the ring belongs to a thread that is not
+ * running it): it must never reach the system once its descriptor's number
+ * may be reused, so it is turned into a no-op and ends with -ECANCELED. */
+static void neutralize_behind(ck_kernel *k, ck_req *q) {
+    uring_backend *u = U(k);
+    if (q->args.op != CK_OP_SEND_BEHIND) return;
+    if (q->phase == PH_WAIT_OP || q->phase == PH_WAIT_POLL) {
+        backlog_remove(u, q);
+        ck_complete(k, q, -ECANCELED);
+        return;
+    }
+    struct io_uring_sq *sq = &u->ring.sq;
+    for (unsigned i = sq->sqe_head; i != sq->sqe_tail; i++) {
+        struct io_uring_sqe *sqe = &sq->sqes[i & sq->ring_mask];
+        if (sqe->user_data != (uint64_t)(uintptr_t)q) continue;
+        io_uring_prep_nop(sqe);
+        io_uring_sqe_set_data64(sqe, TAG_IGNORE);
+        ck_complete(k, q, -ECANCELED);
+        return;
+    }
+}
+
+static void reap(ck_kernel *k, bool *woken);
+
+/* Issues what the SQ and the backlog hold, then collects completions. */
+static int issue_behind(ck_kernel *k, int fd) {
+    uring_backend *u = U(k);
+    for (int round = 0; round < 4; round++) {
+        if (flush(k) < 0) {
+            ck_reqs_each_on_fd(&k->reqs, fd, CK_REQ_PENDING, neutralize_behind, k);
+            return behind_pending(k, fd);
+        }
+        if (u->backlog_head) flush_backlog(k);
+        else break;
+    }
+    /* DEFER_TASKRUN posts a send that finished during the submit only when
+     * asked; a wake-up seen here is kept for the loop's next wait. */
+    (void)io_uring_get_events(&u->ring);
+    bool woken = false;
+    reap(k, &woken);
+    if (woken) u->woken_pending = true;
+    return behind_pending(k, fd);
+}
+
+static int ur_flush_fd(ck_kernel *k, int fd) {
+    return behind_pending(k, fd) ? issue_behind(k, fd) : 0;
+}
+
 static void ur_forget_fd(ck_kernel *k, int fd) {
+    U(k)->behind_seen = 0;
     ck_reqs_each_on_fd(&k->reqs, fd, CK_REQ_PENDING, cancel_pending, k);
+    /* Issued, a send keeps its own reference to the socket, so the close
+     * that follows cannot cut it off; unissued, it would go to whatever
+     * descriptor takes the number next. */
+    if (U(k)->behind_seen) (void)issue_behind(k, fd);
 }
 
 static bool would_block(const ck_req *q, int res) {
@@ -743,6 +818,10 @@ static int ur_wait(ck_kernel *k, int64_t timeout_ns, bool *woken) {
         if (ret == -EINTR || ret == -EAGAIN || ret == -EBUSY) ret = 0;
     }
     reap(k, woken);
+    if (u->woken_pending) {
+        u->woken_pending = false;
+        *woken = true;
+    }
     return ret < 0 ? ret : 0;
 }
 
@@ -759,6 +838,7 @@ const ck_backend_ops ck_uring_backend = {
     .submit = ur_submit,
     .cancel = ur_cancel,
     .forget_fd = ur_forget_fd,
+    .flush_fd = ur_flush_fd,
     .wait = ur_wait,
     .wake_consumed = ur_wake_consumed,
     .info = ur_info,

@@ -30,6 +30,7 @@ bool ck_done_push(ck_done *d, void *token, int64_t result, int32_t kind) {
 static int32_t end_kind(ck_op op) {
     if (__builtin_expect(op == CK_OP_RECV_STREAM, 0)) return CK_EVENT_STREAM_END;
     if (__builtin_expect(op == CK_OP_ACCEPT_MULTI, 0)) return CK_EVENT_MULTI_END;
+    if (op == CK_OP_SEND_BEHIND) return CK_EVENT_SENT_BEHIND;
     return CK_EVENT_IO;
 }
 

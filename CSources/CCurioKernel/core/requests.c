@@ -84,7 +84,7 @@ int64_t ck_submit(ck_kernel *k, const ck_request_args *args, void *token,
     case CK_OP_READ: case CK_OP_WRITE: case CK_OP_RECV: case CK_OP_SEND:
     case CK_OP_ACCEPT: case CK_OP_CONNECT: case CK_OP_POLL_IN:
     case CK_OP_POLL_OUT: case CK_OP_RECVMSG: case CK_OP_SENDMSG:
-    case CK_OP_ACCEPT_MULTI:
+    case CK_OP_ACCEPT_MULTI: case CK_OP_SEND_BEHIND:
         break;
     case CK_OP_RECV_STREAM:
         /* Its pool first: a stream cannot start without buffers. */
@@ -106,6 +106,7 @@ int64_t ck_submit(ck_kernel *k, const ck_request_args *args, void *token,
         return r;
     }
     *handle = ck_req_handle(q);
+    if (args->op == CK_OP_SEND_BEHIND) k->stats.sends_behind++;
     return CK_PENDING;
 }
 
@@ -120,6 +121,11 @@ bool ck_cancel(ck_kernel *k, uint64_t handle) {
 void ck_forget_fd(ck_kernel *k, int fd) {
     if (fd < 0) return;
     k->ops->forget_fd(k, fd);
+}
+
+int ck_flush_fd(ck_kernel *k, int fd) {
+    if (fd < 0 || !k->ops->flush_fd) return 0;
+    return k->ops->flush_fd(k, fd);
 }
 
 uint32_t ck_pending_requests(const ck_kernel *k) {

@@ -212,6 +212,18 @@ typedef enum ck_op {
      * (< 5.19) or multishot recv (< 6.0), and epoll, recv into a pool
      * buffer on readiness, with the same events. */
     CK_OP_RECV_STREAM,
+    /* A send the caller does not wait for: send(fd, buf, len, flags |
+     * MSG_NOSIGNAL | MSG_WAITALL). io_uring queues it for the loop's next
+     * enter without a system call of its own (the send and the receive
+     * that follows it share one io_uring_enter) and reports the outcome as
+     * one CK_EVENT_SENT_BEHIND (result: bytes sent or -errno); `buf` must
+     * stay valid until then. epoll sends at once, as CK_OP_SEND's
+     * try-first does, and returns -EAGAIN instead of waiting when the
+     * socket is full (the caller then sends as it would have). The request
+     * survives ck_forget_fd: closing the socket behind it hands it to the
+     * system first (see ck_flush_fd), so bytes a caller handed over are
+     * never dropped by its close. */
+    CK_OP_SEND_BEHIND,
 } ck_op;
 
 typedef struct ck_request_args {
@@ -248,6 +260,12 @@ bool ck_cancel(ck_kernel *k, uint64_t handle);
 /* Tells the backend that fd is about to be closed: pending requests on it
  * complete with -ECANCELED and epoll forgets its registration. */
 void ck_forget_fd(ck_kernel *k, int fd);
+/* Hands fd's CK_OP_SEND_BEHIND requests to the system now (they would
+ * otherwise wait for the loop's next enter) and collects what finished.
+ * Returns how many are still in flight on fd: 0 means every byte handed
+ * over is in the socket, so a shutdown(2) cannot overtake it. On the
+ * kernel's thread only; epoll: always 0. */
+int ck_flush_fd(ck_kernel *k, int fd);
 uint32_t ck_pending_requests(const ck_kernel *k);
 /* Completions already waiting for the next ck_poll (epoll's immediate
  * completions, cancellations). */
@@ -306,6 +324,8 @@ typedef enum ck_event_kind {
     CK_EVENT_MULTI_END = 7, /* CK_OP_ACCEPT_MULTI ended: -errno. A kind of its own
                              * because its token is the receiver of the
                              * connections, not a task waiting for one result. */
+    CK_EVENT_SENT_BEHIND = 8, /* CK_OP_SEND_BEHIND ended: bytes sent or -errno;
+                               * its token is the sender, not a task */
 } ck_event_kind;
 
 typedef struct ck_event {
@@ -336,6 +356,7 @@ typedef struct ck_stats {
     uint64_t sqe_waits;      /* io_uring: SQEs that had to wait for a free slot */
     uint64_t deferred_events; /* completions, timers and posts that waited a turn for memory */
     uint64_t accepts_dropped; /* multishot accepts closed: no memory to report them */
+    uint64_t sends_behind;   /* CK_OP_SEND_BEHIND requests queued (io_uring) */
 } ck_stats;
 void ck_get_stats(const ck_kernel *k, ck_stats *out);
 

@@ -26,6 +26,10 @@ public struct BackendStatistics: Sendable, Equatable {
     /// Connections a multishot accept closed at once because there was no
     /// memory to report them (their peers see the close).
     public var acceptsDropped: Int
+    /// io_uring: `sendAll`s that returned at once and left their bytes to
+    /// the loop's next submission (0 on epoll). Each is also one of
+    /// ``submitted``.
+    public var sendsBehind: Int = 0
 }
 
 extension Kernel {
@@ -39,6 +43,7 @@ extension Kernel {
             polls: Int(s.polls), enters: Int(s.enters), wakeupsSent: Int(s.wakeups_sent),
             immediate: Int(s.immediate), submitted: Int(s.submitted),
             readinessRetries: Int(s.readiness_retries), submissionWaits: Int(s.sqe_waits),
-            deferredEvents: Int(s.deferred_events), acceptsDropped: Int(s.accepts_dropped))
+            deferredEvents: Int(s.deferred_events), acceptsDropped: Int(s.accepts_dropped),
+            sendsBehind: Int(s.sends_behind))
     }
 }

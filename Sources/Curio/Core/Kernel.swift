@@ -553,6 +553,9 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
             AcceptReceiver.accepted(e.token, fd: Int32(truncatingIfNeeded: e.result))
         case CK_EVENT_MULTI_END:
             AcceptReceiver.ended(e.token, result: Int(e.result))
+        case CK_EVENT_SENT_BEHIND:
+            // A send the task did not wait for (SendBehind.swift).
+            SendBehind.ended(e.token, result: Int(e.result), kernel: self)
         default:
             break
         }

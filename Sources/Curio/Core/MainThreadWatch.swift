@@ -46,19 +46,24 @@ enum MainThreadWatch {
 extension Kernel {
     /// Before the loop sleeps: the wait cap that lets it notice a quiet
     /// second on the main thread, or nil when there is nothing to watch.
+    ///
+    /// Which tasks wait in a Swift await is looked at only once the capped
+    /// sleep has passed quietly (``reportQuietMainThread()``): a busy server
+    /// sleeps many times a second, and walking every task before each
+    /// sleep cost a busy echo server a few percent of its instructions.
     func mainActorWatchCap() -> Int64? {
         guard onMainThread, !mainActorReported, ck_ready_count(readyQueue) == 0,
               ck_timer_next(ck) &- ck_now_ns() > MainThreadWatch.quietNanoseconds else { return nil }
-        var awaiting = false
-        forEachTask { if $0.state == .swiftAwait { awaiting = true } }
-        return awaiting ? MainThreadWatch.quietNanoseconds : nil
+        return MainThreadWatch.quietNanoseconds
     }
 
-    /// The watched sleep ended with nothing to do: report.
+    /// The watched sleep ended with nothing to do: report, if some task
+    /// waits in a Swift await.
     func reportQuietMainThread() {
-        mainActorReported = true
         var names: [String] = []
         forEachTask { if $0.state == .swiftAwait { names.append("\($0.id) (\($0.name))") } }
+        guard !names.isEmpty else { return }
+        mainActorReported = true
         writeStderr("curio: a Curio kernel runs on the main thread and task \(names.joined(separator: ", ")) has waited in a Swift await for a second with nothing else happening. If it waits for the MainActor, it cannot resume until this kernel's run() returns: the main actor runs on the main thread. Run the kernel on a thread of its own (Kernel.start()) and reach it with kernel.call { }.\n")
     }
 }
