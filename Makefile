@@ -15,6 +15,8 @@
 #   make bench   run the benchmark package (Benchmarks/)
 #   make bench-echo  the echo benchmark: C io_uring, Curio (io_uring, epoll) and
 #                SwiftNIO echo servers under one load generator (Benchmarks/echo/)
+#   make bench-echo-instructions  user-space instructions per echo round trip
+#                (callgrind) for the same servers and the streaming receive
 #   make bench-http  the HTTP benchmark: CurioHTTP (io_uring, epoll), NIOHTTP1 and
 #                Hummingbird 2 hello-world servers under wrk (Benchmarks/http/)
 #   make clean   remove every build directory
@@ -136,6 +138,18 @@ bench: deps
 # ECHO_SECONDS, ECHO_ROUNDS and friends: see Benchmarks/echo/run.sh.
 bench-echo: deps
 	Benchmarks/echo/run.sh
+
+# User-space instructions per echo round trip under callgrind (needs
+# valgrind, installed when missing); INSTR_SECONDS and friends: see
+# Benchmarks/echo/instructions.sh.
+.PHONY: bench-echo-instructions
+bench-echo-instructions: deps
+	@if ! command -v callgrind_control >/dev/null; then \
+		echo "valgrind is missing (callgrind counts the instructions): installing valgrind"; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends valgrind; \
+	fi
+	Benchmarks/echo/instructions.sh
 
 # HTTP_SECONDS (default 3; the issue's figure is 10), HTTP_ROUNDS and
 # friends: see Benchmarks/http/run.sh.

@@ -35,6 +35,7 @@ T=${INSTR_SECONDS:-4}
 CELLS=${INSTR_CELLS:-"1x100 100x100"}
 SERVERS=${INSTR_SERVERS:-"c curio-uring curio-uring-stream curio-epoll curio-epoll-stream nio"}
 CC=${CC:-cc}
+SWIFT=${SWIFT:-swift}
 
 command -v valgrind >/dev/null && command -v callgrind_control >/dev/null || {
     echo "instructions.sh: needs valgrind (apt-get install valgrind)" >&2
@@ -74,8 +75,9 @@ bench_tmp curio-echo-instructions
 # whole binary: run copies without debug sections (symbols stay, which is
 # all a total needs; callgrind_annotate still names functions).
 for key in $SERVERS; do
-    stripped=$TMP/$(basename "${BIN[$key]}")
-    [[ -x $stripped ]] || strip --strip-debug -o "$stripped" "${BIN[$key]}"
+    # Named by server: the io_uring and epoll builds share a file name.
+    stripped=$TMP/$key-$(basename "${BIN[$key]}")
+    strip --strip-debug -o "$stripped" "${BIN[$key]}"
     BIN[$key]=$stripped
 done
 declare -A PER_RT

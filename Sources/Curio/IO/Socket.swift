@@ -169,6 +169,17 @@ public final class Socket: ByteChannel, @unchecked Sendable {
         if let b = behind, b.needsSettling { try await b.settle(t, site: site) }
     }
 
+    /// ``settleSendBehind(_:site:)`` for a `sendAll`, whose cancellation
+    /// must say how much of its own buffer went out: none yet.
+    private func settleBeforeSendAll(_ t: AnyCurioTask, site: CallSite) async throws {
+        guard let b = behind, b.needsSettling else { return }
+        do {
+            try await b.settle(t, site: site)
+        } catch let e as CancelledError {
+            throw withProgress(e, bytesSent: 0)
+        }
+    }
+
     /// Hands `bytes` (all of them) to a send behind → true when queued.
     /// Only where the kernel batches sends (io_uring), for sends of at most
     /// ``SendBehind/limit`` bytes, for a task whose pending cancellation
@@ -436,12 +447,18 @@ public final class Socket: ByteChannel, @unchecked Sendable {
     /// Sends all of `bytes`, copied through the socket's buffer 64 KiB at a
     /// time. If cancelled (or timed out) half-way, the error's `bytesSent`
     /// tells how many bytes went out. No other task's send interleaves.
+    ///
+    /// On io_uring a send of at most 16 KiB may return as soon as its bytes
+    /// are copied: they go out with the loop's next submission, in order
+    /// with every later send on the socket, and a `close()` or `shutdown()`
+    /// hands them to the system first. If such a send fails (the peer reset
+    /// the connection), the socket's next send throws the error.
     public func sendAll(_ bytes: [UInt8], file: StaticString = #filePath, line: UInt = #line,
                         function: StaticString = #function) async throws {
         let t = try begin(false, "sendAll")
         defer { sending = false }
         let site = CallSite(file: file, line: line, function: function)
-        try await settleSendBehind(t, site: site)
+        try await settleBeforeSendAll(t, site: site)
         if bytes.count <= SendBehind.limit,
            try bytes.withUnsafeBytes({ try sendBehind(t, $0) }) { return }
         var sent = 0
@@ -466,7 +483,7 @@ public final class Socket: ByteChannel, @unchecked Sendable {
         let t = try begin(false, "sendAll")
         defer { sending = false }
         let site = CallSite(file: file, line: line, function: function)
-        try await settleSendBehind(t, site: site)
+        try await settleBeforeSendAll(t, site: site)
         if try sendBehind(t, buffer) { return }
         var sent = 0
         while sent < buffer.count {
