@@ -407,7 +407,7 @@ struct TrapLayerTests {
             // Nothing to read: the request's own deadline ends it with
             // -ETIMEDOUT (the `.ioTimedOut` hook), after the deadline.
             let own = nowNS() + 1_000_000
-            let args = ck_request_args(op: CK_OP_RECV, fd: server.fd, buf: buf, len: 16, flags: 0, offset: -1)
+            let args = IORequest.receive(server.fd, into: buf, count: 16)
             let n = try await kernel.performIO(me, args, .readWait, deadline: own, site: here())
             seen.append("own deadline: \(n == -Int(ETIMEDOUT)), reached \(nowNS() >= own), handle \(me.ioHandle)")
             // The task's deadline ends it by a cancellation (`.ioCancelled`).

@@ -114,7 +114,7 @@ public func runInProcess(_ name: String, input: [UInt8] = [], file: StaticString
 }
 
 /// This process's environment plus the key that ties a child's life to
-/// this process (see CSources/CCurioKernel/parent_death.c).
+/// this process (see CSources/CCurioKernel/os/parent_death.c).
 private func childEnvironment() -> [String: String] {
     var env: [String: String] = [:]
     var p = environ

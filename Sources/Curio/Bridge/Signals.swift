@@ -1,4 +1,3 @@
-import CCurioKernel
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -102,16 +101,16 @@ public final class SignalSet: @unchecked Sendable {
             }
             var started: [Int32] = []
             for sig in signals {
-                var outcome: Int32 = 0
-                let r = ck_signal_watch_outcome(sig, &outcome)
-                if r == 0 { SignalTakeover.report(sig, outcome: outcome, kernel: kernel) }
-                if r != 0 {
-                    started.forEach { ck_signal_unwatch($0) }
-                    throw CurioUsageError(.invalidArgument, r == -EPERM
+                switch SignalWatch.start(sig) {
+                case .success(let takeover):
+                    SignalTakeover.report(sig, takeover, kernel: kernel)
+                    started.append(sig)
+                case .failure(let e):
+                    started.forEach { SignalWatch.stop($0) }
+                    throw CurioUsageError(.invalidArgument, e.errno == EPERM
                         ? "signal \(sig) (\(signalName(sig))) cannot be caught"
                         : "\(sig) is not a valid signal number")
                 }
-                started.append(sig)
             }
             try SignalHub.shared.register(self, kernel: kernel)
         }
@@ -122,7 +121,7 @@ public final class SignalSet: @unchecked Sendable {
         watchDepth -= 1
         if watchDepth == 0 {
             SignalHub.shared.unregister(self)
-            signals.forEach { ck_signal_unwatch($0) }
+            signals.forEach { SignalWatch.stop($0) }
             pending.withLock { $0.removeAll() }
         }
     }
@@ -139,16 +138,16 @@ public final class SignalSet: @unchecked Sendable {
 enum SignalTakeover {
     private static let reported = Locked<Set<Int32>>([])
 
-    /// What the watch of `sig` found, as `ck_signal_watch_outcome` says.
-    static func report(_ sig: Int32, outcome: Int32, kernel: Kernel) {
+    /// What the watch of `sig` found in its disposition.
+    static func report(_ sig: Int32, _ takeover: SignalWatch.Takeover, kernel: Kernel) {
         let message: String
-        switch Int(outcome) {
-        case CK_SIGNAL_WAS_IGNORED:
+        switch takeover {
+        case .wasIgnored:
             message = "curio: \(signalName(sig)) was ignored (SIG_IGN, as set up for a Dispatch signal source, swift-service-lifecycle's ServiceGroup or nohup); Curio's SignalSet now catches it, so such a source does not see it until the watch ends"
-        case CK_SIGNAL_RECLAIMED:
+        case .reclaimed:
             message = "curio: another handler replaced Curio's for \(signalName(sig)) while a SignalSet watched it; Curio's is back and calls that handler after its own"
-        default:
-            return  // taken from the default action, or chained: nobody loses it
+        case .nobodyLoses:
+            return
         }
         let first = reported.withLock { $0.insert(sig).inserted }
         if first { kernel.configuration.logger.warning("\(message)") }
@@ -246,7 +245,7 @@ final class SignalHub: Sendable {
 
     private func startLocked(_ s: inout State) throws {
         if !s.started {
-            let fd = ck_signal_pipe()
+            let fd = SignalWatch.pipe()
             if fd < 0 { throw KernelError(errno: -fd, operation: "creating the signal pipe") }
             var tid = pthread_t()
             let rc = pthread_create(&tid, nil, { arg in

@@ -1,4 +1,3 @@
-import CCurioKernel
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -160,7 +159,7 @@ public class UniversalWaitList: @unchecked Sendable {
         case .swift:
             let timer: Task<Void, Never>? = deadline.map { d in
                 Task { [self] in
-                    let ns = d - ck_now_ns()
+                    let ns = d - monotonicNanoseconds()
                     if ns > 0 { try? await Task.sleep(nanoseconds: UInt64(ns)) }
                     if Task.isCancelled { return }
                     lock.lock()
@@ -587,7 +586,7 @@ extension UniversalWaitList {
         lock.lock()
         defer { lock.unlock() }
         while !w.handed {
-            if let deadline, ck_now_ns() >= deadline {
+            if let deadline, monotonicNanoseconds() >= deadline {
                 if unlist(w) { return false }
                 continue
             }
@@ -686,7 +685,7 @@ public final class UniversalEvent: UniversalWaitList, @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         while !flag {
-            if let deadline, ck_now_ns() >= deadline { return false }
+            if let deadline, monotonicNanoseconds() >= deadline { return false }
             lock.wait(until: deadline)
         }
         return true

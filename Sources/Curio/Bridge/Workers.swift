@@ -1,7 +1,6 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CCurioKernel
 import Synchronization
 
 /// A counting semaphore for parking plain threads, in memory of its own:
@@ -154,8 +153,8 @@ final class WorkerPool: Sendable {
             }
             job()
             spinning.add(1, ordering: .releasing)
-            let until = ck_now_ns() + WorkerPool.spinNanoseconds
-            while queued.load(ordering: .acquiring) == 0 && ck_now_ns() < until {}
+            let until = monotonicNanoseconds() + WorkerPool.spinNanoseconds
+            while queued.load(ordering: .acquiring) == 0 && monotonicNanoseconds() < until {}
             spinning.subtract(1, ordering: .releasing)
         }
     }

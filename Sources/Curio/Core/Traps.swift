@@ -223,22 +223,22 @@ extension Kernel {
     /// progress are retried below the backend interface), so one request
     /// is one answer here.
     @inline(__always)
-    func performIO(_ t: AnyCurioTask, _ args: ck_request_args, _ state: TaskState,
+    func performIO(_ t: AnyCurioTask, _ request: IORequest, _ state: TaskState,
                    deadline: Int64, site: CallSite) async throws -> Int {
         if _slowPath(t.swiftTask == nil) {
             return try await listeningForSwiftCancel(t) {
-                try await submitIONow(t, args, state, deadline: deadline, site: site)
+                try await submitIONow(t, request, state, deadline: deadline, site: site)
             }
         }
-        return try await submitIONow(t, args, state, deadline: deadline, site: site)
+        return try await submitIONow(t, request, state, deadline: deadline, site: site)
     }
 
     @inline(__always)
-    private func submitIONow(_ t: AnyCurioTask, _ args: ck_request_args, _ state: TaskState,
+    private func submitIONow(_ t: AnyCurioTask, _ request: IORequest, _ state: TaskState,
                              deadline: Int64, site: CallSite) async throws -> Int {
         try checkDeliverable(t)
         var handle: UInt64 = 0
-        var a = args
+        var a = request.args
         let r = ck_submit(ck, &a, Unmanaged.passUnretained(t).toOpaque(), &handle)
         if r != Kernel.pending { return Int(r) }
         let armed = arm(t, state, deadline: deadline, site: site)

@@ -1,4 +1,3 @@
-import CCurioKernel
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -57,7 +56,7 @@ public final class LongBlockWarning: Activation {
     public init(threshold: Double = 0.05) { self.threshold = threshold }
 
     public func running(_ task: AnyCurioTask) {
-        started = ck_now_ns()
+        started = monotonicNanoseconds()
         resumedAt = task.site
     }
 
@@ -66,7 +65,7 @@ public final class LongBlockWarning: Activation {
 
     private func check(_ task: AnyCurioTask) {
         guard started != 0 else { return }
-        let held = Double(ck_now_ns() - started) / 1e9
+        let held = Double(monotonicNanoseconds() - started) / 1e9
         started = 0
         if held > threshold {
             warnings += 1
@@ -87,8 +86,7 @@ extension Kernel {
     /// stderr whenever `signal` arrives (`kill -USR1 <pid>`): for programs
     /// that hang in production, where nobody can attach a monitor.
     public func enableTaskDump(on signal: Int32 = SIGUSR1) throws {
-        let r = ck_signal_watch(signal)
-        if r != 0 {
+        if case .failure = SignalWatch.start(signal) {
             throw CurioUsageError(.invalidArgument, "cannot watch signal \(signal) (\(signalName(signal))) for the task dump")
         }
         let link = ensureMonitorLink()
@@ -126,56 +124,23 @@ extension Kernel {
         roots.forEach { walk($0, 0) }
         return out
     }
-
-    /// Called when the loop is about to wait with nothing that could ever
-    /// wake it but another thread: no timer, no I/O, no worker, no signal
-    /// wait. If tasks are still waiting, they wait on each other.
-    func checkDeadlock() {
-        guard !deadlockReported, aliveCount > 0, ck_timer_count(ck) == 0, ck_pending_requests(ck) == 0,
-              ck_waiting_events(ck) == 0, externalWaits == 0, ck_posted_count(ck) == 0,
-              ck_ready_count(readyQueue) == 0 else { return }
-        // A task in a Swift-native await waits for something Curio cannot
-        // see (a Swift timer, another executor): no verdict then.
-        var allInTraps = true
-        forEachTask { if $0.continuation == nil { allInTraps = false } }
-        guard allInTraps else { return }
-        deadlockReported = true
-        var lines = "curio: deadlock: every task is waiting and nothing (timer, I/O, worker thread, signal) can wake them:\n"
-        var rows: [AnyCurioTask] = []
-        forEachTask { rows.append($0) }
-        for t in rows.sorted(by: { $0.id < $1.id }) {
-            lines += "  task \(t.id) (\(t.name)) \(t.state)"
-            if let s = t.site { lines += " at \(s.file):\(s.line) in \(s.function)" }
-            lines += "\n"
-        }
-        lines += "curio: the kernel keeps waiting (the monitor can still cancel a task).\n"
-        diagnose(.error, kernel: self, lines)
-    }
 }
 
 /// The live stack of the kernel thread, innermost first, with function
 /// names read from the binaries' symbol tables. Nil when it cannot be taken.
 func captureKernelStack(_ kernel: Kernel) -> [String]? {
-    var frames = [UnsafeMutableRawPointer?](repeating: nil, count: 64)
-    let n = ck_capture_stack(kernel.ck, &frames, Int32(frames.count), 200)
-    guard n > 0 else { return nil }
+    guard let frames = kernel.captureStackAddresses() else { return nil }
     var out: [String] = []
-    var name = [CChar](repeating: 0, count: 1024)
-    var file = [CChar](repeating: 0, count: 256)
-    for i in 0..<Int(n) {
-        guard let addr = frames[i] else { continue }
-        var offset: UInt64 = 0
-        guard ck_symbol_name(addr, &name, name.count, &offset, &file, file.count) == 1 else {
+    for addr in frames {
+        guard let symbol = symbolize(addr) else {
             // Unnamed frames before the first named one are the signal
             // delivery machinery; later ones are kept as addresses.
             if !out.isEmpty { out.append("\(addr)") }
             continue
         }
-        let raw = String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        let bin = String(decoding: file.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         // The capture handler and the signal trampoline are not the task's.
-        if raw == "on_capture" || raw.hasPrefix("__restore_rt") { continue }
-        out.append("\(demangle(raw)) + \(offset) (\(bin))")
+        if symbol.name == "on_capture" || symbol.name.hasPrefix("__restore_rt") { continue }
+        out.append("\(demangle(symbol.name)) + \(symbol.offset) (\(symbol.binary))")
     }
     return out
 }

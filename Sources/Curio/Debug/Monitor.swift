@@ -1,4 +1,3 @@
-import CCurioKernel
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -36,7 +35,7 @@ final class Monitor: Sendable {
          runtimeDirectory: String?, idleTimeout: Double, console: Bool, announce: Bool) {
         let kernel = targets[0].kernel
         var pipe: [Int32] = [-1, -1]
-        _ = ck_pipe2(&pipe, O_CLOEXEC | O_NONBLOCK)
+        _ = systemPipe(&pipe, O_CLOEXEC | O_NONBLOCK)
         wakeWrite = pipe[1]
 
         var listener: MonitorListener?
@@ -62,7 +61,7 @@ final class Monitor: Sendable {
         }
 
         var sigint = false
-        if console && ck_signal_watch(SIGINT) == 0 {
+        if console, case .success = SignalWatch.start(SIGINT) {
             // Ctrl-C opens the console instead of ending the program.
             sigint = true
         }
@@ -103,7 +102,7 @@ final class Monitor: Sendable {
         guard !stopped.exchange(true, ordering: .acquiringAndReleasing) else { return }
         if watchesSIGINT {
             SignalHub.shared.removeListeners(owner: self)
-            ck_signal_unwatch(SIGINT)
+            SignalWatch.stop(SIGINT)
         }
         for f in files { MonitorFiles.release(f) }
         Monitor.poke(wakeWrite, 2)
@@ -172,7 +171,7 @@ final class MonitorServer {
             if consoleOpen { fds.append(pollfd(fd: 0, events: Int16(POLLIN), revents: 0)) }
             if let l = listener { fds.append(pollfd(fd: l.fd, events: Int16(POLLIN), revents: 0)) }
             let firstClient = fds.count
-            let now = ck_now_ns()
+            let now = monotonicNanoseconds()
             var wait: Int64 = 250_000_000  // the watchdog's beat
             for c in clients {
                 var ev: Int32 = 0
@@ -243,10 +242,9 @@ final class MonitorServer {
         for (i, t) in watched.targets.enumerated() {
             let threshold = t.link.longBlockThreshold
             guard threshold > 0 else { continue }
-            var id: Int64 = 0, since: Int64 = 0
-            ck_read_running(t.kernel.ck, &id, &since)
+            let (id, since) = t.kernel.runningMark()
             guard id != 0, (id, since) != reportedHog[i] else { continue }
-            let held = Double(ck_now_ns() - since) / 1e9
+            let held = Double(monotonicNanoseconds() - since) / 1e9
             guard held >= threshold else { continue }
             reportedHog[i] = (id, since)
             let view = MonitorView(targets: [t], patience: 0)
@@ -334,7 +332,7 @@ final class MonitorServer {
             _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
             _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
             count(\.accepted)
-            let now = ck_now_ns()
+            let now = monotonicNanoseconds()
             switch l.transport {
             case .unix:
                 let me = geteuid()
@@ -382,7 +380,7 @@ final class MonitorServer {
     }
 
     private func expireClients() {
-        let now = ck_now_ns()
+        let now = monotonicNanoseconds()
         for c in clients where !c.closed {
             if c.stalled(now: now, stall: stall) {
                 // It does not read what it asked for.
@@ -448,7 +446,7 @@ final class MonitorServer {
                 c.queue("Line too long; closing.\n")
                 c.closing = true
             case .line(let raw):
-                c.lastLine = ck_now_ns()
+                c.lastLine = monotonicNanoseconds()
                 if !c.authenticated {
                     checkToken(raw, c, kernel)
                     continue
@@ -540,8 +538,8 @@ final class MonitorServer {
     /// its parent to react, so that what they print comes before the next
     /// prompt, as in the seed's transcript.
     private func settle(after id: Int, _ owner: (kernel: Kernel, link: MonitorLink, index: Int?)) {
-        let deadline = ck_now_ns() + 500_000_000
-        while ck_now_ns() < deadline {
+        let deadline = monotonicNanoseconds() + 500_000_000
+        while monotonicNanoseconds() < deadline {
             let (rows, fresh) = owner.link.snapshot(from: owner.kernel, patience: 0.05)
             if fresh && !rows.contains(where: { $0.id == id }) { break }
         }

@@ -1,4 +1,3 @@
-import CCurioKernel
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -45,7 +44,7 @@ final class MonitorConnection {
         if backlog == 0 {
             output.removeAll(keepingCapacity: output.capacity <= 65536)
             outputHead = 0
-            lastProgress = ck_now_ns()
+            lastProgress = monotonicNanoseconds()
         }
         output.append(contentsOf: text.utf8)
     }
@@ -59,7 +58,7 @@ final class MonitorConnection {
             }
             if n > 0 {
                 outputHead += n
-                lastProgress = ck_now_ns()
+                lastProgress = monotonicNanoseconds()
                 continue
             }
             if n < 0 && errno == EINTR { continue }

@@ -1,4 +1,3 @@
-import CCurioKernel
 import Synchronization
 #if canImport(Glibc)
 import Glibc

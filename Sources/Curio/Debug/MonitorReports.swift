@@ -1,4 +1,3 @@
-import CCurioKernel
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -56,7 +55,7 @@ struct MonitorView {
     /// then all are waited for within one `patience`.
     init(targets: [(kernel: Kernel, link: MonitorLink, index: Int?)], patience: Double = 0.25) {
         let requests = targets.map { $0.link.requestSnapshot(from: $0.kernel, waiting: patience > 0) }
-        let deadline = ck_now_ns() + Int64(max(0, patience) * 1e9)
+        let deadline = monotonicNanoseconds() + Int64(max(0, patience) * 1e9)
         var rows: [TaskRow] = []
         var targetOf: [Int: Int] = [:]
         var running: [Running] = []
@@ -68,8 +67,7 @@ struct MonitorView {
                 rows.append(r)
                 targetOf[r.id] = i
             }
-            var id: Int64 = 0, since: Int64 = 0
-            ck_read_running(t.kernel.ck, &id, &since)
+            let (id, since) = t.kernel.runningMark()
             guard id != 0 else { continue }
             var unseen = false
             if !some.contains(where: { $0.id == Int(id) }), let note = t.link.unseenRunning(id: Int(id)) {
@@ -77,7 +75,7 @@ struct MonitorView {
                 targetOf[note.id] = i
                 unseen = true
             }
-            running.append(Running(target: i, id: Int(id), heldFor: Double(ck_now_ns() - since) / 1e9,
+            running.append(Running(target: i, id: Int(id), heldFor: Double(monotonicNanoseconds() - since) / 1e9,
                                    unseen: unseen, fresh: fresh))
         }
         rows.sort { $0.id < $1.id }
@@ -116,7 +114,7 @@ struct MonitorView {
         out += String(repeating: "-", count: 6) + " " + (kernelColumn ? String(repeating: "-", count: 6) + " " : "")
             + String(repeating: "-", count: 12) + " " + String(repeating: "-", count: 10) + " "
             + String(repeating: "-", count: 7) + " " + String(repeating: "-", count: 50) + "\n"
-        let now = ck_now_ns()
+        let now = monotonicNanoseconds()
         for r in rows {
             let timeout = r.wakeDeadline == .max || runningEntry(r.id) != nil
                 ? "None" : formatFixed(Double(max(0, r.wakeDeadline - now)) / 1e9, 3)

@@ -1,4 +1,3 @@
-import CCurioKernel
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -48,7 +47,7 @@ struct UnseenRunningTask: Sendable {
 /// writes a fresh copy of its task table on request (or when it goes idle
 /// after a while); other threads read the last copy. A kernel that is stuck
 /// in a task cannot answer, so readers fall back to the last copy plus the
-/// running mark (``ck_read_running``) and the note about a running task no
+/// running mark (`Kernel.runningMark()`) and the note about a running task no
 /// copy has shown (``UnseenRunningTask``).
 ///
 /// A reader waiting for a fresh copy parks on a pipe of its own, which
@@ -122,7 +121,7 @@ final class MonitorLink: Sendable {
     /// kernel's.
     func snapshot(from kernel: Kernel, patience: Double = 0.25) -> (rows: [TaskRow], fresh: Bool) {
         let request = requestSnapshot(from: kernel, waiting: patience > 0)
-        return collect(request, deadline: ck_now_ns() + Int64(max(0, patience) * 1e9))
+        return collect(request, deadline: monotonicNanoseconds() + Int64(max(0, patience) * 1e9))
     }
 
     /// A request for a fresh copy: the reader's pipe (if it waits) and the
@@ -138,7 +137,7 @@ final class MonitorLink: Sendable {
     /// within one patience. Pair with ``collect(_:deadline:)``.
     func requestSnapshot(from kernel: Kernel, waiting: Bool) -> SnapshotRequest {
         var pipe: [Int32] = [-1, -1]
-        let waits = waiting && ck_pipe2(&pipe, O_CLOEXEC | O_NONBLOCK) == 0
+        let waits = waiting && systemPipe(&pipe, O_CLOEXEC | O_NONBLOCK) == 0
         let before = state.withLock { s -> Int in
             if waits { s.waiters.append(pipe[1]) }
             return s.generation
@@ -153,7 +152,7 @@ final class MonitorLink: Sendable {
         let pipe = request.pipe
         if request.waits {
             while true {
-                let left = deadline - ck_now_ns()
+                let left = deadline - monotonicNanoseconds()
                 if left <= 0 { break }
                 var p = pollfd(fd: pipe[0], events: Int16(POLLIN), revents: 0)
                 let r = poll(&p, 1, Int32(min(Int64(Int32.max), (left + 999_999) / 1_000_000)))

@@ -1,4 +1,3 @@
-import CCurioKernel
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -28,7 +27,7 @@ final class ChildReaper: Sendable {
 
     private init() {
         var fds: [Int32] = [-1, -1]
-        _ = ck_pipe2(&fds, O_CLOEXEC)
+        _ = systemPipe(&fds, O_CLOEXEC)
         for fd in fds where fd >= 0 { _ = fcntl(fd, F_SETFL, O_NONBLOCK) }
         wakeRead = fds[0]
         wakeWrite = fds[1]
@@ -39,7 +38,7 @@ final class ChildReaper: Sendable {
 
     /// Takes over reaping `pid`.
     func adopt(_ pid: pid_t) {
-        let fd = ck_pidfd_open(pid)
+        let fd = openProcessDescriptor(pid)
         let pidfd: Int32 = fd >= 0 ? fd : -1
         if pidfd >= 0 { _ = fcntl(pidfd, F_SETFD, FD_CLOEXEC) }
         pendingCount.add(1, ordering: .relaxed)

@@ -1,4 +1,3 @@
-import CCurioKernel
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -100,15 +99,14 @@ final class ConnectionAcceptor {
         }
         let kernel = t.kernel
         let r = AcceptReceiver(kernel: kernel)
-        var args = ck_request_args(op: CK_OP_ACCEPT_MULTI, fd: socket.fd, buf: nil, len: 0,
-                                   flags: Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), offset: -1)
         // The C request holds the receiver until its end is dispatched.
         let token = Unmanaged.passRetained(r).toOpaque()
-        var handle: UInt64 = 0
-        let res = ck_submit(kernel.ck, &args, token, &handle)
-        if res != Int64.min {  // not CK_PENDING: refused at once
+        switch kernel.startRequest(.acceptEach(socket.fd), token: token) {
+        case .pending(let handle):
+            r.handle = handle
+        case .finished(let res):  // refused at once
             Unmanaged<AcceptReceiver>.fromOpaque(token).release()
-            if res == -Int64(EINVAL) || res == -Int64(EOPNOTSUPP) {
+            if res == -Int(EINVAL) || res == -Int(EOPNOTSUPP) {
                 // A kernel without multishot accept.
                 singleShot = true
                 socket.endStreamReceiving()
@@ -117,7 +115,6 @@ final class ConnectionAcceptor {
             }
             throw SocketError(errno: Int32(-res), operation: "accept")
         }
-        r.handle = handle
         receiver = r
         return (r, t)
     }
@@ -133,7 +130,7 @@ final class AcceptReceiver: MultishotReceiver<Int32>, @unchecked Sendable {
 
     /// Stops the request and closes what was accepted but not taken.
     func abandon() {
-        if end == nil, handle != 0 { ck_cancel(kernel.ck, handle) }
+        if end == nil, handle != 0 { kernel.cancelRequest(handle) }
         discardAll()
     }
 

@@ -1,4 +1,3 @@
-import CCurioKernel
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -114,9 +113,9 @@ public final class AsyncFile: AsyncSequence, @unchecked Sendable {
     private func transfer(_ t: AnyCurioTask, write: Bool, _ buf: UnsafeMutableRawPointer, _ count: Int,
                           at: Int64, site: CallSite) async throws -> Int {
         if t.kernel.backend == .ioUring {
-            let args = ck_request_args(op: write ? CK_OP_WRITE : CK_OP_READ, fd: fd, buf: buf, len: UInt64(count),
-                                       flags: 0, offset: appending && write ? -1 : at)
-            return try await t.kernel.performIO(t, args, write ? .writeWait : .readWait, deadline: .max, site: site)
+            let request: IORequest = write ? .write(fd, from: buf, count: count, offset: appending ? -1 : at)
+                                           : .read(fd, into: buf, count: count, offset: at)
+            return try await t.kernel.performIO(t, request, write ? .writeWait : .readWait, deadline: .max, site: site)
         }
         try t.kernel.checkDeliverable(t)
         let fd = self.fd, appending = self.appending

@@ -1,4 +1,3 @@
-import CCurioKernel
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -37,7 +36,7 @@ public final class Pipe: ByteChannel, @unchecked Sendable {
     /// A new pipe → (read end, write end).
     public static func make() throws -> (Pipe, Pipe) {
         var fds: [Int32] = [0, 0]
-        let r = ck_pipe2(&fds, O_CLOEXEC | O_NONBLOCK)
+        let r = systemPipe(&fds, O_CLOEXEC | O_NONBLOCK)
         guard r == 0 else { throw SocketError(errno: -r, operation: "pipe2") }
         return (Pipe(adopting: fds[0]), Pipe(adopting: fds[1]))
     }
@@ -72,9 +71,7 @@ public final class Pipe: ByteChannel, @unchecked Sendable {
         defer { reading = false }
         let count = Swift.min(maxBytes, PinnedBuffer.limit)
         let buf = rxBuffer.region(count)
-        let args = ck_request_args(op: CK_OP_READ, fd: fd, buf: buf.baseAddress, len: UInt64(count),
-                                   flags: 0, offset: -1)
-        let r = try await t.kernel.performIO(t, args, .readWait, deadline: .max,
+        let r = try await t.kernel.performIO(t, .read(fd, into: buf.baseAddress, count: count), .readWait, deadline: .max,
                                              site: CallSite(file: file, line: line, function: function))
         if r < 0 { throw SocketError(errno: Int32(-r), operation: "read") }
         return Array(UnsafeRawBufferPointer(start: buf.baseAddress, count: r))
@@ -92,11 +89,10 @@ public final class Pipe: ByteChannel, @unchecked Sendable {
             let (buf, n) = txBuffer.load(bytes, from: sent)
             var done = 0
             while done < n {
-                let args = ck_request_args(op: CK_OP_WRITE, fd: fd, buf: buf.baseAddress! + done,
-                                           len: UInt64(n - done), flags: 0, offset: -1)
                 let r: Int
                 do {
-                    r = try await t.kernel.performIO(t, args, .writeWait, deadline: .max, site: site)
+                    r = try await t.kernel.performIO(t, .write(fd, from: buf.baseAddress! + done, count: n - done),
+                                                     .writeWait, deadline: .max, site: site)
                 } catch let e as CancelledError {
                     throw withProgress(e, bytesSent: sent + done)
                 }
@@ -116,26 +112,3 @@ public final class Pipe: ByteChannel, @unchecked Sendable {
     }
 }
 
-/// Closes `fd`, which `kernel` may have waited on. On epoll the kernel
-/// keeps a descriptor registered until it is told to forget it; a
-/// descriptor closed without that leaves a stale registration that a later
-/// descriptor with the same number inherits, and waits on that one never
-/// end. So the kernel forgets `fd` first, on its own thread (posted there
-/// from any other thread, and closed after it), then `fd` is closed.
-func closeRegistered(_ fd: Int32, kernel: Kernel?) {
-    guard let kernel else {
-        Glibc.close(fd)
-        return
-    }
-    if kernel.isOnKernelThread || !kernel.isRunning {
-        // On the kernel thread, or while no thread runs the kernel: its
-        // state is ours to touch.
-        ck_forget_fd(kernel.ck, fd)
-        Glibc.close(fd)
-    } else {
-        kernel.postMessage { k in
-            ck_forget_fd(k.ck, fd)
-            Glibc.close(fd)
-        }
-    }
-}

@@ -1,4 +1,3 @@
-import CCurioKernel
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -159,30 +158,27 @@ final class ChunkConsumer {
         let t = try socket.beginStreamReceiving("receiveChunks")
         let kernel = t.kernel
         let c = kernel.configuration
-        let shape = ck_stream_configure(kernel.ck, UInt32(clamping: c.receiveBufferCount), UInt32(clamping: c.receiveBufferSize))
-        if shape == -EINVAL {
+        if !kernel.configureReceivePool(buffers: c.receiveBufferCount, size: c.receiveBufferSize) {
             socket.endStreamReceiving()
             throw CurioUsageError(.invalidArgument, "receiveChunks: Kernel.Configuration.receiveBufferCount must be 1...32768 and receiveBufferSize 64...1048576, got \(c.receiveBufferCount) and \(c.receiveBufferSize)")
         }
         let r = ChunkReceiver(kernel: kernel)
-        var args = ck_request_args(op: CK_OP_RECV_STREAM, fd: socket.fd, buf: nil,
-                                   len: UInt64(maxHeld), flags: 0, offset: -1)
         // The C request holds the receiver until its end is dispatched.
         let token = Unmanaged.passRetained(r).toOpaque()
-        var handle: UInt64 = 0
-        let res = ck_submit(kernel.ck, &args, token, &handle)
-        if res != Int64.min {  // CK_PENDING
+        switch kernel.startRequest(.receiveStream(socket.fd, maxHeld: maxHeld), token: token) {
+        case .pending(let handle):
+            r.handle = handle
+        case .finished(let res):  // refused at once
             Unmanaged<ChunkReceiver>.fromOpaque(token).release()
             socket.endStreamReceiving()
             throw SocketError(errno: Int32(-res), operation: "receiveChunks")
         }
-        r.handle = handle
         receiver = r
         return (r, t)
     }
 
     private func chunk(_ r: ChunkReceiver, _ buffer: UInt32, _ length: Int) -> ReceivedChunk {
-        let base = UnsafeRawPointer(ck_stream_buffer(r.kernel.ck, buffer)!)
+        let base = r.kernel.receivePoolBuffer(buffer)
         if let c = last, isKnownUniquelyReferenced(&last!) {
             c.reuse(buffer: buffer, base: base, count: length)
             return c
@@ -213,7 +209,7 @@ final class ChunkReceiver: MultishotReceiver<(UInt32, Int)>, @unchecked Sendable
     func cancel() {
         guard end == nil, handle != 0, !cancelledByConsumer else { return }
         cancelledByConsumer = true
-        ck_cancel(kernel.ck, handle)
+        kernel.cancelRequest(handle)
     }
 
     func abandon() {
@@ -222,20 +218,20 @@ final class ChunkReceiver: MultishotReceiver<(UInt32, Int)>, @unchecked Sendable
     }
 
     /// A chunk nobody will take: its buffer goes straight back to the pool.
-    override func discard(_ chunk: (UInt32, Int)) { ck_stream_release(kernel.ck, chunk.0) }
+    override func discard(_ chunk: (UInt32, Int)) { kernel.releaseReceivePoolBuffer(chunk.0) }
 
     /// Gives a chunk's buffer back, from whichever thread drops the chunk.
     func release(_ buffer: UInt32) {
-        if ck_current() == kernel.ck {
-            ck_stream_release(kernel.ck, buffer)
+        if kernel.isOnKernelThread {
+            kernel.releaseReceivePoolBuffer(buffer)
         } else {
-            kernel.postMessage { k in _ = ck_stream_release(k.ck, buffer) }
+            kernel.postMessage { k in k.releaseReceivePoolBuffer(buffer) }
         }
     }
 
     /// Runs `body` on the kernel's thread: now if this is it, else posted.
     func onKernel(_ body: @escaping @Sendable (ChunkReceiver) -> Void) {
-        if ck_current() == kernel.ck {
+        if kernel.isOnKernelThread {
             body(self)
         } else {
             kernel.postMessage { _ in body(self) }

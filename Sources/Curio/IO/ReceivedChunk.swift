@@ -1,4 +1,3 @@
-import CCurioKernel
 
 /// One chunk of a streaming receive (``Socket/receiveChunks(maxHeld:)``):
 /// the bytes as they arrived, read in place from a buffer of the kernel's
@@ -131,12 +130,6 @@ extension Kernel {
     /// has and holds, and how often streams stopped and started again.
     /// Throws ``CurioUsageError`` outside a kernel's task.
     public static func receivePoolStatistics() throws -> ReceivePoolStatistics {
-        let t = try Kernel.currentTask("receivePoolStatistics")
-        var s = ck_stream_stats()
-        ck_get_stream_stats(t.kernel.ck, &s)
-        return ReceivePoolStatistics(
-            buffers: Int(s.buffers), bufferSize: Int(s.buffer_size), held: Int(s.held),
-            streams: Int(s.streams), usesBufferRing: s.ring, chunks: Int(s.chunks),
-            exhausted: Int(s.exhausted), paused: Int(s.paused), rearmed: Int(s.rearmed))
+        try Kernel.currentTask("receivePoolStatistics").kernel.receivePoolCounts()
     }
 }

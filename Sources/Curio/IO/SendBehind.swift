@@ -1,4 +1,3 @@
-import CCurioKernel
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -11,7 +10,7 @@ import Glibc
 /// a VM, more than all of Curio's user-space work), while an SQE queued
 /// for the loop's next `io_uring_enter` rides along with the receive that
 /// follows it. So a `sendAll` of at most ``limit`` bytes copies them here,
-/// queues one `CK_OP_SEND_BEHIND` and returns: the copy is the socket's
+/// queues one request (`IORequest.sendBehind`) and returns: the copy is the socket's
 /// extended send buffer, as the socket's own buffer is for a `send(2)`.
 ///
 /// What stays true for the caller:
@@ -23,7 +22,7 @@ import Glibc
 ///   by the socket's next send, as a `send(2)` reports an error of bytes
 ///   the socket had already taken.
 /// - Close: ``Socket/close()`` issues a send behind that is still queued
-///   before the descriptor goes (`ck_forget_fd`), and an issued send holds
+///   before the descriptor goes (`Kernel.forgetDescriptor`), and an issued send holds
 ///   the socket itself, so closing right after `sendAll` delivers every
 ///   byte and the peer sees the end after them. A `shutdown` asked for
 ///   while the send is still waiting for room is carried out when it ends.
@@ -69,12 +68,9 @@ final class SendBehind {
     func start(_ socket: Socket, _ fd: Int32, _ bytes: UnsafeRawBufferPointer, kernel: Kernel) -> Bool {
         let region = buffer.region(bytes.count)
         region.baseAddress!.copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
-        var args = ck_request_args(op: CK_OP_SEND_BEHIND, fd: fd, buf: region.baseAddress,
-                                   len: UInt64(bytes.count), flags: 0, offset: -1)
         let token = Unmanaged.passRetained(self)
-        var handle: UInt64 = 0
-        let r = ck_submit(kernel.ck, &args, token.toOpaque(), &handle)
-        guard r == Kernel.pending else {
+        guard case .pending = kernel.startRequest(.sendBehind(fd, from: region.baseAddress!, count: bytes.count),
+                                                  token: token.toOpaque()) else {
             // Refused at once (no memory for the request): nothing was queued.
             token.release()
             return false
@@ -103,12 +99,12 @@ final class SendBehind {
     /// end of the stream never overtakes bytes already handed over.
     /// True when it was done now.
     func shutdownWhenSent(_ fd: Int32, how: Int32, kernel: Kernel) -> Bool {
-        guard inFlight, how != Int32(SHUT_RD), ck_flush_fd(kernel.ck, fd) > 0 else { return true }
+        guard inFlight, how != Int32(SHUT_RD), kernel.flushSendsBehind(fd) > 0 else { return true }
         shutdownAfter = shutdownAfter.map { $0 == how ? how : Int32(SHUT_RDWR) } ?? how
         return false
     }
 
-    /// The kernel's completion of a send behind (`CK_EVENT_SENT_BEHIND`).
+    /// The kernel's completion of a send behind (the event no task waits for).
     static func ended(_ token: UnsafeMutableRawPointer?, result: Int, kernel: Kernel) {
         let b = Unmanaged<SendBehind>.fromOpaque(token!).takeRetainedValue()
         b.inFlight = false

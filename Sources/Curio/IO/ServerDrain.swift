@@ -1,4 +1,3 @@
-import CCurioKernel
 import Synchronization
 
 /// Thrown into a server's accept loop to make it stop accepting and drain.

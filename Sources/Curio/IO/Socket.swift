@@ -1,4 +1,3 @@
-import CCurioKernel
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -297,11 +296,9 @@ public final class Socket: ByteChannel, @unchecked Sendable {
     func endStreamReceiving() { receiving = false }
 
     @inline(__always)
-    private func request(_ t: AnyCurioTask, _ op: ck_op, buf: UnsafeMutableRawPointer?, len: Int,
-                         flags: Int32 = 0, state: TaskState, deadline: Int64 = .max,
+    private func request(_ t: AnyCurioTask, _ request: IORequest, state: TaskState, deadline: Int64 = .max,
                          site: CallSite) async throws -> Int {
-        let args = ck_request_args(op: op, fd: fd, buf: buf, len: UInt64(len), flags: flags, offset: -1)
-        return try await t.kernel.performIO(t, args, state, deadline: deadline, site: site)
+        try await t.kernel.performIO(t, request, state, deadline: deadline, site: site)
     }
 
     /// Accepts a connection → the new socket and the peer's address.
@@ -311,9 +308,7 @@ public final class Socket: ByteChannel, @unchecked Sendable {
         defer { receiving = false }
         let site = CallSite(file: file, line: line, function: function)
         while true {
-            let r = try await request(t, CK_OP_ACCEPT, buf: rx.addressPointer, len: MemoryLayout<sockaddr_storage>.size,
-                                      flags: Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue),
-                                      state: .readWait, site: site)
+            let r = try await request(t, .accept(fd, address: rx.addressPointer), state: .readWait, site: site)
             if r >= 0 {
                 let client = Socket(accepted: Int32(r), family: family, kind: kind)
                 let peer = (try? client.peerAddress) ?? SocketAddress(storage: rx.pointee.address, length: socklen_t(MemoryLayout<sockaddr_storage>.size))
@@ -334,7 +329,7 @@ public final class Socket: ByteChannel, @unchecked Sendable {
         tx.pointee.address = address.storage
         // Both backends finish a non-blocking connect themselves (they wait
         // for writability and read SO_ERROR below the backend interface).
-        let r = try await request(t, CK_OP_CONNECT, buf: tx.addressPointer, len: Int(address.length),
+        let r = try await request(t, .connect(fd, address: tx.addressPointer, length: Int(address.length)),
                                   state: .writeWait, site: site)
         if r < 0 { throw SocketError(errno: Int32(-r), operation: "connect to \(address)") }
     }
@@ -386,7 +381,7 @@ public final class Socket: ByteChannel, @unchecked Sendable {
     @inline(__always)
     private func receive(_ t: AnyCurioTask, into buffer: UnsafeMutableRawBufferPointer, flags: Int32,
                          site: CallSite) async throws -> Int {
-        let r = try await request(t, CK_OP_RECV, buf: buffer.baseAddress, len: buffer.count, flags: flags,
+        let r = try await request(t, .receive(fd, into: buffer.baseAddress, count: buffer.count, flags: flags),
                                   state: .readWait, site: site)
         if r < 0 { throw SocketError(errno: Int32(-r), operation: "recv") }
         return r
@@ -438,8 +433,7 @@ public final class Socket: ByteChannel, @unchecked Sendable {
                 throw SocketError(errno: e, operation: "send")
             }
         }
-        let r = try await request(t, CK_OP_SEND, buf: UnsafeMutableRawPointer(mutating: base),
-                                  len: count, flags: flags, state: .writeWait, site: site)
+        let r = try await request(t, .send(fd, from: base, count: count, flags: flags), state: .writeWait, site: site)
         if r < 0 { throw SocketError(errno: Int32(-r), operation: "send") }
         return r
     }
@@ -515,8 +509,8 @@ public final class Socket: ByteChannel, @unchecked Sendable {
         if maxBytes > PinnedBuffer.limit && kind == .datagram {
             // How long is the next datagram? MSG_TRUNC makes a peek report
             // its full length whatever fits.
-            let r = try await request(t, CK_OP_RECV, buf: buf.baseAddress, len: 1,
-                                      flags: Int32(MSG_PEEK) | Int32(MSG_TRUNC), state: .readWait, site: site)
+            let r = try await request(t, .receive(fd, into: buf.baseAddress, count: 1, flags: Int32(MSG_PEEK) | Int32(MSG_TRUNC)),
+                                      state: .readWait, site: site)
             if r < 0 { throw SocketError(errno: Int32(-r), operation: "recvfrom") }
             if r > count {
                 count = Swift.min(maxBytes, r)
@@ -526,7 +520,7 @@ public final class Socket: ByteChannel, @unchecked Sendable {
         }
         rx.pointee.prepare(data: buf.baseAddress!, count: count, addressLength: socklen_t(MemoryLayout<sockaddr_storage>.size))
         _ = rx.linked()
-        let r = try await request(t, CK_OP_RECVMSG, buf: rx.messagePointer, len: 0, state: .readWait, site: site)
+        let r = try await request(t, .receiveMessage(fd, rx.messagePointer), state: .readWait, site: site)
         if r < 0 { throw SocketError(errno: Int32(-r), operation: "recvfrom") }
         let bytes = Array(UnsafeRawBufferPointer(start: buf.baseAddress, count: Swift.min(r, count)))
         return (bytes, SocketAddress(storage: rx.pointee.address, length: rx.pointee.message.msg_namelen))
@@ -555,7 +549,7 @@ public final class Socket: ByteChannel, @unchecked Sendable {
         tx.pointee.address = address.storage
         tx.pointee.prepare(data: data.baseAddress, count: bytes.count, addressLength: address.length)
         _ = tx.linked()
-        let r = try await request(t, CK_OP_SENDMSG, buf: tx.messagePointer, len: 0, state: .writeWait, site: site)
+        let r = try await request(t, .sendMessage(fd, tx.messagePointer), state: .writeWait, site: site)
         if r < 0 { throw SocketError(errno: Int32(-r), operation: "sendto \(address)") }
         return r
     }

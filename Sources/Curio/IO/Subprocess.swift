@@ -1,4 +1,3 @@
-import CCurioKernel
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -98,7 +97,7 @@ public final class Subprocess: @unchecked Sendable {
                     posix_spawn_file_actions_addopen(&actions, target, "/dev/null", target == 0 ? O_RDONLY : O_WRONLY, 0)
                 case .pipe:
                     var fds: [Int32] = [0, 0]
-                    let r = ck_pipe2(&fds, O_CLOEXEC)
+                    let r = systemPipe(&fds, O_CLOEXEC)
                     guard r == 0 else { throw SocketError(errno: -r, operation: "pipe2") }
                     let (childEnd, parentEnd) = target == 0 ? (fds[0], fds[1]) : (fds[1], fds[0])
                     childEnds.append(childEnd)
@@ -136,7 +135,7 @@ public final class Subprocess: @unchecked Sendable {
             throw SocketError(errno: rc, operation: "spawn '\(program)'")
         }
         self.pid = pid
-        let fd = ck_pidfd_open(pid)
+        let fd = openProcessDescriptor(pid)
         pidfd = fd >= 0 ? fd : -1
         if pidfd >= 0 { _ = fcntl(pidfd, F_SETFD, FD_CLOEXEC) }
         self.stdin = parentEnds[0].map { SocketStream($0) }
@@ -190,8 +189,7 @@ public final class Subprocess: @unchecked Sendable {
         while !reap(block: false) {
             if pidfd >= 0 {
                 pidfdKernel = t.kernel
-                let args = ck_request_args(op: CK_OP_POLL_IN, fd: pidfd, buf: nil, len: 0, flags: 0, offset: -1)
-                let r = try await t.kernel.performIO(t, args, .ioWait, deadline: .max, site: site)
+                let r = try await t.kernel.performIO(t, .readable(pidfd), .ioWait, deadline: .max, site: site)
                 if r < 0 && r != -Int(EINTR) { throw SocketError(errno: Int32(-r), operation: "waiting for pid \(pid)") }
             } else {
                 // No pidfd (kernel < 5.3): look again shortly.

@@ -1,4 +1,3 @@
-import CCurioKernel
 
 /// A condition variable (curio's `Condition`): tasks holding its lock wait
 /// for another task to change some state and notify them.
@@ -103,7 +102,7 @@ public final class Condition: @unchecked Sendable {
         let site = CallSite(file: file, line: line, function: function)
         while true {
             if try predicate() { return true }
-            if deadline != .max && ck_now_ns() >= deadline { return false }
+            if deadline != .max && monotonicNanoseconds() >= deadline { return false }
             if try await !wait(t, deadline: deadline, site: site) {
                 return try predicate()
             }
