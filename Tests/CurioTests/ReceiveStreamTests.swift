@@ -63,6 +63,44 @@ struct ReceiveStreamTests {
         ])
     }
 
+    /// A consumer that lets each chunk go before asking for the next gets
+    /// the same chunk object every time (no allocation per chunk); one
+    /// that keeps its chunks gets a new object each time, and each kept
+    /// chunk is released, never pointed at a later buffer.
+    @Test(.timeLimit(.minutes(1)), arguments: [false, true])
+    func chunkObjectsAreReusedOnlyWhenNobodyKeepsThem(keep: Bool) async throws {
+        let r = try await StreamTest.run(count: 8, size: 1024) { _ -> [String] in
+            let (client, server) = try await IOTest.tcpPair()
+            defer { client.close(); server.close() }
+            let received = Queue<String>()
+            // One message at a time: the next goes out only once the
+            // consumer has taken the last, so every chunk is one message.
+            let producer = try await spawn { () async throws -> Void in
+                for i in 0..<10 {
+                    try await client.sendAll(Array("message \(i)".utf8))
+                    _ = try await received.get()
+                }
+                try client.shutdown(.write)
+            }
+            var identities: [ObjectIdentifier] = []
+            var kept: [ReceivedChunk] = []
+            var texts: [String] = []
+            for try await chunk in server.receiveChunks() {
+                identities.append(ObjectIdentifier(chunk))
+                texts.append(IOTest.text(Array(chunk)))
+                if keep { kept.append(chunk) }
+                try await received.put(texts.last!)
+            }
+            _ = try await producer.join()
+            return [
+                "texts \(texts == (0..<10).map { "message \($0)" })",
+                "objects \(Set(identities).count)",
+                "kept released \(kept.allSatisfy { $0.isReleased })",
+            ]
+        }
+        #expect(r == ["texts true", "objects \(keep ? 10 : 1)", "kept released true"])
+    }
+
     @Test(.timeLimit(.minutes(1)))
     func thePeerClosingEndsTheSequence() async throws {
         let r = try await StreamTest.run(count: 8, size: 1024) { kernel -> [String] in

@@ -179,9 +179,12 @@ final class ChunkConsumer {
 
     private func chunk(_ r: ChunkReceiver, _ buffer: UInt32, _ length: Int) -> ReceivedChunk {
         let base = r.kernel.receivePoolBuffer(buffer)
-        if let c = last, isKnownUniquelyReferenced(&last!) {
-            c.reuse(buffer: buffer, base: base, count: length)
-            return c
+        // Uniqueness is asked of the stored reference itself: a `let`
+        // binding of it first would be a second reference, and the check
+        // would never pass (one allocation per chunk).
+        if last != nil, isKnownUniquelyReferenced(&last!), last!.receiver === r {
+            last!.reuse(buffer: buffer, base: base, count: length)
+            return last!
         }
         let c = ReceivedChunk(receiver: r, buffer: buffer, base: base, count: length)
         last = c

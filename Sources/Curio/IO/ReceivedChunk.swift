@@ -16,7 +16,7 @@ public final class ReceivedChunk: RandomAccessCollection {
     /// The chunk's bytes.
     public typealias Element = UInt8
 
-    private let receiver: ChunkReceiver
+    let receiver: ChunkReceiver
     private var buffer: UInt32
     private var base: UnsafeRawPointer
     /// The number of bytes.
