@@ -453,6 +453,19 @@ int ck_signal_watchers(int sig);
 void ck_tsan_acquire(void *addr);
 void ck_tsan_release(void *addr);
 
+/* The Swift task running on this thread, unretained, or NULL: the Swift
+ * runtime's swift_task_getCurrent, which withUnsafeCurrentTask is built on.
+ * Swift code may not name that runtime entry itself (the compiler reserves
+ * it), so the kernel layer reaches it through this inline function, which
+ * only Swift's Clang compiles (the C tests neither see nor link it). See
+ * assumption 6 in Sources/Curio/Core/RuntimeAssumptions.swift. */
+#if defined(__clang__) && defined(__has_attribute)
+#if __has_attribute(swiftcall)
+void *swift_task_getCurrent(void) __attribute__((swiftcall));
+static inline void *ck_swift_current_task(void) { return swift_task_getCurrent(); }
+#endif
+#endif
+
 #ifdef __cplusplus
 }
 #endif

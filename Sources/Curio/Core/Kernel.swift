@@ -80,11 +80,15 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
     let taskIDStep = Atomic<Int>(1)
 
     // Kernel-thread state. Only the thread running the loop touches these.
+    // The ones the loop reads on every job or wait skip run-time exclusivity
+    // checks (`@exclusivity(unchecked)`, about 60 instructions per access):
+    // each access is a plain read or store that never spans a call which
+    // could touch the same field, so no two accesses can overlap.
     @exclusivity(unchecked) unowned(unsafe) var current: AnyCurioTask?
-    var aliveCount = 0
+    @exclusivity(unchecked) var aliveCount = 0
     var nonDaemonAlive = 0
     var taskListHead: AnyCurioTask?
-    var yielders: ContiguousArray<AnyCurioTask> = []
+    @exclusivity(unchecked) var yielders: ContiguousArray<AnyCurioTask> = []
     /// Every live Curio task by the address of its Swift task (see launch
     /// and RuntimeAssumptions.swift).
     var tasksBySwiftTask: [UnsafeMutableRawPointer: AnyCurioTask] = [:]
@@ -104,13 +108,13 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
     var mainActorReported = false
     private var yieldersSpare: ContiguousArray<AnyCurioTask> = []
     /// Set when the monitor (or the task dump) is on: the snapshot it reads.
-    var monitorLink: MonitorLink?
+    @exclusivity(unchecked) var monitorLink: MonitorLink?
     /// Debug hooks (``addActivation(_:)``).
-    var activations: [any Activation] = []
+    @exclusivity(unchecked) var activations: [any Activation] = []
     /// Tasks waiting for something outside the kernel's sight (a worker
     /// thread, another thread's put, a signal): not part of a deadlock.
-    var externalWaits = 0
-    var deadlockReported = false
+    @exclusivity(unchecked) var externalWaits = 0
+    @exclusivity(unchecked) var deadlockReported = false
     /// Signals that dump the task tree (``enableTaskDump(on:)``).
     var dumpSignals: [Int32] = []
 
@@ -124,7 +128,7 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
     public var longBlockThreshold: Double
     var monitor: Monitor?
     private var lastPublish: Int64 = 0
-    private var snapshotDirty = true
+    @exclusivity(unchecked) private var snapshotDirty = true
 
     /// Where the remote monitor listens (its Unix socket by default), if it does.
     public var monitorAddress: SocketAddress? { monitor?.address }
