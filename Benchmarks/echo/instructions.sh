@@ -59,16 +59,8 @@ for s in $SERVERS; do
     [[ -n ${NAME[$s]:-} ]] || { echo "instructions.sh: unknown server '$s'" >&2; exit 2; }
 done
 
-if [[ ${ECHO_BUILD:-1} != 0 ]]; then
-    echo "== building (C -O2, Swift release)" >&2
-    mkdir -p "$CBUILD"
-    "$CC" -O2 -Wall -Wextra -o "$CBUILD/loadgen" "$HERE/loadgen.c" -luring
-    "$CC" -O2 -Wall -Wextra -o "$CBUILD/uring_echo" "$HERE/uring_echo.c" -luring
-    forget_file_lists "$URING_SCRATCH" "$EPOLL_SCRATCH"
-    swift_build "$URING_SCRATCH" curio-echo
-    swift_build "$URING_SCRATCH" nio-echo
-    swift_build "$EPOLL_SCRATCH" curio-echo epoll
-fi
+# shellcheck source=build.sh
+source "$HERE/build.sh"
 
 bench_tmp curio-echo-instructions
 # Valgrind 3.19 cannot read the DWARF 5 that Swift emits and gives up on the

@@ -71,16 +71,8 @@ for s in $SERVERS; do
 done
 
 # ------------------------------------------------------------------ build
-if [[ ${ECHO_BUILD:-1} != 0 ]]; then
-    echo "== building (C -O2, Swift release)" >&2
-    mkdir -p "$CBUILD"
-    "$CC" -O2 -Wall -Wextra -o "$CBUILD/loadgen" "$HERE/loadgen.c" -luring
-    "$CC" -O2 -Wall -Wextra -o "$CBUILD/uring_echo" "$HERE/uring_echo.c" -luring
-    forget_file_lists "$URING_SCRATCH" "$EPOLL_SCRATCH"
-    swift_build "$URING_SCRATCH" curio-echo
-    swift_build "$URING_SCRATCH" nio-echo
-    swift_build "$EPOLL_SCRATCH" curio-echo epoll
-fi
+# shellcheck source=build.sh
+source "$HERE/build.sh"
 for f in "$LOADGEN" "${BIN[@]}"; do
     [[ -x $f ]] || { echo "run.sh: $f is not built (run without ECHO_BUILD=0)" >&2; exit 1; }
 done
