@@ -27,9 +27,8 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 BENCH=$(dirname "$HERE")
 # shellcheck source=../lib/bench.sh
 source "$BENCH/lib/bench.sh"
-CBUILD=$HERE/.build-c
-URING_SCRATCH=$HERE/.build-uring
-EPOLL_SCRATCH=$HERE/.build-epoll
+# shellcheck source=build.sh
+source "$HERE/build.sh"
 
 T=${INSTR_SECONDS:-4}
 CELLS=${INSTR_CELLS:-"1x100 100x100"}
@@ -59,8 +58,7 @@ for s in $SERVERS; do
     [[ -n ${NAME[$s]:-} ]] || { echo "instructions.sh: unknown server '$s'" >&2; exit 2; }
 done
 
-# shellcheck source=build.sh
-source "$HERE/build.sh"
+build_echo_servers
 
 bench_tmp curio-echo-instructions
 # Valgrind 3.19 cannot read the DWARF 5 that Swift emits and gives up on the

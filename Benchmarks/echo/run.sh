@@ -42,9 +42,8 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 BENCH=$(dirname "$HERE")
 # shellcheck source=../lib/bench.sh
 source "$BENCH/lib/bench.sh"
-CBUILD=$HERE/.build-c
-URING_SCRATCH=$HERE/.build-uring
-EPOLL_SCRATCH=$HERE/.build-epoll
+# shellcheck source=build.sh
+source "$HERE/build.sh"
 
 T=${ECHO_SECONDS:-3}
 ROUNDS=${ECHO_ROUNDS:-3}
@@ -71,8 +70,7 @@ for s in $SERVERS; do
 done
 
 # ------------------------------------------------------------------ build
-# shellcheck source=build.sh
-source "$HERE/build.sh"
+build_echo_servers
 for f in "$LOADGEN" "${BIN[@]}"; do
     [[ -x $f ]] || { echo "run.sh: $f is not built (run without ECHO_BUILD=0)" >&2; exit 1; }
 done
