@@ -479,16 +479,20 @@ struct SeedProgramTests {
             return (lines, endedAt, status)
         }
         #expect(r.0.map(\.text) == Self.countdown)
+        // Lower bounds only: a line never comes before its second is up
+        // (the reader's own lag can only make gaps look shorter by as much
+        // as it delayed the line before, hence 0.8); how late a line comes
+        // on a loaded machine is not the program's to promise. The run's
+        // time limit bounds the whole.
         if let first = r.0.first {
-            #expect(first.at - p.startedAt < 1.5, "first line after \(first.at - p.startedAt) s")
+            for i in r.0.indices.dropFirst() {
+                let since = r.0[i].at - first.at
+                #expect(since >= Double(i) - 0.2, "\"\(r.0[i].text)\" came \(since) s after the first line")
+            }
         }
-        for i in r.0.indices.dropFirst() {
-            let gap = r.0[i].at - r.0[i - 1].at
-            #expect(gap >= 0.8 && gap <= 1.5, "\"\(r.0[i].text)\" came \(gap) s after the previous line")
-        }
-        if let last = r.0.last, let end = r.1 {
-            let gap = end - last.at
-            #expect(gap >= 0.8 && gap <= 1.5, "the program ended \(gap) s after its last line")
+        if let first = r.0.first, let end = r.1 {
+            let since = end - first.at
+            #expect(since >= Double(r.0.count) - 0.2, "the program ended \(since) s after its first line")
         } else {
             Issue.record("hello-countdown did not end")
         }

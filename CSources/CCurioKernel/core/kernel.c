@@ -124,6 +124,7 @@ ck_kernel *ck_kernel_new(ck_backend_kind want) {
 
 void ck_kernel_free(ck_kernel *k) {
     if (!k) return;
+    ck_posts_quiesce(&k->posts);
     if (tls_kernel == k) tls_kernel = NULL;
     k->ops->free(k);
     ck_pool_free(k); /* after the backend: the OS may hold its buffers until the ring is gone */
@@ -156,11 +157,26 @@ int ck_poll(ck_kernel *k, bool may_block, int64_t max_wait_ns, ck_event *out,
     if (ck_posts_waiting(&k->posts)) ck_posts_drain(k);
 
     int64_t timeout = 0;
+    int64_t jump_to = INT64_MAX; /* virtual clock: where an idle wait takes it */
     if (may_block && k->done.count == 0 && k->done.overflow_count == 0 &&
         ck_ready_count(&k->ready) == 0 && !(k->pool && k->pool->fifo_count)) {
         int64_t next = ck_timer_next(k);
         if (next == INT64_MAX) {
             timeout = max_wait_ns;
+        } else if (__builtin_expect(k->clock.is_virtual, 0)) {
+            /* Virtual time does not pass while the loop waits: wait in
+             * real time for I/O and posts only, and jump to the deadline
+             * when that wait finds nothing. */
+            int64_t now = ck_kernel_now(k);
+            if (next <= now) {
+                timeout = 0;
+            } else if (k->clock.autojump_ns >= 0 && !k->clock.held) {
+                timeout = k->clock.autojump_ns;
+                jump_to = next;
+            } else {
+                timeout = -1;
+            }
+            if (max_wait_ns >= 0 && (timeout < 0 || max_wait_ns < timeout)) timeout = max_wait_ns;
         } else {
             int64_t now = ck_now_ns();
             timeout = next > now ? next - now : 0;
@@ -188,7 +204,16 @@ int ck_poll(ck_kernel *k, bool may_block, int64_t max_wait_ns, ck_event *out,
     if (err < 0 && err != -EINTR) return err;
     if (ck_posts_waiting(&k->posts)) ck_posts_drain(k);
 
-    if (k->timers.count) ck_timers_expire(k, ck_now_ns());
+    if (__builtin_expect(jump_to != INT64_MAX, 0) && !woken && err >= 0 && k->done.count == 0 &&
+        k->done.overflow_count == 0 && ck_ready_count(&k->ready) == 0 &&
+        !(k->pool && k->pool->fifo_count)) {
+        /* Idle: nothing arrived, so nothing can happen before the next
+         * deadline but the deadline itself. */
+        int64_t now = atomic_load_explicit(&k->clock.now_ns, memory_order_relaxed);
+        if (jump_to > now) atomic_store_explicit(&k->clock.now_ns, jump_to, memory_order_relaxed);
+        k->stats.clock_jumps++;
+    }
+    if (k->timers.count) ck_timers_expire(k, ck_kernel_now(k));
     return ck_done_take(k, out, cap);
 }
 

@@ -190,6 +190,9 @@ typedef struct ck_posts {
 /* Moves posted jobs to the ready queue and posted messages to the done
  * list (kernel thread only); ck_posts_poll is its inline fast path. */
 void ck_posts_drain(ck_kernel *k);
+/* Waits until no other thread is inside ck_post: one whose job has already
+ * run may still be writing the eventfd. First step of ck_kernel_free. */
+void ck_posts_quiesce(ck_posts *p);
 void ck_posts_free(ck_posts *p);
 static inline bool ck_posts_carried(const ck_posts *p) { return p->carry_next != p->carry_end; }
 static inline bool ck_posts_waiting(ck_posts *p) {
@@ -199,6 +202,14 @@ static inline bool ck_posts_waiting(ck_posts *p) {
 /* ------------------------------------------------------------ backends */
 
 typedef struct ck_backend_ops ck_backend_ops;
+
+/* A kernel's clock (clock.c). */
+typedef struct ck_clock {
+    bool is_virtual;
+    bool held;              /* ck_clock_hold: no jumps */
+    int64_t autojump_ns;    /* < 0: never jumps on its own */
+    _Atomic int64_t now_ns; /* the virtual reading; read from any thread */
+} ck_clock;
 
 /* ------------------------------------------------------------ the kernel */
 
@@ -223,6 +234,7 @@ struct ck_kernel {
     char fallback_reason[128];     /* why io_uring was not used; "" when it was or was not asked */
     ck_pool *pool;                 /* the receive pool, from the first stream on */
     uint32_t pool_count, pool_size; /* its shape (ck_stream_configure) */
+    ck_clock clock;                /* what its timers run on (clock.c) */
 };
 
 /* Moves up to cap completions into out; returns how many. Inline: every

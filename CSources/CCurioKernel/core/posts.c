@@ -31,13 +31,19 @@ bool ck_post(ck_kernel *k, void *job, void *task, void *token) {
     }
     p->items[p->count++] = (ck_post_item){job, task, token};
     atomic_fetch_add_explicit(&p->approx_count, 1, memory_order_seq_cst);
-    pthread_mutex_unlock(&p->lock);
     /* A loop that is running (or spinning for posts) finds the post at its
      * next turn; only one that sleeps needs the eventfd. The loop sets
      * `sleeping` before it looks at the count one last time and the poster
      * bumps the count before it looks at `sleeping` (both seq_cst), so one
-     * of them always sees the other. */
+     * of them always sees the other.
+     *
+     * The wake happens before the unlock: once the lock is released the
+     * job may run, its task end and its kernel be freed (ASan caught a
+     * poster writing `wake_pending` of a kernel freed that way), and
+     * ck_kernel_free takes this lock (ck_posts_quiesce) before it frees anything, so the last
+     * touch of `k` by a poster comes first. */
     if (atomic_load_explicit(&k->sleeping, memory_order_seq_cst)) ck_wake(k);
+    pthread_mutex_unlock(&p->lock);
     return true;
 }
 
@@ -83,6 +89,11 @@ void ck_posts_drain(ck_kernel *k) {
     p->carry_next = 0;
     p->carry_end = n;
     deliver_carry(k);
+}
+
+void ck_posts_quiesce(ck_posts *p) {
+    pthread_mutex_lock(&p->lock);
+    pthread_mutex_unlock(&p->lock);
 }
 
 void ck_posts_free(ck_posts *p) {

@@ -83,6 +83,27 @@ static inline uint32_t ck_ready_count(const ck_ready *q) {
 /* CLOCK_MONOTONIC in nanoseconds. */
 int64_t ck_now_ns(void);
 
+/* A kernel's clock, the one its timers run on: CLOCK_MONOTONIC, or after
+ * ck_clock_set_virtual a virtual clock for tests that stands still while
+ * tasks run. With autojump_ns >= 0, a loop that has nothing to run and
+ * finds no event within autojump_ns of real time moves the virtual clock
+ * to the next timer's deadline (trio's MockClock, tokio's time::pause);
+ * with autojump_ns < 0 only ck_clock_advance moves it. Reads are safe from
+ * any thread; the rest is for the kernel's thread. */
+void ck_clock_set_virtual(ck_kernel *k, int64_t start_ns, int64_t autojump_ns);
+bool ck_clock_is_virtual(const ck_kernel *k);
+int64_t ck_kernel_now(const ck_kernel *k);
+/* Moves a virtual clock forward by by_ns (>= 0); timers due by then fire
+ * on the loop's next poll. No effect on a real clock: returns false. */
+bool ck_clock_advance(ck_kernel *k, int64_t by_ns);
+/* While held, a virtual clock does not jump: the loop expects an answer
+ * from outside it (a worker thread, a child process) that virtual time
+ * must not overtake. */
+void ck_clock_hold(ck_kernel *k, bool hold);
+/* The clock of the kernel bound to the calling thread; CLOCK_MONOTONIC
+ * on a thread that runs no kernel. */
+int64_t ck_clock_now(void);
+
 /* ---------------------------------------------------------------- kernel */
 
 typedef enum ck_backend_kind {
@@ -357,6 +378,7 @@ typedef struct ck_stats {
     uint64_t deferred_events; /* completions, timers and posts that waited a turn for memory */
     uint64_t accepts_dropped; /* multishot accepts closed: no memory to report them */
     uint64_t sends_behind;   /* CK_OP_SEND_BEHIND requests queued (io_uring) */
+    uint64_t clock_jumps;    /* virtual clock: jumps to the next deadline on an idle loop */
 } ck_stats;
 void ck_get_stats(const ck_kernel *k, ck_stats *out);
 

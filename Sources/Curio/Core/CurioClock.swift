@@ -65,7 +65,7 @@ public struct CurioClock: Clock, Sendable {
     public init() {}
 
     /// Now, on the kernel's clock.
-    public var now: Instant { Instant(nanoseconds: ck_now_ns()) }
+    public var now: Instant { Instant(nanoseconds: ck_clock_now()) }
 
     /// The resolution CLOCK_MONOTONIC reports (a nanosecond on Linux).
     /// Curio's timers themselves fire no earlier than their deadline.
@@ -92,7 +92,7 @@ public struct CurioClock: Clock, Sendable {
         // On a kernel thread, the calling task's Curio identity (a Swift
         // task the kernel does not know keeps Swift's sleep).
         if Kernel.current != nil, let t = try? Kernel.currentTask("CurioClock.sleep(until:)") {
-            if deadline.nanoseconds <= ck_now_ns() {
+            if deadline.nanoseconds <= t.kernel.now {
                 try await t.kernel.yieldNow(t, site: site)
                 return
             }

@@ -109,7 +109,7 @@ public class AnyCurioTask: @unchecked Sendable, CustomStringConvertible {
     /// Seconds until the task's pending timer fires, if it has one.
     public var timeoutRemaining: Double? {
         guard continuation != nil, wakeDeadline != .max else { return nil }
-        return Double(wakeDeadline - ck_now_ns()) / 1e9
+        return Double(wakeDeadline - kernel.now) / 1e9
     }
 
     public var description: String {

@@ -152,7 +152,7 @@ extension Kernel {
         t.wakeDeadline = .max
         guard t.state == .swiftAwait, let scope = t.scopes.last, let child = scope.child,
               t.cancelDisabled == 0, t.taskDeadlineDue(at: deadline) else { return }
-        let now = Double(ck_now_ns()) / 1e9
+        let now = Double(t.kernel.now) / 1e9
         t.deadlineDelivered = true
         if t.pendingCancel == nil { t.pendingCancel = TaskTimeout(clock: now) }
         // Set before cancelling: cancellation handlers run inside `cancel()`,

@@ -120,6 +120,10 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
 
     /// What this kernel was created with.
     public let configuration: Configuration
+    /// ``Configuration/timeScale``.
+    let timeScale: Double
+    /// True when ``Configuration/clock`` is virtual.
+    public let clockIsVirtual: Bool
 
     /// With the monitor on, a task that holds the kernel this many seconds
     /// without blocking is reported once on stderr, with its location and
@@ -156,7 +160,7 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
         do {
             core = try Kernel.newCore(configuration)
         } catch {
-            fatalError("curio: cannot create a kernel: \(error) (Kernel.make(configuration:) reports this as an error)")
+            fatalError("curio: cannot create a kernel: \(error) (Kernel.make(configuration:) throws this instead)")
         }
         self.init(configuration: configuration, core: core)
     }
@@ -173,6 +177,7 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
 
     /// The C kernel for `configuration`'s backend preference.
     private static func newCore(_ configuration: Configuration) throws -> OpaquePointer {
+        try configuration.validate()
         let want: ck_backend_kind
         switch configuration.backend {
         case .automatic, .ioUring: want = ck_have_io_uring() ? CK_BACKEND_IO_URING : CK_BACKEND_EPOLL
@@ -195,6 +200,8 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
         _ = SwiftRuntime.checkLayout
         self.configuration = configuration
         longBlockThreshold = configuration.longBlockThreshold
+        timeScale = configuration.timeScale
+        clockIsVirtual = configuration.clock != .monotonic
         ck = k
         readyQueue = ck_kernel_ready(k)
         eventBuffer = .allocate(capacity: Int(Self.eventCapacity))
@@ -205,6 +212,7 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
         unownedSelf = UnownedTaskExecutor(ordinary: coreExecutor)
         ck_set_owner(k, Unmanaged.passUnretained(self).toOpaque())
         KernelRegistry.add(serial, lifecycle)
+        startClock(configuration.clock)
         ck_ignore_sigpipe()
         if let why = ck_kernel_fallback_reason(k), Kernel.fallbackReported.exchange(true, ordering: .relaxed) == false {
             diagnose(.warning, kernel: self, "curio: io_uring is unavailable (\(String(cString: why))); using the epoll backend\n")
@@ -453,7 +461,7 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
             }
         }
         // (ck_timer_next is Int64.max without timers, so that case spins too.)
-        if mayBlock && externalWaits > 0 && ck_timer_next(ck) &- ck_now_ns() > Kernel.spinNanoseconds {
+        if mayBlock && externalWaits > 0 && ck_timer_next(ck) &- now > Kernel.spinNanoseconds {
             // A worker thread will likely answer within microseconds:
             // look for its post a little before going to sleep, since
             // a sleeping kernel thread takes tens of microseconds to
@@ -467,6 +475,7 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
             maxWait = cap
             watching = true
         }
+        if clockIsVirtual { holdClockForOutsideWaits() }
         let got = ck_poll(ck, mayBlock, maxWait, eventBuffer, Self.eventCapacity)
         if got < 0 {
             throw KernelError(errno: -got, operation: "waiting for events")

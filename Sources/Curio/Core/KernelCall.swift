@@ -152,7 +152,7 @@ private final class OutsideCall<T: Sendable>: @unchecked Sendable {
     // @unchecked: `task` is written and read on the kernel thread only;
     // `result` is behind its mutex.
     var task: AnyCurioTask?
-    private let result = Mutex<Result<T, any Error>?>(nil)
+    private let result = Locked<Result<T, any Error>?>(nil)
     let done = OutsideSignal()
 
     func finish(_ r: Result<T, any Error>) {
@@ -220,7 +220,7 @@ extension AnyCurioTask {
         if try watchEnd({ end.fire() }) { return false }
         guard let life = KernelRegistry.lifecycle(kernelSerial) else { return false }
         let delivered = OutsideSignal()
-        let wasLive = Mutex(false)
+        let wasLive = Locked(false)
         let handoff = UncheckedAnyHandoff(self)
         _ = life.post(evenWhenStopping: true) { k in
             let t = handoff.task

@@ -54,8 +54,38 @@ extension Kernel {
             case tcp(host: String, port: Int)
         }
 
+        /// The clock a kernel's timers run on.
+        public enum ClockSource: Sendable, Equatable {
+            /// CLOCK_MONOTONIC: real time.
+            case monotonic
+            /// A virtual clock for tests (trio's `MockClock`, tokio's
+            /// `time::pause()`): it starts at the real clock's reading and
+            /// stands still while tasks run. With `autojump`, a loop that has
+            /// no task to run and sees no event within that much real time
+            /// jumps it to the next deadline, so sleeps and timeouts end at
+            /// once and in deadline order; `.zero` jumps as soon as one
+            /// non-blocking look at the backend finds nothing. `nil` never
+            /// jumps: only ``Kernel/advanceClock(by:)`` moves it.
+            ///
+            /// A task waiting for a worker thread (``runInThread(_:)``,
+            /// ``runInProcess(_:)``) holds the clock until the answer comes.
+            /// I/O does not: with `.zero`, a wait on a peer outside the
+            /// kernel (another process, a remote host) can lose to a jump;
+            /// give such tests a real `autojump` margin, or order them with
+            /// events.
+            case virtual(autojump: Duration? = .zero)
+        }
+
         /// The backend to ask for. Environment override: `CURIO_DISABLE_IO_URING=1` → `.epoll`.
         public var backend: BackendPreference = .automatic
+        /// The clock of the kernel's timers. `.monotonic` by default.
+        public var clock: ClockSource = .monotonic
+        /// Every relative time the kernel's tasks give Curio (sleeps,
+        /// timeouts, `join(timeout:)`) is multiplied by this (> 0, finite);
+        /// absolute deadlines and ``clock()`` are not. A knob for running
+        /// second-long programs quickly and unchanged. Environment override:
+        /// `CURIO_TIME_SCALE`.
+        public var timeScale: Double = 1
         /// The monitor: Ctrl-C console on a terminal plus the remote endpoint. `nil`: off.
         /// Environment override: `CURIOMONITOR` (`host:port` or `port` for TCP, a path or
         /// `unix:path`, or empty for `.standard`) turns it on.
@@ -130,10 +160,24 @@ extension Kernel {
             if env["CURIO_TASK_DUMP"] != nil, !c.taskDumpSignals.contains(SIGUSR1) {
                 c.taskDumpSignals.append(SIGUSR1)
             }
+            if let s = env["CURIO_TIME_SCALE"], let v = Double(s), v.isFinite, v > 0 {
+                c.timeScale = v
+            }
             if let s = env["CURIO_LONG_BLOCK"], let v = Double(s), v.isFinite, v >= 0 {
                 c.longBlockThreshold = v
             }
             return c
+        }
+
+        /// Throws ``CurioUsageError`` naming the first value a kernel cannot
+        /// be created with.
+        func validate() throws {
+            guard timeScale.isFinite, timeScale > 0 else {
+                throw CurioUsageError(.invalidArgument, "Kernel.Configuration.timeScale must be a finite number > 0, got \(timeScale)")
+            }
+            if case .virtual(let autojump?) = clock, autojump < .zero {
+                throw CurioUsageError(.invalidArgument, "Kernel.Configuration.clock: .virtual(autojump:) must be >= 0 or nil, got \(autojump)")
+            }
         }
 
         // Set by applyingEnvironment: how the overrides are reported.

@@ -17,7 +17,7 @@ public final class KernelThread: Sendable {
     /// ``Kernel/addTask(daemon:name:_:)`` work from any thread or task.
     public let kernel: Kernel
     private let finished = OutsideSignal()
-    private let outcome = Mutex<Result<Void, any Error>?>(nil)
+    private let outcome = Locked<Result<Void, any Error>?>(nil)
 
     init(kernel: Kernel) { self.kernel = kernel }
 

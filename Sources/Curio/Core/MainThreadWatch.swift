@@ -53,7 +53,7 @@ extension Kernel {
     /// sleep cost a busy echo server a few percent of its instructions.
     func mainActorWatchCap() -> Int64? {
         guard onMainThread, !mainActorReported, ck_ready_count(readyQueue) == 0,
-              ck_timer_next(ck) &- ck_now_ns() > MainThreadWatch.quietNanoseconds else { return nil }
+              ck_timer_next(ck) &- now > MainThreadWatch.quietNanoseconds else { return nil }
         return MainThreadWatch.quietNanoseconds
     }
 

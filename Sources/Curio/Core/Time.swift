@@ -6,19 +6,12 @@ import Glibc
 /// The kernel clock: seconds on CLOCK_MONOTONIC. Deadlines given to
 /// ``timeoutAt(_:_:)-(Double,_)`` and ``ignoreAt(_:_:)-(Double,_)`` are on this clock.
 public func clock() -> Double {
-    Double(ck_now_ns()) / 1e9
+    Double(ck_clock_now()) / 1e9
 }
 
-/// Every relative time a program gives Curio (sleeps, timeouts) is
-/// multiplied by the environment variable CURIO_TIME_SCALE (default 1), read
-/// once. Tests use it to run the seed's second-long programs quickly and
-/// unchanged; absolute deadlines and ``clock()`` are not scaled.
-let timeScale: Double = {
-    guard let s = getenv("CURIO_TIME_SCALE"), let v = Double(String(cString: s)), v.isFinite, v > 0 else {
-        return 1
-    }
-    return v
-}()
+/// The scale of relative times given on the calling thread: its kernel's
+/// ``Kernel/Configuration/timeScale``; 1 on a thread that runs no kernel.
+var timeScale: Double { Kernel.current?.timeScale ?? 1 }
 
 /// Nanoseconds for a timeout in seconds, or a clear error for a negative,
 /// NaN or infinite one.
@@ -35,7 +28,7 @@ func nanoseconds(_ seconds: Double, _ what: String = "timeout") throws -> Int64 
 /// The absolute deadline `seconds` from now.
 func deadlineAfter(_ seconds: Double) throws -> Int64 {
     let ns = try nanoseconds(seconds)
-    return ck_now_ns() &+ ns
+    return ck_clock_now() &+ ns
 }
 
 func seconds(_ d: Duration) -> Double {

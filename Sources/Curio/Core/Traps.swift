@@ -72,7 +72,7 @@ extension AnyCurioTask {
     @inline(__always)
     func taskDeadlineDueNow() -> Int64? {
         guard effectiveDeadline != .max else { return nil }
-        let now = ck_now_ns()
+        let now = kernel.now
         return taskDeadlineDue(at: now) ? now : nil
     }
 
@@ -373,7 +373,7 @@ extension Kernel {
         }
         if t.cancelDisabled == 0 && t.taskDeadlineDue(at: deadline) {
             t.deadlineDelivered = true
-            if t.pendingCancel == nil { t.pendingCancel = TaskTimeout(clock: Double(ck_now_ns()) / 1e9) }
+            if t.pendingCancel == nil { t.pendingCancel = TaskTimeout(clock: Double(now) / 1e9) }
             interrupt(t, .cancel)
         } else if deadline >= t.ownDeadline {
             interrupt(t, .timeout)

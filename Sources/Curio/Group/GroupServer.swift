@@ -288,7 +288,7 @@ final class GroupInbox: Sendable {
     }
 
     let queue = UniversalQueue<Item>()
-    private let closed = Mutex(false)
+    private let closed = Locked(false)
 
     /// Queues `item` (never blocks), or closes its connection if the part
     /// has ended. Any thread.

@@ -57,8 +57,8 @@ public final class KernelGroup: Sendable {
     /// What ``load(at:)`` reads, one per kernel.
     let loads: [KernelLoad]
     private let cursor = Atomic<UInt>(0)
-    private let threads: Mutex<[pthread_t]?>
-    private let outcomes: Mutex<[Result<Void, any Error>?]>
+    private let threads: Locked<[pthread_t]?>
+    private let outcomes: Locked<[Result<Void, any Error>?]>
     private let running: Atomic<Int>
     private let allFinished = OutsideSignal()
     private let allJoined = OutsideSignal()
@@ -72,8 +72,8 @@ public final class KernelGroup: Sendable {
         self.monitor = monitor
         serial = KernelGroup.serials.wrappingAdd(1, ordering: .relaxed).oldValue
         loads = kernels.map { _ in KernelLoad() }
-        threads = Mutex([])
-        outcomes = Mutex(Array(repeating: nil, count: kernels.count))
+        threads = Locked([])
+        outcomes = Locked(Array(repeating: nil, count: kernels.count))
         running = Atomic(kernels.count)
     }
 

@@ -59,11 +59,11 @@ final class ServerControl: Sendable {
         var grace: Double?
         var finished = false
     }
-    private let shared = Mutex(Shared())
+    private let shared = Locked(Shared())
     /// Set when the server has stopped serving (drained or not).
     let finished = UniversalEvent()
     /// The serving task (touched on its kernel's thread only).
-    private let serving = Mutex<AnyCurioTask?>(nil)
+    private let serving = Locked<AnyCurioTask?>(nil)
 
     var isDraining: Bool { shared.withLock { $0.grace != nil } }
 

@@ -102,7 +102,7 @@ public final class Condition: @unchecked Sendable {
         let site = CallSite(file: file, line: line, function: function)
         while true {
             if try predicate() { return true }
-            if deadline != .max && monotonicNanoseconds() >= deadline { return false }
+            if deadline != .max && t.kernel.now >= deadline { return false }
             if try await !wait(t, deadline: deadline, site: site) {
                 return try predicate()
             }

@@ -107,14 +107,25 @@ enum KernelHarness {
 
     /// Runs `main` as the main task of a new kernel on a thread of its own,
     /// then shuts the kernel down; returns main's value.
-    static func run<T: Sendable>(limit: Double = 20,
+    static func run<T: Sendable>(limit: Double = 20, configuration: Kernel.Configuration = .default,
                                  _ main: @escaping @Sendable (Kernel) async throws -> T) async throws -> T {
         try await onThread(limit: limit) {
-            let kernel = Kernel()
+            let kernel = Kernel(configuration: configuration)
             let result = Result { try kernel.run { try await main(kernel) } }
             try kernel.shutdown()
             return try result.get()
         }
+    }
+
+    /// ``run(limit:configuration:_:)`` on a virtual clock (autojump
+    /// `.zero`, scale 1): sleeps and timeouts take no real time and end in
+    /// deadline order, at exactly their deadlines.
+    static func runVirtual<T: Sendable>(limit: Double = 20, autojump: Duration? = .zero,
+                                        _ main: @escaping @Sendable (Kernel) async throws -> T) async throws -> T {
+        var c = Kernel.Configuration.default
+        c.clock = .virtual(autojump: autojump)
+        c.timeScale = 1
+        return try await run(limit: limit, configuration: c, main)
     }
 
     /// Runs `main` as the main task of a fresh kernel (`Kernel().run`) on
