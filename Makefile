@@ -94,7 +94,8 @@ test: deps ctest
 # report fails the run: TSan and ASan exit non-zero at the end of a process
 # that reported (children the tests start are the same instrumented binary
 # or plain programs, and a child that reports fails its test through its
-# exit status). No suppressions: every report is from code we build.
+# exit status). One TSan suppression, of a toolchain report with its upstream
+# issue (scripts/tsan-suppressions.txt); none for code we build.
 # ASan's leak checker stays off: the Swift runtime keeps its metadata
 # caches and the cooperative pool's threads for the life of the process on
 # purpose, and the tests that count descriptors and memory check leaks of

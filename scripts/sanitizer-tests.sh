@@ -16,7 +16,7 @@ set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 SWIFT=${SWIFT:-swift}
-TSAN_RUN_OPTIONS="halt_on_error=0 exitcode=66 second_deadlock_stack=1 history_size=4"
+TSAN_RUN_OPTIONS="halt_on_error=0 exitcode=66 second_deadlock_stack=1 history_size=4 suppressions=$PWD/scripts/tsan-suppressions.txt"
 ASAN_RUN_OPTIONS="halt_on_error=1 detect_leaks=0 detect_stack_use_after_return=0 abort_on_error=0"
 kinds=("$@")
 [ ${#kinds[@]} -eq 0 ] && kinds=(thread address)

@@ -191,4 +191,60 @@ struct ServerDrainTests {
         }
         #expect(r == ["CurioUsageError.invalidTimeout", "draining true; client sees eof", "served"])
     }
+
+    /// waitStoppedAccepting(): once it returns after beginDrain, a new
+    /// client is refused while the in-flight one is still served, also
+    /// when drain() is called after beginDrain(); once the
+    /// server has ended it returns at once. TCPListener and SocketServer.
+    @Test(.timeLimit(.minutes(1)))
+    func waitStoppedAcceptingReturnsOnceNewClientsAreRefused() async throws {
+        let r = try await IOTest.run { () -> [String] in
+            var out: [String] = []
+            let listener = TCPListener()
+            let server = try await spawn {
+                try await tcpServer(host: "127.0.0.1", port: 0, ready: listener) { client, _ in
+                    try await client.write("hi\n")
+                    let req = try await client.readLine()
+                    try await client.write("done " + String(decoding: req, as: UTF8.self))
+                }
+            }
+            let addr = try await listener.wait()
+            let c = try await openConnection(host: "127.0.0.1", port: addr.port)
+            defer { c.close() }
+            _ = try await c.readLine()
+            try listener.beginDrain(grace: 1000)
+            try await listener.waitStoppedAccepting()
+            let refused = await IOTest.error { _ = try await openConnection(host: "127.0.0.1", port: addr.port) }
+            out.append("new client: \(IOTest.kind(refused))")
+            // drain() after beginDrain(): the same drain, waited for (a second
+            // request once ended the drain as a failure of the server).
+            let drainer = try await spawn { try await listener.drain(grace: 1000) }
+            try await IOTest.waitBlocked(drainer, .eventWait)
+            try await c.write("req\n")
+            out.append("in flight: " + IOTest.text(try await c.readLine()).filter { $0 != "\n" })
+            try await drainer.join()
+            try await server.join()
+            try await listener.waitStoppedAccepting()
+            out.append("after the end: returns")
+
+            let serv = try TCPServer(("127.0.0.1", 0), DrainTestIdleHandler.self)
+            let port = try serv.serverAddress.port
+            let served = try await spawn { try await serv.serveForever() }
+            let d = try await openConnection(host: "127.0.0.1", port: port)
+            defer { d.close() }
+            _ = try await d.readLine()
+            // From a Swift task on another executor.
+            try await Task.detached {
+                try serv.beginDrain(grace: 1000)
+                try await serv.waitStoppedAccepting()
+            }.value
+            let refused2 = await IOTest.error { _ = try await openConnection(host: "127.0.0.1", port: port) }
+            out.append("socket server: \(IOTest.kind(refused2)), client sees \(peerState(d))")
+            d.close()
+            try await served.join()
+            return out
+        }
+        #expect(r == ["new client: SocketError(ECONNREFUSED)", "in flight: done req", "after the end: returns",
+                      "socket server: SocketError(ECONNREFUSED), client sees open"])
+    }
 }

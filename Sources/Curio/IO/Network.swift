@@ -275,6 +275,14 @@ public final class TCPListener: @unchecked Sendable {
         _ = try nanoseconds(grace, "grace")
         control.requestDrain(grace: grace)
     }
+
+    /// Waits until the server accepts no more connections: after a drain
+    /// began (``beginDrain(grace:)``), its listening socket is closed once
+    /// this returns, so a new client is refused while the handlers in
+    /// flight go on. Returns at once when it is not serving any more.
+    public func waitStoppedAccepting() async throws {
+        try await control.waitNotAccepting()
+    }
 }
 
 func serveClients(_ sock: Socket, ready: TCPListener?,

@@ -62,6 +62,9 @@ final class ServerControl: Sendable {
     private let shared = Locked(Shared())
     /// Set when the server has stopped serving (drained or not).
     let finished = UniversalEvent()
+    /// Set once the server accepts no more connections: its listening
+    /// socket is closed (a drain began, or it stopped serving).
+    let notAccepting = UniversalEvent()
     /// The serving task (touched on its kernel's thread only).
     private let serving = Locked<AnyCurioTask?>(nil)
 
@@ -71,6 +74,7 @@ final class ServerControl: Sendable {
     /// already asked for (drain before the server listened).
     func attach(_ me: AnyCurioTask) -> Double? {
         serving.withLock { $0 = me }
+        notAccepting.clear()
         return shared.withLock { s in
             s.kernel = me.kernel
             s.finished = false
@@ -85,6 +89,7 @@ final class ServerControl: Sendable {
             s.kernel = nil
             s.finished = true
         }
+        notAccepting.set()
         finished.set()
     }
 
@@ -95,10 +100,14 @@ final class ServerControl: Sendable {
     /// its next turn (or at once, on its own thread).
     func requestDrain(grace: Double) {
         let kernel: Kernel? = shared.withLock { s in
-            if s.grace == nil { s.grace = grace }
+            // Only the first request interrupts the accept loop: a second
+            // one (drain() after beginDrain()) would reach the server while
+            // it waits for its handlers and end the drain as a failure.
+            guard s.grace == nil else { return nil }
+            s.grace = grace
             return s.kernel
         }
-        guard let kernel else { return }  // not serving yet: attach sees it
+        guard let kernel else { return }  // asked before, or not serving yet: attach sees it
         if kernel.isOnKernelThread {
             interruptAccept(kernel)
         } else {
@@ -117,6 +126,12 @@ final class ServerControl: Sendable {
         requestDrain(grace: grace)
         if shared.withLock({ $0.finished }) { return }
         try await finished.wait()
+    }
+
+    /// Waits until the server accepts no more connections (see ``notAccepting``).
+    func waitNotAccepting() async throws {
+        if shared.withLock({ $0.finished }) { return }
+        try await notAccepting.wait()
     }
 }
 
@@ -140,6 +155,7 @@ func serveOwningHandlers(control: ServerControl?, stopAccepting: () -> Void,
         throw error
     }
     stopAccepting()
+    control?.notAccepting.set()
     let grace = control?.grace ?? 0
     do {
         _ = try await handlers.waitEmpty(me, deadline: try deadlineAfter(grace))

@@ -161,6 +161,14 @@ public class SocketServer: @unchecked Sendable {
         _ = try nanoseconds(grace, "grace")
         control.requestDrain(grace: grace)
     }
+
+    /// Waits until the server accepts no more connections: after a drain
+    /// began (``beginDrain(grace:)``), its listening socket is closed once
+    /// this returns, so a new client is refused while the handlers in
+    /// flight go on. Returns at once when it is not serving any more.
+    public func waitStoppedAccepting() async throws {
+        try await control.waitNotAccepting()
+    }
 }
 
 /// A TCP server: `try TCPServer(("", 25000), EchoHandler.self)`.

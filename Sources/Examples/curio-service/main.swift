@@ -54,7 +54,10 @@ let listener = TCPListener()
 let echo = CurioService(
     drain: {
         // The server stops accepting at once, lets open connections finish
-        // for the grace period, then cancels the rest and closes them.
+        // for the grace period, then cancels the rest and closes them. The
+        // line comes once new clients are refused.
+        try listener.beginDrain(grace: grace)
+        try await listener.waitStoppedAccepting()
         say("draining (\(connections.count) open)")
         try await listener.drain(grace: grace)
         say("drained (\(connections.cancelled) cancelled)")
