@@ -61,7 +61,7 @@ public enum TestThreads {
             case early(Result<T, any Error>)
             case done
         }
-        private let state = Mutex(State.idle)
+        private let state = PthreadLocked(State.idle)
 
         func install(_ c: CheckedContinuation<T, any Error>) {
             let early: Result<T, any Error>? = state.withLock { s in
@@ -90,5 +90,34 @@ public enum TestThreads {
             }
             c?.resume(with: r)
         }
+    }
+}
+
+/// State behind a heap-allocated pthread mutex. A `Synchronization.Mutex`
+/// locks inside the uninstrumented standard library, so ThreadSanitizer
+/// sees no order between a result a test thread hands over and the test
+/// that reads it (it reported the kernel a thread had created as racing with
+/// the test's first look at it); TSan intercepts pthread mutexes.
+final class PthreadLocked<State>: @unchecked Sendable {
+    // @unchecked: `state` is only touched between lock and unlock of
+    // `mutex`, which lives on the heap (a stable address) for the box's life.
+    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+    private var state: State
+
+    init(_ initial: State) {
+        state = initial
+        mutex = .allocate(capacity: 1)
+        pthread_mutex_init(mutex, nil)
+    }
+
+    deinit {
+        pthread_mutex_destroy(mutex)
+        mutex.deallocate()
+    }
+
+    func withLock<R>(_ body: (inout State) throws -> R) rethrows -> R {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return try body(&state)
     }
 }
