@@ -42,7 +42,7 @@ public enum TestThreads {
             slot.finish(.failure(Timeout(description: "the kernel thread did not finish within \(limit) s")))
         }
         defer { watchdog.cancel() }
-        return try await withTaskCancellationHandler {
+        let value = try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { c in
                 slot.install(c)
                 start { slot.finish(Result { try body() }) }
@@ -50,6 +50,11 @@ public enum TestThreads {
         } onCancel: {
             slot.finish(.failure(CancellationError()))
         }
+        // The continuation's hand-off is invisible to ThreadSanitizer: take
+        // the lock the thread released after its last write, so that what
+        // it built (a kernel, say) is seen as ordered before our reads.
+        slot.synchronize()
+        return value
     }
 
     /// Delivers one result to a continuation, whoever comes first: the
@@ -74,6 +79,8 @@ public enum TestThreads {
             }
             if let early { c.resume(with: early) }
         }
+
+        func synchronize() { state.withLock { _ in } }
 
         func finish(_ r: Result<T, any Error>) {
             let c: CheckedContinuation<T, any Error>? = state.withLock { s in

@@ -123,7 +123,7 @@ struct CancellationTests {
             } catch {
                 seen.append("timeout block: \(KernelHarness.kind(error))")
             }
-            seen.append("timers \(ck_timer_count(kernel.ck))")
+            seen.append("timers \(UInt32(kernel.statistics.pendingTimers))")
             return (seen, Curio.clock() - t0)
         }
         #expect(r.0 == ["slept in full", "left the block", "timeout block: TaskTimeout", "timers 0"])
@@ -296,7 +296,7 @@ struct CancellationTests {
             try await Curio.sleep(0.03)
             await evt.set()
             seen.append(try await late.join() ?? "nil")
-            seen.append("timers \(ck_timer_count(kernel.ck))")
+            seen.append("timers \(UInt32(kernel.statistics.pendingTimers))")
             return seen
         }
         #expect(r == ["timed out: false", "late waiter: true", "timers 0"])
@@ -315,10 +315,10 @@ struct CancellationTests {
                 }
             }
             try await Curio.sleep(0)
-            seen.append("timers \(ck_timer_count(kernel.ck))")
+            seen.append("timers \(UInt32(kernel.statistics.pendingTimers))")
             try await t.cancel()
             seen.append(try await t.join() ?? "nil")
-            seen.append("timers \(ck_timer_count(kernel.ck))")
+            seen.append("timers \(UInt32(kernel.statistics.pendingTimers))")
             return seen
         }
         #expect(r == ["timers 1", "wait threw TaskCancelled", "timers 0"])
@@ -327,21 +327,21 @@ struct CancellationTests {
     @Test(.timeLimit(.minutes(1)))
     func theTimerOfACancelledSleepIsRemoved() async throws {
         let r = try await KernelHarness.run { kernel -> [UInt32] in
-            var counts: [UInt32] = [ck_timer_count(kernel.ck)]
+            var counts: [UInt32] = [UInt32(kernel.statistics.pendingTimers)]
             var kids: [CurioTask<Void>] = []
             for _ in 0..<3 { kids.append(try await spawn { try await Curio.sleep(1000) }) }
             try await Curio.sleep(0)
-            counts.append(ck_timer_count(kernel.ck))
+            counts.append(UInt32(kernel.statistics.pendingTimers))
             try await kids[0].cancel()
-            counts.append(ck_timer_count(kernel.ck))
+            counts.append(UInt32(kernel.statistics.pendingTimers))
             for k in kids.dropFirst() { try await k.cancel() }
-            counts.append(ck_timer_count(kernel.ck))
+            counts.append(UInt32(kernel.statistics.pendingTimers))
             // A timeout block whose body was cancelled leaves no timer either.
             let t = try await spawn { try await timeoutAfter(100) { try await Curio.sleep(1000) } }
             try await Curio.sleep(0)
-            counts.append(ck_timer_count(kernel.ck))
+            counts.append(UInt32(kernel.statistics.pendingTimers))
             try await t.cancel()
-            counts.append(ck_timer_count(kernel.ck))
+            counts.append(UInt32(kernel.statistics.pendingTimers))
             return counts
         }
         #expect(r == [0, 3, 2, 0, 1, 0])

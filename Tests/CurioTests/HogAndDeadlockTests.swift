@@ -13,6 +13,7 @@
 // scenario's thread watches fd 2 (redirected to a temporary file) with
 // bounded polling.
 import Glibc
+import CurioTestSupport
 import Testing
 
 @testable import Curio
@@ -39,8 +40,7 @@ enum MonitorDebugScenario {
         var env = environment
         env[variable] = name
         let child = try MonitorHarness.Child(try MonitorHarness.selfExecutable(),
-                                             arguments: ["--testing-library", "swift-testing",
-                                                         "--filter", "monitorDebugChildScenario"],
+                                             arguments: TestScenarios.arguments(running: "monitorDebugChildScenario"),
                                              environment: env, layout: .pipes)
         defer { child.terminate() }
         child.closeInput()

@@ -65,11 +65,10 @@ struct KernelGroupTests {
     /// group that served connections: run in a child process of its own, so
     /// no other test's descriptors come and go meanwhile.
     @Test func aGroupLeavesNoDescriptorOrThreadBehind() throws {
-        var env = IOTest.currentEnvironment()
-        env["CURIO_GROUP_LEAK_CHILD"] = "1"
-        let child = try IOTest.Child(path: try IOTest.selfExecutable(),
-                                     arguments: ["--testing-library", "swift-testing", "--filter", "groupLeakChild"],
-                                     environment: env, terminal: false)
+        let child = try IOTest.Child(path: try TestScenarios.selfExecutable(),
+                                     arguments: TestScenarios.arguments(running: "groupLeakChild"),
+                                     environment: TestScenarios.environment(selecting: "CURIO_GROUP_LEAK_CHILD", "1"),
+                                     terminal: false)
         let status = child.waitForExit(limit: 50)
         child.waitForOutputEnd()
         let lines = child.stdoutLines.filter { $0.hasPrefix("GROUP-LEAK ") }

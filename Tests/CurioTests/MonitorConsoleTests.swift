@@ -10,6 +10,7 @@
 // This file also holds `MonitorHarness`, the child-process, pty and socket
 // helpers that RemoteMonitorTests and HogAndDeadlockTests use too.
 import Glibc
+import CurioTestSupport
 import Testing
 
 @testable import Curio
@@ -29,12 +30,7 @@ enum MonitorHarness {
         return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
     }
 
-    static func selfExecutable() throws -> String {
-        var buf = [CChar](repeating: 0, count: 4096)
-        let n = readlink("/proc/self/exe", &buf, buf.count - 1)
-        guard n > 0 else { throw Failure("cannot read /proc/self/exe") }
-        return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
+    static func selfExecutable() throws -> String { try TestScenarios.selfExecutable() }
 
     /// An executable of the package, from the build directory this test
     /// binary runs from (.build/debug, .build-epoll/debug, ...).

@@ -7,6 +7,7 @@
 // dropped while another is served; the socket file goes with the kernel.
 import Glibc
 import Synchronization
+import CurioTestSupport
 import Testing
 
 @testable import Curio
@@ -23,7 +24,7 @@ enum MonitorPeerScenario {
     /// The scenario's lines ("connect-error EACCES", "got ...", "setuid-failed ...").
     static func run(_ target: String) throws -> [String] {
         let child = try MonitorHarness.Child(try MonitorHarness.selfExecutable(),
-                                             arguments: ["--testing-library", "swift-testing", "--filter", "monitorPeerChildScenario"],
+                                             arguments: TestScenarios.arguments(running: "monitorPeerChildScenario"),
                                              environment: [variable: target], layout: .pipes)
         defer { child.terminate() }
         child.closeInput()

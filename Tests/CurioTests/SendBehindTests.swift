@@ -205,7 +205,7 @@ struct SendBehindTests {
             // Let the loop collect the last completions.
             try await Curio.sleep(0)
             let left = IOTest.openDescriptors().values.filter { sockets.contains($0) }
-            return (sockets.count, Array(left), ck_pending_requests(k.ck))
+            return (sockets.count, Array(left), UInt32(k.statistics.pendingRequests))
         }
         #expect(r.0 == 400, "every socket should have had its own inode")
         #expect(r.1 == [], "sockets still open")

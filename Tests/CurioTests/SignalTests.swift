@@ -19,6 +19,7 @@
 import CCurioKernel
 import Glibc
 import Synchronization
+import CurioTestSupport
 import Testing
 
 @testable import Curio
@@ -154,13 +155,10 @@ extension BridgeTest {
     /// (nil if it printed nothing), the wait status and the output.
     static func runChild(_ name: String, limit: Double = 40) async throws
         -> (result: String?, status: Int32, stdout: String, stderr: String) {
-        var env = KernelHarness.currentEnvironment().mapValues { Optional($0) }
-        env["CURIO_BRIDGE_CHILD"] = name
-        env["CURIO_TEST_SCENARIO"] = nil
-        let p = try KernelHarness.ChildProcess(path: try KernelHarness.selfExecutable(),
-                                               arguments: ["--testing-library", "swift-testing",
-                                                           "--filter", "bridgeChildScenario"],
-                                               environment: env, stdoutIsTerminal: false)
+        let env = TestScenarios.environment(selecting: "CURIO_BRIDGE_CHILD", name)
+        let p = try KernelHarness.ChildProcess(path: try TestScenarios.selfExecutable(),
+                                               arguments: TestScenarios.arguments(running: "bridgeChildScenario"),
+                                               environment: env.mapValues { Optional($0) }, stdoutIsTerminal: false)
         let out = try await p.readAll(limit: limit)
         let line = out.stdout.split(separator: "\n").first { $0.hasPrefix("BRIDGE-CHILD: ") }
         return (line.map { String($0.dropFirst(14)) }, out.status, out.stdout, out.stderr)

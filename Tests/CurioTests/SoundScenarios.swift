@@ -4,6 +4,7 @@
 // and only `soundChildScenario` selected; a scenario prints
 // "SOUND: ..." lines the parent test checks.
 import Glibc
+import CurioTestSupport
 import Testing
 
 @testable import Curio
@@ -27,16 +28,13 @@ enum SoundScenario {
     }
 
     /// The arguments that make this test binary run only the scenario test.
-    static let arguments = ["--testing-library", "swift-testing", "--filter", "soundChildScenario"]
+    static let arguments = TestScenarios.arguments(running: "soundChildScenario")
 
     /// Starts scenario `name` in a child process.
     static func start(_ name: String, env extra: [String: String] = [:]) throws -> IOTest.Child {
-        var env = IOTest.currentEnvironment()
-        env["CURIO_SOUND_SCENARIO"] = name
-        env["CURIO_TEST_SCENARIO"] = nil
-        env["CURIO_IO_SCENARIO"] = nil
-        env["CURIOMONITOR"] = nil
-        env["CURIO_TIME_SCALE"] = nil  // a scaled clock would end the scenarios' waits early
+        // No monitor, and no scaled clock: it would end the scenarios' waits early.
+        var env = TestScenarios.environment(selecting: "CURIO_SOUND_SCENARIO", name,
+                                            ["CURIOMONITOR": nil, "CURIO_TIME_SCALE": nil])
         for (k, v) in extra { env[k] = v }
         return try IOTest.Child(path: try IOTest.selfExecutable(), arguments: arguments, environment: env,
                                 terminal: false)

@@ -246,7 +246,7 @@ struct TaskTests {
                 return 5
             }
             seen.append("\(try await quick.join(timeout: 10) ?? -1)")
-            seen.append("timers \(ck_timer_count(Kernel.current!.ck))")
+            seen.append("timers \(UInt32(Kernel.current!.statistics.pendingTimers))")
             return seen
         }
         #expect(r == ["TaskTimeout", "clock after deadline", "TimeoutError", "CancelledError",

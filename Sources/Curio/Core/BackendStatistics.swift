@@ -30,6 +30,14 @@ public struct BackendStatistics: Sendable, Equatable {
     /// the loop's next submission (0 on epoll). Each is also one of
     /// ``submitted``.
     public var sendsBehind: Int = 0
+    /// Virtual clock (``Kernel/Configuration/clock``): jumps to the next
+    /// deadline the idle loop made.
+    public var clockJumps: Int = 0
+    /// Now, not a count since creation: timers armed and not yet fired
+    /// (sleeps, timeouts, waits with a deadline).
+    public var pendingTimers: Int = 0
+    /// Now: I/O requests handed to the backend and not yet completed.
+    public var pendingRequests: Int = 0
 }
 
 extension Kernel {
@@ -37,13 +45,19 @@ extension Kernel {
     /// ``CurioUsageError`` outside a kernel's task.
     public static func backendStatistics() throws -> BackendStatistics {
         let t = try Kernel.currentTask("backendStatistics")
+        return t.kernel.statistics
+    }
+
+    /// The backend counters of this kernel (its thread only).
+    var statistics: BackendStatistics {
         var s = ck_stats()
-        ck_get_stats(t.kernel.ck, &s)
+        ck_get_stats(ck, &s)
         return BackendStatistics(
             polls: Int(s.polls), enters: Int(s.enters), wakeupsSent: Int(s.wakeups_sent),
             immediate: Int(s.immediate), submitted: Int(s.submitted),
             readinessRetries: Int(s.readiness_retries), submissionWaits: Int(s.sqe_waits),
             deferredEvents: Int(s.deferred_events), acceptsDropped: Int(s.accepts_dropped),
-            sendsBehind: Int(s.sends_behind))
+            sendsBehind: Int(s.sends_behind), clockJumps: Int(s.clock_jumps),
+            pendingTimers: Int(ck_timer_count(ck)), pendingRequests: Int(ck_pending_requests(ck)))
     }
 }

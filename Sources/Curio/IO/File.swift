@@ -105,31 +105,11 @@ public final class AsyncFile: AsyncSequence, @unchecked Sendable {
     }
 
     /// One read(2)/write(2) at `at` from or into the file's pinned buffer,
-    /// by io_uring or on a worker thread. Either way the call returns only
-    /// once the system is done with `buf`: io_uring requests are waited
-    /// for even when cancelled, and the worker's is waited for with
-    /// cancellation held back until it has finished (then delivered at the
-    /// next blocking call, with the bytes it moved counted).
+    /// which the claim keeps for this call alone (Kernel.transferFile).
     private func transfer(_ t: AnyCurioTask, write: Bool, _ buf: UnsafeMutableRawPointer, _ count: Int,
                           at: Int64, site: CallSite) async throws -> Int {
-        if t.kernel.backend == .ioUring {
-            let request: IORequest = write ? .write(fd, from: buf, count: count, offset: appending ? -1 : at)
-                                           : .read(fd, into: buf, count: count, offset: at)
-            return try await t.kernel.performIO(t, request, write ? .writeWait : .readWait, deadline: .max, site: site)
-        }
-        try t.kernel.checkDeliverable(t)
-        let fd = self.fd, appending = self.appending
-        // The worker is waited for (below), and the buffer is the file's
-        // own, claimed by this task: the pointer is valid for the whole job.
-        nonisolated(unsafe) let p = buf
-        return try await t.kernel.holdingCancellation(t) {
-            try await t.kernel.runOnWorker(t, pool: .blocking, state: write ? .writeWait : .readWait, site: site,
-                                           onCancel: nil) {
-                let r = write ? (appending ? Glibc.write(fd, p, count) : pwrite(fd, p, count, Int(at)))
-                              : pread(fd, p, count, Int(at))
-                return r < 0 ? -Int(errno) : r
-            }
-        }
+        try await t.kernel.transferFile(t, fd: fd, write: write, buf, count: count, offset: at,
+                                        appending: appending, site: site)
     }
 
     /// Reads into the read-ahead; false at end of file.

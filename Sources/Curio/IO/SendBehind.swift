@@ -31,7 +31,7 @@ import Glibc
 ///   buffer nor the socket can go away under the system.
 ///
 /// On epoll nothing changes: every send is a `send(2)` at once (epoll has
-/// no batching to gain), and ``Kernel/keepsSendsBehind`` is false.
+/// no batching to gain), and the kernel's `queuesSendsBehind` is false.
 ///
 /// Kernel-thread only, like the socket's other state.
 final class SendBehind {
@@ -124,10 +124,4 @@ final class SendBehind {
         }
         kernel.wakeAll(b.waiters)
     }
-}
-
-extension Kernel {
-    /// Whether small sends are queued behind the caller (``SendBehind``):
-    /// on io_uring.
-    var keepsSendsBehind: Bool { backend == .ioUring }
 }

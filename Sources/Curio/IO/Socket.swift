@@ -186,7 +186,7 @@ public final class Socket: ByteChannel, @unchecked Sendable {
     @inline(__always)
     private func sendBehind(_ t: AnyCurioTask, _ bytes: UnsafeRawBufferPointer) throws -> Bool {
         let k = t.kernel
-        guard bytes.count > 0, bytes.count <= SendBehind.limit, !writeShutDown, k.keepsSendsBehind else {
+        guard bytes.count > 0, bytes.count <= SendBehind.limit, !writeShutDown, k.queuesSendsBehind else {
             return false
         }
         try k.checkDeliverable(t)

@@ -264,22 +264,10 @@ enum IOTest {
     }
 
     /// The directory holding this test binary (and the example executables).
-    static func binaryDirectory() throws -> String {
-        var buf = [CChar](repeating: 0, count: 4096)
-        let n = readlink("/proc/self/exe", &buf, buf.count - 1)
-        guard n > 0 else { throw Failure("cannot read /proc/self/exe") }
-        let path = String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        guard let slash = path.lastIndex(of: "/") else { throw Failure("odd executable path \(path)") }
-        return String(path[..<slash])
-    }
+    static func binaryDirectory() throws -> String { try TestScenarios.binaryDirectory() }
 
     /// The path of this test binary.
-    static func selfExecutable() throws -> String {
-        var buf = [CChar](repeating: 0, count: 4096)
-        let n = readlink("/proc/self/exe", &buf, buf.count - 1)
-        guard n > 0 else { throw Failure("cannot read /proc/self/exe") }
-        return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
+    static func selfExecutable() throws -> String { try TestScenarios.selfExecutable() }
 
     /// A child process whose output this process collects on threads of
     /// its own: stdout and stderr both on one pty (`terminal`, so the
@@ -466,16 +454,7 @@ enum IOTest {
         return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
     }
 
-    static func currentEnvironment() -> [String: String] {
-        var env: [String: String] = [:]
-        var p = environ
-        while let entry = p.pointee {
-            let s = String(cString: entry)
-            if let eq = s.firstIndex(of: "=") { env[String(s[..<eq])] = String(s[s.index(after: eq)...]) }
-            p += 1
-        }
-        return env
-    }
+    static func currentEnvironment() -> [String: String] { TestScenarios.currentEnvironment() }
 
     /// Statuses: "exit N" or "signal N".
     static func describeStatus(_ status: Int32?) -> String {
@@ -502,12 +481,8 @@ enum IOTest {
     /// CURIO_IO_SCENARIO=name → the lines the scenario printed, its exit
     /// status and its stderr.
     static func runScenario(_ name: String, limit: Double = 50) throws -> (lines: [String], status: String, stderr: String) {
-        var env = currentEnvironment()
-        env["CURIO_IO_SCENARIO"] = name
-        env["CURIO_TEST_SCENARIO"] = nil
-        let child = try Child(path: try selfExecutable(),
-                              arguments: ["--testing-library", "swift-testing", "--filter", "ioChildScenario"],
-                              environment: env, terminal: false)
+        let child = try Child(path: try selfExecutable(), arguments: TestScenarios.arguments(running: "ioChildScenario"),
+                              environment: TestScenarios.environment(selecting: "CURIO_IO_SCENARIO", name), terminal: false)
         let status = child.waitForExit(limit: limit)
         child.waitForOutputEnd()
         let lines = child.stdoutLines.compactMap { $0.hasPrefix("IO-SCENARIO: ") ? String($0.dropFirst(13)) : nil }

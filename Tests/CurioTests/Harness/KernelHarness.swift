@@ -209,37 +209,19 @@ extension KernelHarness {
     /// scenario printed (without the "SCENARIO: " prefix) and its stderr.
     static func runChild(_ name: String, env extra: [String: String?] = [:],
                          limit: Double = 30) async throws -> (lines: [String], stderr: String, status: Int32) {
-        let exe = try selfExecutable()
-        var env = currentEnvironment().mapValues { Optional($0) }
-        env["CURIO_TEST_SCENARIO"] = name
-        env["CURIO_TIME_SCALE"] = nil
-        for (k, v) in extra { env[k] = v }
-        let p = try ChildProcess(path: exe, arguments: ["--testing-library", "swift-testing",
-                                                        "--filter", "subprocessScenario"],
-                                 environment: env, stdoutIsTerminal: false)
+        var unscaled = extra
+        if unscaled.index(forKey: "CURIO_TIME_SCALE") == nil { unscaled["CURIO_TIME_SCALE"] = .some(nil) }
+        let env = TestScenarios.environment(selecting: "CURIO_TEST_SCENARIO", name, unscaled)
+        let p = try ChildProcess(path: try TestScenarios.selfExecutable(),
+                                 arguments: TestScenarios.arguments(running: "subprocessScenario"),
+                                 environment: env.mapValues { Optional($0) }, stdoutIsTerminal: false)
         let out = try await p.readAll(limit: limit)
         let lines = out.stdout.split(separator: "\n", omittingEmptySubsequences: false)
             .compactMap { $0.hasPrefix("SCENARIO: ") ? String($0.dropFirst(10)) : nil }
         return (lines, out.stderr, out.status)
     }
 
-    static func selfExecutable() throws -> String {
-        var buf = [CChar](repeating: 0, count: 4096)
-        let n = readlink("/proc/self/exe", &buf, buf.count - 1)
-        guard n > 0 else { throw Failure(description: "cannot read /proc/self/exe") }
-        return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
+    static func selfExecutable() throws -> String { try TestScenarios.selfExecutable() }
 
-    static func currentEnvironment() -> [String: String] {
-        var env: [String: String] = [:]
-        var p = environ
-        while let entry = p.pointee {
-            let s = String(cString: entry)
-            if let eq = s.firstIndex(of: "=") {
-                env[String(s[..<eq])] = String(s[s.index(after: eq)...])
-            }
-            p += 1
-        }
-        return env
-    }
+    static func currentEnvironment() -> [String: String] { TestScenarios.currentEnvironment() }
 }
