@@ -9,6 +9,7 @@
 // blocking wait, bounded) so the tests order things by events, not sleeps.
 // The CPU pool has one thread per core (two on small machines) and is shared
 // with every other test: nothing here holds a worker for long.
+import Dispatch
 import Glibc
 import Synchronization
 import Testing
@@ -336,5 +337,28 @@ struct WorkerTests {
             }
         }.value
         #expect(detached == "notInKernel true")
+    }
+
+    // A pool's idle threads end after its idle time, so a program that
+    // stopped using it keeps none; work submitted afterwards starts a new
+    // one. Ordered by the exit hook, not by time.
+    @Test(.timeLimit(.minutes(1)))
+    func idleWorkerThreadsEnd() async throws {
+        let exits = DispatchSemaphore(value: 0)
+        let pool = WorkerPool(limit: 2, name: "curio-test", idleNanoseconds: 20_000_000,
+                              onIdleExit: { exits.signal() })
+        for round in 0..<2 {
+            let done = DispatchSemaphore(value: 0)
+            let ran = Atomic<Int>(0)
+            for _ in 0..<2 { pool.submit { ran.add(1, ordering: .relaxed); done.signal() } }
+            #expect(done.wait(timeout: .now() + 20) == .success && done.wait(timeout: .now() + 20) == .success)
+            #expect(ran.load(ordering: .relaxed) == 2, "round \(round)")
+            // Every thread the round started ends once it has idled (each
+            // leaves the count before it signals).
+            while pool.threadCount > 0 {
+                guard exits.wait(timeout: .now() + 20) == .success else { break }
+            }
+            #expect(pool.threadCount == 0, "round \(round)")
+        }
     }
 }

@@ -28,6 +28,20 @@ final class ThreadParker: @unchecked Sendable {
         while sem_wait(sem) != 0 && errno == EINTR {}
     }
 
+    /// ``park()`` for at most `nanoseconds`: false when the time ran out
+    /// with no ``unpark()`` taken.
+    func park(nanoseconds: Int64) -> Bool {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)  // sem_timedwait's clock
+        let end = Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec) + nanoseconds
+        ts.tv_sec = Int(end / 1_000_000_000)
+        ts.tv_nsec = Int(end % 1_000_000_000)
+        while true {
+            if sem_timedwait(sem, &ts) == 0 { return true }
+            if errno != EINTR { return false }
+        }
+    }
+
     /// Lets one parked (or the next parking) thread go.
     func unpark() {
         sem_post(sem)
@@ -35,7 +49,8 @@ final class ThreadParker: @unchecked Sendable {
 }
 
 /// A bounded pool of worker threads. Threads start on demand up to the
-/// bound and then stay, waiting for work.
+/// bound; one that finds no work for ``idleNanoseconds`` ends, so a
+/// program that stopped using the pool holds none of its threads.
 final class WorkerPool: Sendable {
     private struct State {
         var jobs: [@Sendable () -> Void] = []
@@ -54,11 +69,21 @@ final class WorkerPool: Sendable {
     static let spinNanoseconds: Int64 = 50_000
     let limit: Int
     let name: String
+    /// How long an idle thread waits for work before it ends.
+    let idleNanoseconds: Int64
+    /// Called on a thread that ends for idleness, as its last act (tests).
+    let onIdleExit: (@Sendable () -> Void)?
 
-    init(limit: Int, name: String) {
+    init(limit: Int, name: String, idleNanoseconds: Int64 = 10_000_000_000,
+         onIdleExit: (@Sendable () -> Void)? = nil) {
         self.limit = max(1, limit)
         self.name = name
+        self.idleNanoseconds = idleNanoseconds
+        self.onIdleExit = onIdleExit
     }
+
+    /// Threads the pool has now (started and not ended).
+    var threadCount: Int { state.withLock { $0.threads } }
 
     /// For CPU-bound work: one thread per core.
     static let cpu = WorkerPool(limit: Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), name: "curio-cpu")
@@ -145,9 +170,24 @@ final class WorkerPool: Sendable {
                 return nil
             }
             guard let job else {
-                // `submit` took this thread off `idle` and granted one
-                // wake-up; a grant made before we park is kept by the
-                // semaphore, so none is lost.
+                // `submit` took a thread off `idle` and granted one wake-up;
+                // a grant made before we park is kept by the semaphore, so
+                // none is lost.
+                if parker.park(nanoseconds: idleNanoseconds) { continue }
+                // Timed out. Grants are not addressed to a thread: while
+                // some parked thread is still counted idle, one of them may
+                // end, and this is it; with none counted, every parked
+                // thread (this one too) holds a grant, which it takes.
+                let ends = state.withLock { s -> Bool in
+                    guard s.idle > 0 else { return false }
+                    s.idle -= 1
+                    s.threads -= 1
+                    return true
+                }
+                if ends {
+                    onIdleExit?()
+                    return
+                }
                 parker.park()
                 continue
             }
