@@ -53,14 +53,9 @@ enum MonitorHarness {
         var changes = changes
         if changes["XDG_RUNTIME_DIR"] == nil { changes["XDG_RUNTIME_DIR"] = runtimeDirectory }
         var env: [(String, String)] = []
-        var p = environ
-        while let entry = p.pointee {
-            let s = String(cString: entry)
-            if let eq = s.firstIndex(of: "=") {
-                let k = String(s[..<eq])
-                if !scrub.contains(k) && changes[k] == nil { env.append((k, String(s[s.index(after: eq)...]))) }
-            }
-            p += 1
+        for (k, v) in TestScenarios.currentEnvironment().sorted(by: { $0.key < $1.key })
+        where !scrub.contains(k) && changes[k] == nil {
+            env.append((k, v))
         }
         for (k, v) in changes { if let v { env.append((k, v)) } }
         return env.map { "\($0.0)=\($0.1)" }

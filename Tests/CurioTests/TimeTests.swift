@@ -1,6 +1,7 @@
-// Time, on the virtual clock where a test is about deadlines (exact
-// readings, no wall-clock bounds) and on the real one where it is about
-// time passing while a task runs: sleep ordering, sleep(0) as a yield, sleep(for:), Curio.clock(), invalid
+// Time, on the virtual clock (exact readings, no wall-clock bounds; a task
+// that "runs past its deadline" moves the clock with advanceClock instead
+// of spinning), and on the real one only where the test is about the real
+// clock: sleep ordering, sleep(0) as a yield, sleep(for:), Curio.clock(), invalid
 // times, timeoutAfter / ignoreAfter / timeoutAt / ignoreAt and curio 1.6's
 // nesting rules, timeouts while running, and blocks that finish late
 // without blocking.
@@ -469,7 +470,7 @@ struct TimeTests {
     func theOutermostExpiredDeadlineOwnsTheTimeout() async throws {
         // Outer and middle deadlines both pass while the task runs without
         // blocking; the outer one (the outermost expired) owns the timeout.
-        let r = try await KernelHarness.run { _ -> [String] in
+        let r = try await KernelHarness.runVirtual { kernel -> [String] in
             var seen: [String] = []
             do {
                 try await timeoutAfter(0.01) {
@@ -477,7 +478,7 @@ struct TimeTests {
                         try await timeoutAfter(0.02) {
                             do {
                                 try await timeoutAfter(5) {
-                                    KernelHarness.spin(0.04)
+                                    try kernel.advanceClock(by: .milliseconds(40))
                                     try await Curio.sleep(0)
                                 }
                             } catch {
@@ -537,11 +538,11 @@ struct TimeTests {
 
     @Test(.timeLimit(.minutes(1)))
     func aTimeoutWhileRunningArrivesAtTheNextBlockingCall() async throws {
-        let r = try await KernelHarness.run { _ -> [String] in
+        let r = try await KernelHarness.runVirtual { kernel -> [String] in
             var seen: [String] = []
             do {
                 try await timeoutAfter(0.01) {
-                    KernelHarness.spin(0.03)  // past the deadline, never blocking
+                    try kernel.advanceClock(by: .milliseconds(30))  // past the deadline, never blocking
                     seen.append("ran past the deadline")
                     _ = Curio.clock()
                     _ = try await currentTask()
@@ -555,7 +556,7 @@ struct TimeTests {
             // The same with sleep(0) as the blocking call.
             do {
                 try await timeoutAfter(0.01) {
-                    KernelHarness.spin(0.03)
+                    try kernel.advanceClock(by: .milliseconds(30))
                     try await Curio.sleep(0)
                     seen.append("yielded")
                 }
@@ -569,16 +570,16 @@ struct TimeTests {
 
     @Test(.timeLimit(.minutes(1)))
     func aBlockThatEndsAfterItsDeadlineWithoutBlockingReturnsNormally() async throws {
-        let r = try await KernelHarness.run { kernel -> [String] in
+        let r = try await KernelHarness.runVirtual { kernel -> [String] in
             var seen: [String] = []
             let v = try await timeoutAfter(0.01) { () -> Int in
-                KernelHarness.spin(0.03)
+                try kernel.advanceClock(by: .milliseconds(30))
                 return 7
             }
             seen.append("\(v)")
             let w = try await ignoreAfter(0.01) { () -> Int in
                 try await Curio.sleep(0.001)
-                KernelHarness.spin(0.03)
+                try kernel.advanceClock(by: .milliseconds(30))
                 return 8
             }
             seen.append("\(w ?? -1)")

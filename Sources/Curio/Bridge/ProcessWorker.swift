@@ -116,13 +116,7 @@ public func runInProcess(_ name: String, input: [UInt8] = [], file: StaticString
 /// This process's environment plus the key that ties a child's life to
 /// this process (see CSources/CCurioKernel/os/parent_death.c).
 private func childEnvironment() -> [String: String] {
-    var env: [String: String] = [:]
-    var p = environ
-    while let entry = p.pointee {
-        let s = String(cString: entry)
-        if let eq = s.firstIndex(of: "=") { env[String(s[..<eq])] = String(s[s.index(after: eq)...]) }
-        p += 1
-    }
+    var env = processEnvironment()
     env["CURIO_PARENT_PID"] = String(getpid())
     return env
 }

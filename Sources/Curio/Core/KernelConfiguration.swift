@@ -200,18 +200,7 @@ extension Kernel {
             return .standard
         }
 
-        static func processEnvironment() -> [String: String] {
-            var env: [String: String] = [:]
-            var p = environ
-            while let entry = p.pointee {
-                let s = String(cString: entry)
-                if let eq = s.firstIndex(of: "=") {
-                    env[String(s[..<eq])] = String(s[s.index(after: eq)...])
-                }
-                p += 1
-            }
-            return env
-        }
+        static func processEnvironment() -> [String: String] { Curio.processEnvironment() }
 
         /// A logger that prints each message as one plain line on stderr,
         /// as Curio always has.

@@ -135,3 +135,24 @@ func symbolize(_ address: UnsafeMutableRawPointer) -> StackSymbol? {
     }
     return StackSymbol(name: text(name), offset: offset, binary: text(file))
 }
+
+/// This process's environment as `NAME=value` entries, in `environ`'s order.
+func processEnvironmentEntries() -> [String] {
+    var out: [String] = []
+    var p = environ
+    while let entry = p.pointee {
+        out.append(String(cString: entry))
+        p += 1
+    }
+    return out
+}
+
+/// This process's environment by name (the environment of a child the
+/// library starts, and the source of the configuration's overrides).
+func processEnvironment() -> [String: String] {
+    var env: [String: String] = [:]
+    for s in processEnvironmentEntries() {
+        if let eq = s.firstIndex(of: "=") { env[String(s[..<eq])] = String(s[s.index(after: eq)...]) }
+    }
+    return env
+}

@@ -319,12 +319,4 @@ public struct SubprocessError: Error, CustomStringConvertible {
     public var description: String { "SubprocessError: \(arguments.joined(separator: " ")) \(status)" }
 }
 
-private func currentEnvironment() -> [String] {
-    var out: [String] = []
-    var p = environ
-    while let entry = p.pointee {
-        out.append(String(cString: entry))
-        p += 1
-    }
-    return out
-}
+private func currentEnvironment() -> [String] { processEnvironmentEntries() }
