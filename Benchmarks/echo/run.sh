@@ -18,7 +18,8 @@
 #   ECHO_ROUNDS  [3]   rounds; the table shows medians
 #   ECHO_WARMUP  [0.5] warm-up seconds per measurement
 #   ECHO_CELLS   ["1x100 100x100 1x16384 100x16384"]
-#   ECHO_SERVERS ["c curio-uring curio-epoll nio"]  (a subset for quick runs)
+#   ECHO_SERVERS ["c curio-uring curio-epoll nio"]  (a subset for quick runs; c-zc
+#                is the C server with SEND_ZC replies)
 #   ECHO_PIN     [auto] where server and loadgen run (taskset, >= 2 CPUs):
 #                  split  server on CPU 0, loadgen on CPU 1
 #                  same   both on CPU 0
@@ -57,16 +58,20 @@ LOADGEN_FLAGS=${ECHO_LOADGEN:-}
 CC=${CC:-cc}
 SWIFT=${SWIFT:-swift}
 
-declare -A NAME=([c]="C io_uring" [curio-uring]="Curio io_uring" [curio-epoll]="Curio epoll" [nio]="SwiftNIO")
+declare -A NAME=([c]="C io_uring" [c-zc]="C SEND_ZC" [curio-uring]="Curio io_uring" [curio-epoll]="Curio epoll"
+                 [nio]="SwiftNIO")
 declare -A BIN=(
     [c]=$CBUILD/uring_echo
+    [c-zc]=$CBUILD/uring_echo
     [curio-uring]=$URING_SCRATCH/release/curio-echo
     [curio-epoll]=$EPOLL_SCRATCH/release/curio-echo
     [nio]=$URING_SCRATCH/release/nio-echo
 )
+# c-zc: the C server replying with IORING_OP_SEND_ZC (not in the default set).
+declare -A ARGS=([c-zc]="defer zc")
 LOADGEN=$CBUILD/loadgen
 for s in $SERVERS; do
-    [[ -n ${NAME[$s]:-} ]] || { echo "run.sh: unknown server '$s' (c curio-uring curio-epoll nio)" >&2; exit 2; }
+    [[ -n ${NAME[$s]:-} ]] || { echo "run.sh: unknown server '$s' (c c-zc curio-uring curio-epoll nio)" >&2; exit 2; }
 done
 
 # ------------------------------------------------------------------ build
@@ -96,7 +101,8 @@ measure() {
     local key=$1 conns=$2 bytes=$3 line attempt rtps lcpu scpu other flag
     pin_for "$conns"
     for attempt in $(seq 0 "$RETRIES"); do
-        start_server "$key"
+        # shellcheck disable=SC2086
+        start_server "$key" ${ARGS[$key]:-}
         # shellcheck disable=SC2086
         if ! line=$(timeout $(( ${T%.*} + 60 )) $CLIENT_CPUS "$LOADGEN" -p "$PORT" -c "$conns" -s "$bytes" \
                     -t "$T" -w "$WARMUP" -P "$SERVER_PID" $LOADGEN_FLAGS); then
