@@ -67,8 +67,9 @@ extension Kernel {
             /// non-blocking look at the backend finds nothing. `nil` never
             /// jumps: only ``Kernel/advanceClock(by:)`` moves it.
             ///
-            /// A task waiting for a worker thread (``runInThread(_:)``,
-            /// ``runInProcess(_:)``) holds the clock until the answer comes.
+            /// A task waiting for a worker thread (`runInThread`,
+            /// `runCPUBound`, `runInProcess`) holds the clock until the
+            /// answer comes.
             /// I/O does not: with `.zero`, a wait on a peer outside the
             /// kernel (another process, a remote host) can lose to a jump;
             /// give such tests a real `autojump` margin, or order them with
