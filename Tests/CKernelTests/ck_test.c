@@ -2846,6 +2846,17 @@ static void test_virtual_clock(const config *cfg) {
     /* A bounded wait while held ends without a jump. */
     CHECK(ck_poll(k, true, 2 * MS, ev, 4) == 0);
     CHECK(ck_kernel_now(k) == at);
+    /* Held with nothing coming: after the deadline's distance in real time
+     * (here 20 ms) the clock jumps after all, so nothing hangs. */
+    uint64_t h20 = ck_timer_add(k, at + 20 * MS, tok(20));
+    CHECK(h20 != 0);
+    int64_t real_before = ck_now_ns();
+    n = 0;
+    for (int turns = 0; n == 0 && turns < MAX_TURNS; turns++) n = ck_poll(k, true, -1, ev, 4);
+    CHECKF(n == 1 && untok(ev[0].token) == 20, "%d events", n);
+    CHECK(ck_kernel_now(k) == at + 20 * MS);
+    CHECKF(ck_now_ns() - real_before >= 20 * MS, "a held clock jumped before the real time passed");
+    at = ck_kernel_now(k);
     ck_clock_hold(k, false);
 
     /* By hand: advancing short of the deadline fires nothing; reaching it

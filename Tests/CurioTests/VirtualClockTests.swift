@@ -121,6 +121,34 @@ struct VirtualClockTests {
         #expect(r.1 == 0, "the virtual clock moved while a worker thread ran")
     }
 
+    // A worker that never answers in time cannot hang a virtual clock: the
+    // loop waits the deadline's distance in real time, then jumps, and the
+    // timeout fires at exactly its virtual deadline. The worker is released
+    // only afterwards, so the order does not depend on timing.
+    @Test(.timeLimit(.minutes(1)))
+    func aWorkerThatDoesNotAnswerCannotHangTheClock() async throws {
+        let r = try await KernelHarness.runVirtual { _ -> (String, Int64) in
+            let release = UniversalEvent()
+            let t0 = Self.now()
+            var outcome = "returned"
+            do {
+                _ = try await timeoutAfter(0.05) {
+                    try await runInThread { () -> Int in
+                        _ = try? release.blockingWait()
+                        return 1
+                    }
+                }
+            } catch is TaskTimeout {
+                outcome = "timeout"
+            }
+            let at = Self.now() - t0
+            release.set()
+            return (outcome, at)
+        }
+        #expect(r.0 == "timeout")
+        #expect(r.1 == 50_000_000)
+    }
+
     // The time scale of the configuration applies to the kernel's relative
     // times; absolute deadlines are not scaled.
     @Test(.timeLimit(.minutes(1)))

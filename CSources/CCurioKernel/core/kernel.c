@@ -170,13 +170,20 @@ int ck_poll(ck_kernel *k, bool may_block, int64_t max_wait_ns, ck_event *out,
             int64_t now = ck_kernel_now(k);
             if (next <= now) {
                 timeout = 0;
-            } else if (k->clock.autojump_ns >= 0 && !k->clock.held) {
-                timeout = k->clock.autojump_ns;
+            } else if (k->clock.autojump_ns >= 0) {
+                /* Held (a task waits for a worker thread): wait as long in
+                 * real time as the deadline is away, so the answer is not
+                 * overtaken but an answer that never comes cannot hang. */
+                timeout = k->clock.held ? next - now : k->clock.autojump_ns;
                 jump_to = next;
             } else {
                 timeout = -1;
             }
-            if (max_wait_ns >= 0 && (timeout < 0 || max_wait_ns < timeout)) timeout = max_wait_ns;
+            if (max_wait_ns >= 0 && (timeout < 0 || max_wait_ns < timeout)) {
+                /* Cut short by the caller: not a full idle wait, no jump. */
+                timeout = max_wait_ns;
+                jump_to = INT64_MAX;
+            }
         } else {
             int64_t now = ck_now_ns();
             timeout = next > now ? next - now : 0;
@@ -191,7 +198,11 @@ int ck_poll(ck_kernel *k, bool may_block, int64_t max_wait_ns, ck_event *out,
         if (atomic_load_explicit(&k->posts.approx_count, memory_order_seq_cst)) timeout = 0;
     }
     bool woken = false;
+    /* Virtual clock: only a wait that lasted its whole timeout was idle (a
+     * readiness that produced no completion ends it early too). */
+    int64_t wait_start = jump_to != INT64_MAX && timeout > 0 ? ck_now_ns() : 0;
     int err = k->ops->wait(k, timeout, &woken);
+    if (wait_start && ck_now_ns() - wait_start < timeout) jump_to = INT64_MAX;
     atomic_store_explicit(&k->sleeping, 0, memory_order_relaxed);
     if (woken) {
         /* Empty the eventfd first, then reset the flag: a post that lands

@@ -96,9 +96,11 @@ int64_t ck_kernel_now(const ck_kernel *k);
 /* Moves a virtual clock forward by by_ns (>= 0); timers due by then fire
  * on the loop's next poll. No effect on a real clock: returns false. */
 bool ck_clock_advance(ck_kernel *k, int64_t by_ns);
-/* While held, a virtual clock does not jump: the loop expects an answer
- * from outside it (a worker thread, a child process) that virtual time
- * must not overtake. */
+/* While held, the loop expects an answer from outside it (a worker
+ * thread) that virtual time must not overtake: an idle wait lasts as long
+ * in real time as the next deadline is away before the clock jumps, so the
+ * virtual clock runs no faster than real time, and an answer that never
+ * comes cannot hang the loop. */
 void ck_clock_hold(ck_kernel *k, bool hold);
 /* The clock of the kernel bound to the calling thread; CLOCK_MONOTONIC
  * on a thread that runs no kernel. */

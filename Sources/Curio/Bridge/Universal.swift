@@ -158,8 +158,10 @@ public class UniversalWaitList: @unchecked Sendable {
             return blockThread(w, deadline: deadline, unlist: unlist)
         case .swift:
             let timer: Task<Void, Never>? = deadline.map { d in
-                Task { [self] in
-                    let ns = d - monotonicNanoseconds()
+                // The deadline is on this thread's clock (a kernel's may be
+                // virtual); the timer task runs elsewhere, so it gets a duration.
+                let ns = d - callerClockNanoseconds()
+                return Task { [self] in
                     if ns > 0 { try? await Task.sleep(nanoseconds: UInt64(ns)) }
                     if Task.isCancelled { return }
                     lock.lock()

@@ -51,7 +51,8 @@ extension Kernel {
 
     /// Before the loop waits: a task waiting for a worker thread (or any
     /// answer from outside the loop) holds a virtual clock, so that its
-    /// answer is not overtaken by a jump to the next deadline.
+    /// answer is not overtaken by a jump to the next deadline (held, the
+    /// clock jumps only after that much real time, see ck_clock_hold).
     @inline(__always)
     func holdClockForOutsideWaits() {
         ck_clock_hold(ck, externalWaits > 0)

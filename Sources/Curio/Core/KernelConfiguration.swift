@@ -67,9 +67,11 @@ extension Kernel {
             /// non-blocking look at the backend finds nothing. `nil` never
             /// jumps: only ``Kernel/advanceClock(by:)`` moves it.
             ///
-            /// A task waiting for a worker thread (`runInThread`,
-            /// `runCPUBound`, `runInProcess`) holds the clock until the
-            /// answer comes.
+            /// While a task waits for a worker thread (`runInThread`,
+            /// `runCPUBound`, `runInProcess`), the clock runs no faster than
+            /// real time: the loop waits as long for the answer as the next
+            /// deadline is away before it jumps, so a quick answer is not
+            /// overtaken and one that never comes cannot hang the loop.
             /// I/O does not: with `.zero`, a wait on a peer outside the
             /// kernel (another process, a remote host) can lose to a jump;
             /// give such tests a real `autojump` margin, or order them with

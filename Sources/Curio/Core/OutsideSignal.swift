@@ -52,8 +52,10 @@ final class OutsideSignal: Sendable {
             return s.nextID
         }
         let timer = deadline.map { d in
-            Task { [self] in
-                let ns = d - ck_now_ns()
+            // The deadline is on the caller's clock (its kernel's, perhaps
+            // virtual): make it a duration here, not in the timer task.
+            let ns = d - ck_clock_now()
+            return Task { [self] in
                 if ns > 0 { try? await Task.sleep(nanoseconds: UInt64(ns)) }
                 if !Task.isCancelled { end(id, .timedOut) }
             }
@@ -96,7 +98,7 @@ final class OutsideSignal: Sendable {
         }
         guard let id else { return true }
         if let deadline {
-            let ns = deadline - ck_now_ns()
+            let ns = deadline - ck_clock_now()
             if sem.wait(timeout: .now() + .nanoseconds(Int(max(ns, 0)))) == .success { return true }
             let stillWaiting = state.withLock { $0.waiters.removeValue(forKey: id) != nil }
             if stillWaiting { return false }

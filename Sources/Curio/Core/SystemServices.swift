@@ -17,6 +17,15 @@ func monotonicNanoseconds() -> Int64 {
     ck_now_ns()
 }
 
+/// Now on the clock that deadlines made on the calling thread are on
+/// (``deadlineAfter(_:)``): its kernel's (possibly virtual) clock, or
+/// CLOCK_MONOTONIC off a kernel's thread. Read it where the deadline was
+/// made to turn the deadline into a duration for a timer elsewhere.
+@inline(__always)
+func callerClockNanoseconds() -> Int64 {
+    ck_clock_now()
+}
+
 /// pipe2(2) (which Swift's Glibc module does not export) → 0, or -errno;
 /// the two descriptors go to `fds[0]` (read) and `fds[1]` (write).
 func systemPipe(_ fds: UnsafeMutablePointer<Int32>, _ flags: Int32) -> Int32 {

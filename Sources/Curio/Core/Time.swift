@@ -3,7 +3,9 @@ import CCurioKernel
 import Glibc
 #endif
 
-/// The kernel clock: seconds on CLOCK_MONOTONIC. Deadlines given to
+/// The kernel clock in seconds: the calling kernel's clock (CLOCK_MONOTONIC,
+/// or its virtual clock, ``Kernel/Configuration/ClockSource``), and
+/// CLOCK_MONOTONIC on a thread that runs no kernel. Deadlines given to
 /// ``timeoutAt(_:_:)-(Double,_)`` and ``ignoreAt(_:_:)-(Double,_)`` are on this clock.
 public func clock() -> Double {
     Double(ck_clock_now()) / 1e9
