@@ -16,7 +16,7 @@ struct CancellationRulesTests {
     /// once the task has ended.
     @Test(.timeLimit(.minutes(1)))
     func onlyTheFirstCancelCounts() async throws {
-        let r = try await KernelHarness.run { _ -> [String] in
+        let r = try await KernelHarness.runVirtual { _ -> [String] in
             let log = KernelHarness.Log()
             let inCleanup = Event()
             let finishCleanup = Event()
@@ -55,7 +55,7 @@ struct CancellationRulesTests {
     /// is in does not fire into its clean-up.
     @Test(.timeLimit(.minutes(1)))
     func cancellingATaskDropsItsDeadlines() async throws {
-        let r = try await KernelHarness.run { _ -> ([String], Bool, Bool) in
+        let r = try await KernelHarness.runVirtual { _ -> ([String], Bool, Bool) in
             let log = KernelHarness.Log()
             let t = try await spawn { () -> Int in
                 try await timeoutAfter(0.01) {
@@ -89,12 +89,11 @@ struct CancellationRulesTests {
     /// delivered, a passed deadline of the block is not reported either.
     @Test(.timeLimit(.minutes(1)))
     func aCancelledTaskHasNoDeadlinePending() async throws {
-        let r = try await KernelHarness.run { _ -> String in
+        let r = try await KernelHarness.runVirtual { kernel -> String in
             try await timeoutAfter(0.001) { () -> String in
-                let end = Curio.clock() + 0.002
                 try await currentTask().cancel()
                 do { try await Curio.sleep(0) } catch {}  // the cancel, delivered and caught
-                while Curio.clock() < end {}              // the block's deadline has passed
+                try kernel.advanceClock(by: .milliseconds(2))  // the block's deadline has passed
                 let p = try await pendingCancellation()
                 return p.map { KernelHarness.kind($0) } ?? "none"
             }
@@ -104,9 +103,12 @@ struct CancellationRulesTests {
 
     /// Rule 4: the byte count of an interrupted sendAll survives nested
     /// timeout blocks (inner TimeoutCancellationError, outer TaskTimeout).
+    /// Virtual clock: the 0.2 s pass only once the send is stuck on a full
+    /// buffer, never before its first bytes (on a loaded machine the real
+    /// 0.2 s could pass before the send had begun).
     @Test(.timeLimit(.minutes(1)))
     func partialProgressSurvivesNestedTimeouts() async throws {
-        let r = try await IOTest.run { () -> [String] in
+        let r = try await KernelHarness.runVirtual { _ -> [String] in
             let (a, b) = try await IOTest.tcpPair(receiveBuffer: 4096, sendBuffer: 4096)
             defer { a.close(); b.close() }
             let big = IOTest.pattern(8 << 20)
@@ -147,7 +149,7 @@ struct CancellationRulesTests {
     /// kernel's state after such a race is set up exactly.
     @Test(.timeLimit(.minutes(1)))
     func aTimeoutNeverEscapesItsBlock() async throws {
-        let r = try await KernelHarness.run { _ -> [String] in
+        let r = try await KernelHarness.runVirtual { _ -> [String] in
             var log: [String] = []
             let t = try await currentTask()
             let v = try await ignoreAfter(0) { () -> Int in

@@ -1,6 +1,7 @@
 // Lifecycle faults: addTask from another thread racing with run() ending
 // (runs the task or fails at once, never hangs), dropping kernels with
 // tasks pending (descriptors stay flat), and the throwing creation path.
+import Dispatch
 import Glibc
 import Synchronization
 import Testing
@@ -105,8 +106,15 @@ struct KernelLifecycleTests {
             // Warm up (once-per-process allocations), then measure.
             do { Kernel().addTask { await pending() } }
             cleaned.n.store(0, ordering: .relaxed)
-            // libdispatch (the test runner's timers) may open its timerfd
-            // lazily meanwhile; Curio never opens one.
+            // libdispatch opens its event loop's descriptors (epoll,
+            // eventfd, timerfd) lazily, on the first timer: the test
+            // runner's time-limit watchdog can start that while this counts,
+            // and its epoll and eventfd look like a kernel's. Start it now;
+            // the timerfd it may add per clock later is left out (Curio
+            // never opens one).
+            let timerFired = DispatchSemaphore(value: 0)
+            DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(1)) { timerFired.signal() }
+            timerFired.wait()
             func descriptors() -> [Int32: String] {
                 IOTest.openDescriptors().filter { $0.value != "anon_inode:[timerfd]" }
             }
