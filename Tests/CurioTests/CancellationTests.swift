@@ -12,9 +12,6 @@ private typealias Boom = KernelHarness.Boom
 
 @Suite(.timeLimit(.minutes(1)))
 struct CancellationTests {
-    /// Nanoseconds on the calling kernel's clock: exact on the virtual clock these tests use.
-    static func nowNS() -> Int64 { CurioClock().now.nanoseconds }
-
     @Test(.timeLimit(.minutes(1)))
     func cancellationArrivesOnlyAtABlockingCall() async throws {
         let r = try await KernelHarness.runVirtual { _ -> ([String], Int??) in
@@ -63,9 +60,9 @@ struct CancellationTests {
                 }
             }
             try await started.wait()
-            let t0 = Self.nowNS()
+            let t0 = KernelHarness.clockNow()
             try await t.cancel()
-            return (log.entries, Self.nowNS() - t0)
+            return (log.entries, KernelHarness.clockNow() - t0)
         }
         #expect(r.0 == ["sleep: TaskCancelled"])
         #expect(r.1 == 0, "the cancel ended the 1000 s sleep at once")
@@ -79,9 +76,9 @@ struct CancellationTests {
             let t = try await spawn {
                 try await disableCancellation {
                     await started.set()
-                    let t0 = Self.nowNS()
+                    let t0 = KernelHarness.clockNow()
                     try await Curio.sleep(0.03)  // the parent cancels meanwhile
-                    log.add(Self.nowNS() - t0 == 30_000_000 ? "slept in full" : "sleep cut short")
+                    log.add(KernelHarness.clockNow() - t0 == 30_000_000 ? "slept in full" : "sleep cut short")
                     try await checkCancellation()  // does not throw in here
                     log.add("pending: \(try await pendingCancellation().map(KernelHarness.kind) ?? "none")")
                     try await Curio.sleep(0)
@@ -97,10 +94,10 @@ struct CancellationTests {
                 }
             }
             try await started.wait()
-            let t0 = Self.nowNS()
+            let t0 = KernelHarness.clockNow()
             try await t.cancel()
             log.add("cancel returned")
-            return (log.entries, Self.nowNS() - t0)
+            return (log.entries, KernelHarness.clockNow() - t0)
         }
         #expect(r.0 == ["slept in full", "pending: TaskCancelled", "yielded", "left the block",
                         "first blocking call: TaskCancelled", "cancel returned"])
@@ -111,13 +108,13 @@ struct CancellationTests {
     func disableCancellationDefersATimeout() async throws {
         let r = try await KernelHarness.runVirtual { kernel -> ([String], Int64) in
             var seen: [String] = []
-            let t0 = Self.nowNS()
+            let t0 = KernelHarness.clockNow()
             do {
                 try await timeoutAfter(0.01) {
                     try await disableCancellation {
-                        let s = Self.nowNS()
+                        let s = KernelHarness.clockNow()
                         try await Curio.sleep(0.04)  // the deadline passes meanwhile
-                        seen.append(Self.nowNS() - s == 40_000_000 ? "slept in full" : "sleep cut short")
+                        seen.append(KernelHarness.clockNow() - s == 40_000_000 ? "slept in full" : "sleep cut short")
                     }
                     seen.append("left the block")
                     try await Curio.sleep(10)
@@ -127,7 +124,7 @@ struct CancellationTests {
                 seen.append("timeout block: \(KernelHarness.kind(error))")
             }
             seen.append("timers \(UInt32(kernel.statistics.pendingTimers))")
-            return (seen, Self.nowNS() - t0)
+            return (seen, KernelHarness.clockNow() - t0)
         }
         #expect(r.0 == ["slept in full", "left the block", "timeout block: TaskTimeout", "timers 0"])
         #expect(r.1 == 40_000_000, "the sleep after the block ended at once")

@@ -13,9 +13,6 @@ import Testing
 
 @Suite(.timeLimit(.minutes(1)))
 struct TimeTests {
-    /// Nanoseconds on the calling kernel's clock: exact on a virtual one.
-    static func nowNS() -> Int64 { CurioClock().now.nanoseconds }
-
     // Sleeps of 3, 1 and 2 units wake in the order 1, 2, 3. A unit is 10 ms,
     // not 1 ms: each task starts its sleep when it first runs, and on a
     // loaded 2-core machine the three starts can be more than a millisecond
@@ -104,13 +101,13 @@ struct TimeTests {
         let exact = try await KernelHarness.runVirtual { _ -> [Int64] in
             var out: [Int64] = []
             for d in [Duration.milliseconds(30), .microseconds(30_000), .nanoseconds(1)] {
-                let t0 = Self.nowNS()
+                let t0 = KernelHarness.clockNow()
                 try await Curio.sleep(for: d)
-                out.append(Self.nowNS() - t0)
+                out.append(KernelHarness.clockNow() - t0)
             }
-            let t0 = Self.nowNS()
+            let t0 = KernelHarness.clockNow()
             try await Curio.sleep(0.03)
-            out.append(Self.nowNS() - t0)
+            out.append(KernelHarness.clockNow() - t0)
             return out
         }
         #expect(exact == [30_000_000, 30_000_000, 1, 30_000_000])
@@ -219,7 +216,7 @@ struct TimeTests {
     func timeoutAfterExpiryThrowsTaskTimeout() async throws {
         let r = try await KernelHarness.runVirtual { kernel -> [String] in
             var seen: [String] = []
-            let t0 = Self.nowNS()
+            let t0 = KernelHarness.clockNow()
             do {
                 _ = try await timeoutAfter(0.02) { () -> Int in
                     try await Curio.sleep(10)
@@ -227,7 +224,7 @@ struct TimeTests {
                 }
                 seen.append("returned")
             } catch let e as TaskTimeout {
-                let elapsed = Self.nowNS() - t0
+                let elapsed = KernelHarness.clockNow() - t0
                 seen.append("TaskTimeout")
                 seen.append(elapsed == 20_000_000 ? "on time" : "after \(elapsed) ns")
                 let clock = CurioClock.Instant(clockSeconds: e.clock).nanoseconds - t0
@@ -241,9 +238,9 @@ struct TimeTests {
                 seen.append("CancelledError")
             }
             // The expired block leaves nothing behind: later waits run in full.
-            let t1 = Self.nowNS()
+            let t1 = KernelHarness.clockNow()
             try await Curio.sleep(0.02)
-            seen.append(Self.nowNS() - t1 == 20_000_000 ? "later sleep in full" : "later sleep cut short")
+            seen.append(KernelHarness.clockNow() - t1 == 20_000_000 ? "later sleep in full" : "later sleep cut short")
             seen.append("timers \(UInt32(kernel.statistics.pendingTimers))")
             return seen
         }
@@ -300,7 +297,7 @@ struct TimeTests {
     func anInnerBlockNeverExtendsTheOuterDeadline() async throws {
         let r = try await KernelHarness.runVirtual { kernel -> ([String], Int64, UInt32) in
             var seen: [String] = []
-            let t0 = Self.nowNS()
+            let t0 = KernelHarness.clockNow()
             do {
                 try await timeoutAfter(0.02) {
                     do {
@@ -320,7 +317,7 @@ struct TimeTests {
             } catch {
                 seen.append("around the outer block: \(KernelHarness.kind(error))")
             }
-            return (seen, Self.nowNS() - t0, UInt32(kernel.statistics.pendingTimers))
+            return (seen, KernelHarness.clockNow() - t0, UInt32(kernel.statistics.pendingTimers))
         }
         #expect(r.0 == ["at the sleep: TaskTimeout",
                         "around the inner block: TimeoutCancellationError",
@@ -353,7 +350,7 @@ struct TimeTests {
     func theOuterDeadlineHoldsAgainAfterAnInnerBlock() async throws {
         let r = try await KernelHarness.runVirtual { _ -> ([String], Int64) in
             var seen: [String] = []
-            let t0 = Self.nowNS()
+            let t0 = KernelHarness.clockNow()
             do {
                 try await timeoutAfter(0.05) {
                     // An inner block with a later deadline ends normally...
@@ -369,7 +366,7 @@ struct TimeTests {
             } catch {
                 seen.append("outer: \(KernelHarness.kind(error))")
             }
-            return (seen, Self.nowNS() - t0)
+            return (seen, KernelHarness.clockNow() - t0)
         }
         #expect(r.0 == ["inner returned", "inner ignored", "outer: TaskTimeout"])
         #expect(r.1 == 50_000_000, "the outer block ended \(r.1) ns after it began")
@@ -381,7 +378,7 @@ struct TimeTests {
         // on without further timeouts if its code catches the TaskTimeout.
         let r = try await KernelHarness.runVirtual { _ -> ([String], Int64) in
             var seen: [String] = []
-            let t0 = Self.nowNS()
+            let t0 = KernelHarness.clockNow()
             let v = try await timeoutAfter(0.01) { () -> Int in
                 do {
                     try await Curio.sleep(10)
@@ -393,7 +390,7 @@ struct TimeTests {
                 return 9
             }
             seen.append("\(v)")
-            return (seen, Self.nowNS() - t0)
+            return (seen, KernelHarness.clockNow() - t0)
         }
         #expect(r.0 == ["caught", "slept after the deadline", "9"])
         #expect(r.1 == 40_000_000)
@@ -584,9 +581,9 @@ struct TimeTests {
             }
             seen.append("\(w ?? -1)")
             // Nothing is left pending: later blocking calls are not cut short.
-            let t0 = Self.nowNS()
+            let t0 = KernelHarness.clockNow()
             try await Curio.sleep(0.02)
-            seen.append(Self.nowNS() - t0 >= 20_000_000 ? "later sleep in full" : "later sleep cut short")
+            seen.append(KernelHarness.clockNow() - t0 >= 20_000_000 ? "later sleep in full" : "later sleep cut short")
             seen.append("timers \(UInt32(kernel.statistics.pendingTimers))")
             return seen
         }

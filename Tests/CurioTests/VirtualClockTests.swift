@@ -10,17 +10,14 @@ import Testing
 
 @Suite(.timeLimit(.minutes(1)))
 struct VirtualClockTests {
-    /// Nanoseconds on the calling kernel's clock.
-    static func now() -> Int64 { CurioClock().now.nanoseconds }
-
     @Test(.timeLimit(.minutes(1)))
     func anHourOfSleepTakesNoRealTimeAndEndsOnTheDot() async throws {
         let r = try await KernelHarness.runVirtual { kernel -> (Bool, Int64, Int64) in
-            let t0 = Self.now()
+            let t0 = KernelHarness.clockNow()
             try await Curio.sleep(3600)
-            let slept = Self.now() - t0
+            let slept = KernelHarness.clockNow() - t0
             try await Curio.sleep(for: .milliseconds(1))
-            return (kernel.clockIsVirtual, slept, Self.now() - t0)
+            return (kernel.clockIsVirtual, slept, KernelHarness.clockNow() - t0)
         }
         #expect(r.0)
         #expect(r.1 == 3_600_000_000_000)
@@ -33,12 +30,12 @@ struct VirtualClockTests {
     func sleepersWakeInDeadlineOrderAtTheirDeadlines() async throws {
         let r = try await KernelHarness.runVirtual { _ -> [String] in
             let log = KernelHarness.Log()
-            let t0 = Self.now()
+            let t0 = KernelHarness.clockNow()
             var tasks: [CurioTask<Void>] = []
             for (name, hours) in [("c", 3), ("a", 1), ("b", 2), ("a2", 1)] {
                 tasks.append(try await spawn {
                     try await CurioClock().sleep(until: CurioClock.Instant(nanoseconds: t0 + Int64(hours) * 3_600_000_000_000))
-                    log.add("\(name)@\((Self.now() - t0) / 1_000_000_000)")
+                    log.add("\(name)@\((KernelHarness.clockNow() - t0) / 1_000_000_000)")
                 })
             }
             for t in tasks { try await t.join() }
@@ -52,26 +49,26 @@ struct VirtualClockTests {
         let r = try await KernelHarness.runVirtual { _ -> [String] in
             var seen: [String] = []
             let t0 = Curio.clock()
-            let n0 = Self.now()
+            let n0 = KernelHarness.clockNow()
             do {
                 try await timeoutAfter(5) { try await Curio.sleep(10) }
                 seen.append("returned")
             } catch let e as TaskTimeout {
-                seen.append("timeout after \(Self.now() - n0) ns, clock \(e.clock - t0 == 5 ? "ok" : "\(e.clock - t0)")")
+                seen.append("timeout after \(KernelHarness.clockNow() - n0) ns, clock \(e.clock - t0 == 5 ? "ok" : "\(e.clock - t0)")")
             }
             // ignoreAfter: nil at its deadline; the inner sleep's own time is never reached.
             let v: Int? = try await ignoreAfter(2) { () -> Int in
                 try await Curio.sleep(3)
                 return 1
             }
-            seen.append("ignore \(v.map(String.init) ?? "nil") at \(Self.now() - n0) ns")
+            seen.append("ignore \(v.map(String.init) ?? "nil") at \(KernelHarness.clockNow() - n0) ns")
             // A join with a timeout that the child beats by one second.
             let child = try await spawn { () -> Int in
                 try await Curio.sleep(4)
                 return 7
             }
             let joined = try await child.join(timeout: 5)
-            seen.append("join \(joined.map(String.init) ?? "nil") at \(Self.now() - n0) ns")
+            seen.append("join \(joined.map(String.init) ?? "nil") at \(KernelHarness.clockNow() - n0) ns")
             return seen
         }
         #expect(r == ["timeout after 5000000000 ns, clock ok",
@@ -85,10 +82,10 @@ struct VirtualClockTests {
     func advanceClockMovesTimeByHand() async throws {
         let r = try await KernelHarness.runVirtual(autojump: nil) { kernel -> [String] in
             let log = KernelHarness.Log()
-            let t0 = Self.now()
+            let t0 = KernelHarness.clockNow()
             let sleeper = try await spawn {
                 try await Curio.sleep(60)
-                log.add("woke at \((Self.now() - t0) / 1_000_000_000)")
+                log.add("woke at \((KernelHarness.clockNow() - t0) / 1_000_000_000)")
             }
             try await Curio.sleep(0)  // the sleeper starts its sleep
             try kernel.advanceClock(by: .seconds(59))
@@ -96,7 +93,7 @@ struct VirtualClockTests {
             log.add("after 59: \(sleeper.state)")
             try kernel.advanceClock(by: .seconds(1))
             try await sleeper.join()
-            log.add("clock \((Self.now() - t0) / 1_000_000_000)")
+            log.add("clock \((KernelHarness.clockNow() - t0) / 1_000_000_000)")
             return log.entries
         }
         #expect(r == ["after 59: \(TaskState.timeSleep)", "woke at 60", "clock 60"])
@@ -108,14 +105,14 @@ struct VirtualClockTests {
     @Test(.timeLimit(.minutes(1)))
     func aWorkerThreadHoldsTheClock() async throws {
         let r = try await KernelHarness.runVirtual { _ -> (Int, Int64) in
-            let t0 = Self.now()
+            let t0 = KernelHarness.clockNow()
             let v = try await timeoutAfter(1) {
                 try await runInThread { () -> Int in
                     usleep(20_000)
                     return 42
                 }
             }
-            return (v, Self.now() - t0)
+            return (v, KernelHarness.clockNow() - t0)
         }
         #expect(r.0 == 42)
         #expect(r.1 == 0, "the virtual clock moved while a worker thread ran")
@@ -129,7 +126,7 @@ struct VirtualClockTests {
     func aWorkerThatDoesNotAnswerCannotHangTheClock() async throws {
         let r = try await KernelHarness.runVirtual { _ -> (String, Int64) in
             let release = UniversalEvent()
-            let t0 = Self.now()
+            let t0 = KernelHarness.clockNow()
             var outcome = "returned"
             do {
                 _ = try await timeoutAfter(0.05) {
@@ -141,7 +138,7 @@ struct VirtualClockTests {
             } catch is TaskTimeout {
                 outcome = "timeout"
             }
-            let at = Self.now() - t0
+            let at = KernelHarness.clockNow() - t0
             release.set()
             return (outcome, at)
         }
@@ -157,11 +154,11 @@ struct VirtualClockTests {
         c.clock = .virtual()
         c.timeScale = 0.25
         let r = try await KernelHarness.run(configuration: c) { _ -> [Int64] in
-            let t0 = Self.now()
+            let t0 = KernelHarness.clockNow()
             try await Curio.sleep(8)
-            let scaled = Self.now() - t0
-            try await CurioClock().sleep(until: CurioClock.Instant(nanoseconds: Self.now() + 8_000_000_000))
-            return [scaled, Self.now() - t0]
+            let scaled = KernelHarness.clockNow() - t0
+            try await CurioClock().sleep(until: CurioClock.Instant(nanoseconds: KernelHarness.clockNow() + 8_000_000_000))
+            return [scaled, KernelHarness.clockNow() - t0]
         }
         #expect(r == [2_000_000_000, 10_000_000_000])
         // Off the kernel's thread nothing is scaled.

@@ -151,6 +151,14 @@ static bool has_deferred(const ck_kernel *k) {
     return ck_posts_carried(&k->posts) || k->done.overflow_count;
 }
 
+/* Nothing waits to be handed to the loop: no completion, no ready job, no
+ * chunk of a stream. Before the wait it lets the loop block; after it, it
+ * tells a virtual clock that the wait was idle. */
+static bool nothing_to_deliver(const ck_kernel *k) {
+    return k->done.count == 0 && k->done.overflow_count == 0 && ck_ready_count(&k->ready) == 0 &&
+           !(k->pool && k->pool->fifo_count);
+}
+
 int ck_poll(ck_kernel *k, bool may_block, int64_t max_wait_ns, ck_event *out,
             int cap) {
     k->stats.polls++;
@@ -158,8 +166,7 @@ int ck_poll(ck_kernel *k, bool may_block, int64_t max_wait_ns, ck_event *out,
 
     int64_t timeout = 0;
     int64_t jump_to = INT64_MAX; /* virtual clock: where an idle wait takes it */
-    if (may_block && k->done.count == 0 && k->done.overflow_count == 0 &&
-        ck_ready_count(&k->ready) == 0 && !(k->pool && k->pool->fifo_count)) {
+    if (may_block && nothing_to_deliver(k)) {
         int64_t next = ck_timer_next(k);
         if (next == INT64_MAX) {
             timeout = max_wait_ns;
@@ -215,9 +222,7 @@ int ck_poll(ck_kernel *k, bool may_block, int64_t max_wait_ns, ck_event *out,
     if (err < 0 && err != -EINTR) return err;
     if (ck_posts_waiting(&k->posts)) ck_posts_drain(k);
 
-    if (__builtin_expect(jump_to != INT64_MAX, 0) && !woken && err >= 0 && k->done.count == 0 &&
-        k->done.overflow_count == 0 && ck_ready_count(&k->ready) == 0 &&
-        !(k->pool && k->pool->fifo_count)) {
+    if (__builtin_expect(jump_to != INT64_MAX, 0) && !woken && err >= 0 && nothing_to_deliver(k)) {
         /* Idle: nothing arrived, so nothing can happen before the next
          * deadline but the deadline itself. */
         int64_t now = atomic_load_explicit(&k->clock.now_ns, memory_order_relaxed);

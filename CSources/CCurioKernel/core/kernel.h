@@ -206,7 +206,7 @@ typedef struct ck_backend_ops ck_backend_ops;
 /* A kernel's clock (clock.c). */
 typedef struct ck_clock {
     bool is_virtual;
-    bool held;              /* ck_clock_hold: no jumps */
+    bool held;              /* ck_clock_hold: jump only after real time */
     int64_t autojump_ns;    /* < 0: never jumps on its own */
     _Atomic int64_t now_ns; /* the virtual reading; read from any thread */
 } ck_clock;

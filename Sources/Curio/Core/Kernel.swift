@@ -120,8 +120,6 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
 
     /// What this kernel was created with.
     public let configuration: Configuration
-    /// ``Configuration/timeScale``.
-    let timeScale: Double
     /// True when ``Configuration/clock`` is virtual.
     public let clockIsVirtual: Bool
 
@@ -200,7 +198,6 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
         _ = SwiftRuntime.checkLayout
         self.configuration = configuration
         longBlockThreshold = configuration.longBlockThreshold
-        timeScale = configuration.timeScale
         clockIsVirtual = configuration.clock != .monotonic
         ck = k
         readyQueue = ck_kernel_ready(k)
@@ -600,9 +597,7 @@ public final class Kernel: TaskExecutor, @unchecked Sendable {
         }
         ck_set_tls_resuming(nil)
         beginStopping()
-        let grace = Int64(configuration.dropGracePeriod.components.seconds) * 1_000_000_000
-            + configuration.dropGracePeriod.components.attoseconds / 1_000_000_000
-        let deadline = ck_now_ns() + max(grace, 0)
+        let deadline = ck_now_ns() + max(configuration.dropGracePeriod.curioNanoseconds, 0)
         while true {
             runReady()
             endIdleAdoptedTasks()

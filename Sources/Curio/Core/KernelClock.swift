@@ -38,7 +38,7 @@ extension Kernel {
         guard ck_current() == ck else {
             throw CurioUsageError(.wrongKernel, "advanceClock(by:) must be called on the kernel's own thread (from one of its tasks)")
         }
-        _ = ck_clock_advance(ck, Kernel.nanosecondsClamped(duration))
+        _ = ck_clock_advance(ck, duration.curioNanoseconds)
     }
 
     /// Sets up the clock `configuration` asks for, at creation.
@@ -46,7 +46,7 @@ extension Kernel {
         guard case .virtual(let autojump) = source else { return }
         // Start where the real clock is: deadlines computed by code that
         // mixes in `Curio.clock()` readings keep their usual magnitude.
-        ck_clock_set_virtual(ck, ck_now_ns(), autojump.map(Kernel.nanosecondsClamped) ?? -1)
+        ck_clock_set_virtual(ck, ck_now_ns(), autojump.map(\.curioNanoseconds) ?? -1)
     }
 
     /// Before the loop waits: a task waiting for a worker thread (or any
@@ -56,12 +56,5 @@ extension Kernel {
     @inline(__always)
     func holdClockForOutsideWaits() {
         ck_clock_hold(ck, externalWaits > 0)
-    }
-
-    static func nanosecondsClamped(_ d: Duration) -> Int64 {
-        let c = d.components
-        if c.seconds < 0 { return 0 }
-        if c.seconds >= Int64.max / 1_000_000_000 { return Int64.max }
-        return c.seconds * 1_000_000_000 + c.attoseconds / 1_000_000_000
     }
 }

@@ -13,7 +13,7 @@ public func clock() -> Double {
 
 /// The scale of relative times given on the calling thread: its kernel's
 /// ``Kernel/Configuration/timeScale``; 1 on a thread that runs no kernel.
-var timeScale: Double { Kernel.current?.timeScale ?? 1 }
+var timeScale: Double { Kernel.current?.configuration.timeScale ?? 1 }
 
 /// Nanoseconds for a timeout in seconds, or a clear error for a negative,
 /// NaN or infinite one.

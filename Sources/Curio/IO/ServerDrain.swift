@@ -128,9 +128,9 @@ final class ServerControl: Sendable {
         try await finished.wait()
     }
 
-    /// Waits until the server accepts no more connections (see ``notAccepting``).
+    /// Waits until the server accepts no more connections (see
+    /// ``notAccepting``, which `detach` sets too).
     func waitNotAccepting() async throws {
-        if shared.withLock({ $0.finished }) { return }
         try await notAccepting.wait()
     }
 }

@@ -108,7 +108,7 @@ public final class Subprocess: @unchecked Sendable {
         }
         let argv = arguments.map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
-        let envStrings: [String] = environment.map { $0.map { "\($0.key)=\($0.value)" } } ?? currentEnvironment()
+        let envStrings: [String] = environment.map { $0.map { "\($0.key)=\($0.value)" } } ?? processEnvironmentEntries()
         let envp = envStrings.map { strdup($0) } + [nil]
         defer { envp.forEach { free($0) } }
         // The child starts with no signal blocked and SIGPIPE/SIGXFSZ at
@@ -319,4 +319,3 @@ public struct SubprocessError: Error, CustomStringConvertible {
     public var description: String { "SubprocessError: \(arguments.joined(separator: " ")) \(status)" }
 }
 
-private func currentEnvironment() -> [String] { processEnvironmentEntries() }

@@ -117,6 +117,10 @@ enum KernelHarness {
         }
     }
 
+    /// Nanoseconds on the calling kernel's clock: exact on a virtual one
+    /// (``runVirtual(limit:autojump:_:)``).
+    static func clockNow() -> Int64 { CurioClock().now.nanoseconds }
+
     /// ``run(limit:configuration:_:)`` on a virtual clock (autojump
     /// `.zero`, scale 1): sleeps and timeouts take no real time and end in
     /// deadline order, at exactly their deadlines.
