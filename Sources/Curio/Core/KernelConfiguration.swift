@@ -146,7 +146,7 @@ extension Kernel {
         /// This configuration with the documented environment variables of
         /// `environment` (the process's own by default) applied over it.
         public func applyingEnvironment(_ environment: [String: String]? = nil) -> Configuration {
-            let env = environment ?? Kernel.Configuration.processEnvironment()
+            let env = environment ?? processEnvironment()
             var c = self
             if let off = env["CURIO_DISABLE_IO_URING"], !off.isEmpty, off != "0" {
                 c.backend = .epoll
@@ -202,8 +202,6 @@ extension Kernel {
             if let port = Int(text) { return .tcp(host: "127.0.0.1", port: port) }
             return .standard
         }
-
-        static func processEnvironment() -> [String: String] { Curio.processEnvironment() }
 
         /// A logger that prints each message as one plain line on stderr,
         /// as Curio always has.

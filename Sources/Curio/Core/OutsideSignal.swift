@@ -4,7 +4,8 @@ import Synchronization
 
 /// A one-shot signal that the kernel thread fires once and that any Swift
 /// task (of any executor, a Curio task of another kernel included) or any
-/// plain thread waits for. Firing happens under the signal's lock (`Locked`, which ThreadSanitizer can see), so what
+/// plain thread waits for. Firing happens under the signal's lock (a
+/// `Locked`, which ThreadSanitizer can see), so what
 /// the kernel wrote before firing is visible to every waiter after it.
 final class OutsideSignal: Sendable {
     enum Outcome: Sendable { case fired, cancelled, timedOut }
