@@ -147,7 +147,14 @@ extension Kernel {
     /// without a Swift task handle) the wait also listens for Swift
     /// cancellation, which interrupts it as a Curio cancellation; Curio's
     /// own tasks are cancelled only through Curio.
-    @inline(__always)
+    ///
+    /// Never inlined: every trap calls this on its slow path only, and an
+    /// inlined copy (with its cancellation handler and a second copy of
+    /// the wait) sat in the async frame of every trap on every path. That
+    /// pushed a sleeping task's frames past the Swift task allocator's
+    /// first 1 KiB slab (2.87 instead of 1.87 KiB per sleeper) and slowed
+    /// spawn+join by a third (`make bench`, README "Benchmarks").
+    @inline(never)
     func listeningForSwiftCancel<R>(_ t: AnyCurioTask, _ wait: () async throws -> R) async throws -> R {
         guard t.swiftTask == nil, let a = t as? AdoptedTask else { return try await wait() }
         // Inside a timeout block the wait runs in the block's child Swift
