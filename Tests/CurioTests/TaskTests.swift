@@ -100,6 +100,40 @@ struct TaskTests {
         #expect(r == ["built", "built", "()"])
     }
 
+    /// A task's value lives in storage of its own (CurioTask.storedValue):
+    /// it is released exactly once, with the last handle, whatever its size.
+    @Test(.timeLimit(.minutes(1)))
+    func resultValuesOfEverySizeAreKeptAndFreedWithTheHandle() async throws {
+        let freed = Atomic<Int>(0)
+        final class Tracked: Sendable {
+            let freed: @Sendable () -> Void
+            init(_ freed: @escaping @Sendable () -> Void) { self.freed = freed }
+            deinit { freed() }
+        }
+        struct Large: Sendable, Equatable { var a = 1, b = 2, c = 3, d = 4, e = 5, f = 6 }
+        struct Empty: Sendable {}
+        let r = try await KernelHarness.run { _ -> (Bool, Large?, Bool, Int, Bool) in
+            let onFree: @Sendable () -> Void = { freed.add(1, ordering: .relaxed) }
+            var object: CurioTask<Tracked>? = try await spawn { Tracked(onFree) }
+            let first = try await object!.join()
+            let second = try await object!.join()
+            let same = first != nil && first === second
+            let large = try await spawn { Large() }.join()
+            let empty = try await spawn { Empty() }.join()
+            let failed = try await spawn { () -> Tracked in throw KernelHarness.Boom.boom }
+            var failedThrew = false
+            do { _ = try await failed.join() } catch is TaskError { failedThrew = true }
+            let whileHeld = freed.load(ordering: .relaxed)
+            object = nil
+            _ = first
+            _ = second
+            return (same, large, empty != nil, whileHeld, failedThrew)
+        }
+        #expect(r.0 && r.1 == Large() && r.2 && r.4)
+        #expect(r.3 == 0, "the value was freed while a handle still held it")
+        #expect(freed.load(ordering: .relaxed) == 1, "the value must be freed exactly once, with its last handle")
+    }
+
     @Test(.timeLimit(.minutes(1)))
     func joinReturnsNilWhenEndedByAnUncaughtCancel() async throws {
         let r = try await KernelHarness.run { _ -> (Int??, Bool, Bool, Bool) in
