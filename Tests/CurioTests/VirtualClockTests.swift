@@ -226,4 +226,33 @@ struct VirtualClockTests {
         }
         #expect(ok)
     }
+
+    /// A virtual clock fires a timeout exactly at its deadline. Whose
+    /// timeout it is must not depend on the clock's value: for some
+    /// deadlines, nanoseconds → seconds → nanoseconds lands one short, and
+    /// the block then took its own timeout for a stray one
+    /// (UncaughtTimeoutError). The clock is moved so that the deadline is
+    /// such a value; the block must still throw TaskTimeout.
+    @Test(.timeLimit(.minutes(1)))
+    func aTimeoutOwnedByItsBlockWhateverTheClockReads() async throws {
+        let r = try await KernelHarness.runVirtual { kernel -> [String] in
+            let lossy: (Int64) -> Bool = { Int64(Double($0) / 1e9 * 1e9) != $0 }
+            var outcomes: [String] = []
+            for _ in 0..<3 {
+                let start = KernelHarness.clockNow()
+                let period: Int64 = 10_000_000  // timeoutAfter(0.01)
+                var skip: Int64 = 0
+                while !lossy(start + skip + period) { skip += 1 }
+                try kernel.advanceClock(by: .nanoseconds(skip))
+                do {
+                    try await timeoutAfter(0.01) { try await Curio.sleep(10) }
+                    outcomes.append("returned")
+                } catch {
+                    outcomes.append(KernelHarness.kind(error))
+                }
+            }
+            return outcomes
+        }
+        #expect(r == ["TaskTimeout", "TaskTimeout", "TaskTimeout"])
+    }
 }

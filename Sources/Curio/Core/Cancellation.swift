@@ -29,7 +29,7 @@ public func checkCancellation() async throws {
 public func pendingCancellation() async throws -> (any Error)? {
     let t = try Kernel.currentTask()
     if let e = t.pendingCancel { return e }
-    return t.taskDeadlineDueNow().map { TaskTimeout(clock: Double($0) / 1e9) }
+    return t.taskDeadlineDueNow().map { TaskTimeout(firedAt: $0) }
 }
 
 /// Swift's own cancellation error counts as a Curio cancellation, so

@@ -55,7 +55,7 @@ final class DeadlineScope: @unchecked Sendable {
     /// the job that resumes it arrives unpaired.
     var registered = false
     /// When the deadline cancelled the child (``clock()`` seconds), or nil.
-    var firedAt: Double?
+    var firedAt: Int64?
     /// The block's index in the task's `timeouts`.
     var level = 0
 }
@@ -152,9 +152,9 @@ extension Kernel {
         t.wakeDeadline = .max
         guard t.state == .swiftAwait, let scope = t.scopes.last, let child = scope.child,
               t.cancelDisabled == 0, t.taskDeadlineDue(at: deadline) else { return }
-        let now = Double(t.kernel.now) / 1e9
+        let now = t.kernel.now
         t.deadlineDelivered = true
-        if t.pendingCancel == nil { t.pendingCancel = TaskTimeout(clock: now) }
+        if t.pendingCancel == nil { t.pendingCancel = TaskTimeout(firedAt: now) }
         // Set before cancelling: cancellation handlers run inside `cancel()`,
         // and an adopted task's must see that this is a deadline.
         scope.firedAt = now

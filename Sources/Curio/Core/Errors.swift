@@ -40,8 +40,16 @@ public struct TaskTimeout: CancelledError, TimeoutError, CustomStringConvertible
     public var bytesRead: Int?
     /// Bytes an interrupted `sendAll` had sent when the timeout struck (0 for other calls).
     public var bytesSent: Int?
+    /// When it fired, exactly, in kernel-clock nanoseconds: what a timeout
+    /// block compares with its deadline to tell whose timeout it is.
+    let firedAt: Int64
     /// A timeout that fired at `clock` (seconds on ``clock()``).
-    public init(clock: Double) { self.clock = clock }
+    public init(clock: Double) { self.init(clock: clock, firedAt: nanosecondsOf(clock)) }
+    init(firedAt: Int64) { self.init(clock: Double(firedAt) / 1e9, firedAt: firedAt) }
+    private init(clock: Double, firedAt: Int64) {
+        self.clock = clock
+        self.firedAt = firedAt
+    }
     public var description: String { "TaskTimeout(clock: \(clock))" + progressDescription(bytesRead, bytesSent) }
 }
 
@@ -54,9 +62,26 @@ public struct TimeoutCancellationError: CancelledError, CustomStringConvertible 
     public var bytesRead: Int?
     /// Bytes an interrupted `sendAll` had sent when the deadline struck (0 for other calls).
     public var bytesSent: Int?
+    /// When the outer deadline fired, exactly, in kernel-clock nanoseconds.
+    let firedAt: Int64
     /// An outer deadline that fired at `clock` (seconds on ``clock()``).
-    public init(clock: Double) { self.clock = clock }
+    public init(clock: Double) { self.init(clock: clock, firedAt: nanosecondsOf(clock)) }
+    init(firedAt: Int64) { self.init(clock: Double(firedAt) / 1e9, firedAt: firedAt) }
+    private init(clock: Double, firedAt: Int64) {
+        self.clock = clock
+        self.firedAt = firedAt
+    }
     public var description: String { "TimeoutCancellationError(clock: \(clock))" + progressDescription(bytesRead, bytesSent) }
+}
+
+/// The kernel-clock nanoseconds of a reading in seconds. Timeouts carry the
+/// exact nanoseconds beside the seconds: a round trip through `Double`
+/// seconds can land a nanosecond early, and with a virtual clock, which
+/// fires exactly at a deadline, that nanosecond decided whether a block
+/// owned its own timeout (the judgment depended on the clock's value).
+func nanosecondsOf(_ seconds: Double) -> Int64 {
+    let ns = (seconds * 1e9).rounded()
+    return ns >= 9.2e18 ? .max : (ns <= -9.2e18 ? .min : Int64(ns))
 }
 
 func progressDescription(_ read: Int?, _ sent: Int?) -> String {
@@ -101,8 +126,15 @@ public struct UncaughtTimeoutError: TimeoutError, CustomStringConvertible {
     public var bytesRead: Int?
     /// Bytes of the interrupted write that went out, as on ``TaskCancelled``.
     public var bytesSent: Int?
+    /// When the stray timeout fired, exactly, in kernel-clock nanoseconds.
+    let firedAt: Int64
     /// A timeout that fired at `clock` and reached a block whose own deadline had not passed.
-    public init(clock: Double) { self.clock = clock }
+    public init(clock: Double) { self.init(clock: clock, firedAt: nanosecondsOf(clock)) }
+    init(firedAt: Int64) { self.init(clock: Double(firedAt) / 1e9, firedAt: firedAt) }
+    private init(clock: Double, firedAt: Int64) {
+        self.clock = clock
+        self.firedAt = firedAt
+    }
     public var description: String {
         "UncaughtTimeoutError(clock: \(clock)): a timeout escaped from the block that owned it" + progressDescription(bytesRead, bytesSent)
     }

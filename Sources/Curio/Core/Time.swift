@@ -242,7 +242,7 @@ extension Kernel {
         }
         func restore() {
             if let pending = t.pendingCancel as? TaskTimeout,
-               judge(t, level: level, clock: pending.clock) != .outer {
+               judge(t, level: level, firedAt: pending.firedAt) != .outer {
                 t.pendingCancel = nil
             }
             t.timeouts.removeLast(t.timeouts.count - level)
@@ -250,11 +250,11 @@ extension Kernel {
             t.deadlineDelivered = savedDelivered
         }
         func timedOut(_ e: TaskTimeout) throws -> T? {
-            let verdict = judge(t, level: level, clock: e.clock)
+            let verdict = judge(t, level: level, firedAt: e.firedAt)
             restore()
             switch verdict {
-            case .none: throw carryProgress(of: e, to: UncaughtTimeoutError(clock: e.clock))
-            case .outer: throw carryProgress(of: e, to: TimeoutCancellationError(clock: e.clock))
+            case .none: throw carryProgress(of: e, to: UncaughtTimeoutError(firedAt: e.firedAt))
+            case .outer: throw carryProgress(of: e, to: TimeoutCancellationError(firedAt: e.firedAt))
             case .mine: if ignore { return nil } else { throw e }
             }
         }
@@ -265,17 +265,17 @@ extension Kernel {
         } catch let e as TaskTimeout {
             return try timedOut(e)
         } catch let e as TimeoutCancellationError {
-            let verdict = judge(t, level: level, clock: e.clock)
+            let verdict = judge(t, level: level, firedAt: e.firedAt)
             restore()
             switch verdict {
-            case .none: throw carryProgress(of: e, to: UncaughtTimeoutError(clock: e.clock))
+            case .none: throw carryProgress(of: e, to: UncaughtTimeoutError(firedAt: e.firedAt))
             case .outer: throw e
-            case .mine: if ignore { return nil } else { throw carryProgress(of: e, to: TaskTimeout(clock: e.clock)) }
+            case .mine: if ignore { return nil } else { throw carryProgress(of: e, to: TaskTimeout(firedAt: e.firedAt)) }
             }
         } catch is CancellationError where !t.cancelled && swiftTimeoutClock(t, scope) != nil {
             // The deadline cancelled a Swift-native await of the body: this
             // Swift cancellation is the timeout, fired at that clock.
-            return try timedOut(TaskTimeout(clock: swiftTimeoutClock(t, scope)!))
+            return try timedOut(TaskTimeout(firedAt: swiftTimeoutClock(t, scope)!))
         } catch {
             restore()
             throw error
@@ -285,17 +285,17 @@ extension Kernel {
     /// When a deadline cancelled the Swift task that ran `scope`'s body
     /// (this block's own child, already left), or, for a block without a
     /// child, the body of the scope around it.
-    private func swiftTimeoutClock(_ t: AnyCurioTask, _ scope: DeadlineScope?) -> Double? {
+    private func swiftTimeoutClock(_ t: AnyCurioTask, _ scope: DeadlineScope?) -> Int64? {
         if let scope { return scope.firedAt }
         return t.scopes.last?.firedAt
     }
 
     fileprivate enum Verdict { case none, outer, mine }
 
-    /// Which block a timeout that fired at `clock` belongs to: the
-    /// outermost block whose deadline had passed by then.
-    fileprivate func judge(_ t: AnyCurioTask, level: Int, clock: Double) -> Verdict {
-        let firedAt = Int64(clock * 1e9)
+    /// Which block a timeout that fired at `firedAt` (kernel-clock
+    /// nanoseconds, exact) belongs to: the outermost block whose deadline
+    /// had passed by then.
+    fileprivate func judge(_ t: AnyCurioTask, level: Int, firedAt: Int64) -> Verdict {
         for (i, d) in t.timeouts.enumerated() where d <= firedAt {
             return i < level ? .outer : (i == level ? .mine : .none)
         }

@@ -106,7 +106,7 @@ extension Kernel {
         }
         if let now = t.taskDeadlineDueNow() {
             t.deadlineDelivered = true
-            throw TaskTimeout(clock: Double(now) / 1e9)
+            throw TaskTimeout(firedAt: now)
         }
     }
 
@@ -373,7 +373,7 @@ extension Kernel {
         }
         if t.cancelDisabled == 0 && t.taskDeadlineDue(at: deadline) {
             t.deadlineDelivered = true
-            if t.pendingCancel == nil { t.pendingCancel = TaskTimeout(clock: Double(now) / 1e9) }
+            if t.pendingCancel == nil { t.pendingCancel = TaskTimeout(firedAt: now) }
             interrupt(t, .cancel)
         } else if deadline >= t.ownDeadline {
             interrupt(t, .timeout)
