@@ -1,26 +1,39 @@
 /// What a multishot request delivered and its consumer has not taken yet,
 /// in arrival order: chunks of a streaming receive, descriptors of a
-/// multishot accept. An array read from a moving head, emptied (keeping
-/// its capacity) whenever the consumer catches up, so a steady stream
-/// allocates nothing once it has grown to its working size.
+/// multishot accept. A ring of slots whose size is a power of two, grown
+/// (doubled) only when full, so a steady stream allocates nothing once it
+/// has reached its working size, and taking an item never moves the others
+/// (an array emptied on every catch-up cost a `replaceSubrange` per chunk).
 struct ArrivalQueue<Element> {
-    private var items = ContiguousArray<Element>()
+    private var slots = ContiguousArray<Element?>()
     private var head = 0
+    private var stored = 0
 
     /// Items waiting.
-    var count: Int { items.count - head }
+    var count: Int { stored }
 
-    mutating func append(_ item: Element) { items.append(item) }
+    mutating func append(_ item: Element) {
+        if stored == slots.count { grow() }
+        slots[(head + stored) & (slots.count - 1)] = item
+        stored += 1
+    }
 
     mutating func popFirst() -> Element? {
-        guard head < items.count else { return nil }
-        let item = items[head]
-        head += 1
-        if head == items.count {
-            items.removeAll(keepingCapacity: true)
-            head = 0
-        }
+        guard stored > 0 else { return nil }
+        let item = slots[head].take()
+        head = (head + 1) & (slots.count - 1)
+        stored -= 1
         return item
+    }
+
+    /// Doubles the ring (4 slots at first), keeping the items in order from slot 0.
+    private mutating func grow() {
+        var bigger = ContiguousArray<Element?>(repeating: nil, count: Swift.max(4, slots.count * 2))
+        for i in 0..<stored {
+            bigger[i] = slots[(head + i) & (slots.count - 1)].take()
+        }
+        slots = bigger
+        head = 0
     }
 }
 

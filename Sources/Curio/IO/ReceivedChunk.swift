@@ -17,12 +17,15 @@ public final class ReceivedChunk: RandomAccessCollection {
     public typealias Element = UInt8
 
     let receiver: ChunkReceiver
-    private var buffer: UInt32
-    private var base: UnsafeRawPointer
+    // No run-time exclusivity checks on the fields every read and send of
+    // a chunk touches: a chunk is not Sendable, so one task at a time uses
+    // it, and every access is a plain read or store that spans no call.
+    @exclusivity(unchecked) private var buffer: UInt32
+    @exclusivity(unchecked) private var base: UnsafeRawPointer
     /// The number of bytes.
-    public private(set) var count: Int
+    @exclusivity(unchecked) public private(set) var count: Int
     /// True once the buffer went back to the pool; the chunk cannot be read then.
-    public private(set) var isReleased = false
+    @exclusivity(unchecked) public private(set) var isReleased = false
 
     init(receiver: ChunkReceiver, buffer: UInt32, base: UnsafeRawPointer, count: Int) {
         self.receiver = receiver
