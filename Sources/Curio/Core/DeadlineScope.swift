@@ -54,7 +54,7 @@ final class DeadlineScope: @unchecked Sendable {
     /// The child is in `tasksBySwiftTask`: it made a Swift-native await, and
     /// the job that resumes it arrives unpaired.
     var registered = false
-    /// When the deadline cancelled the child (``clock()`` seconds), or nil.
+    /// When the deadline cancelled the child (kernel-clock nanoseconds), or nil.
     var firedAt: Int64?
     /// The block's index in the task's `timeouts`.
     var level = 0

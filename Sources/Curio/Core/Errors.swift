@@ -35,21 +35,15 @@ public struct TaskCancelled: CancelledError, CustomStringConvertible {
 /// ``CurioTask/join(timeout:file:line:function:)-(Double?,_,_,_)`` when the task has not ended in time.
 public struct TaskTimeout: CancelledError, TimeoutError, CustomStringConvertible {
     /// The kernel clock (``clock()``) when the timeout fired.
-    public let clock: Double
+    public var clock: Double { fired.seconds }
     /// Partial progress of the interrupted read or write, as on ``TaskCancelled``.
     public var bytesRead: Int?
     /// Bytes an interrupted `sendAll` had sent when the timeout struck (0 for other calls).
     public var bytesSent: Int?
-    /// When it fired, exactly, in kernel-clock nanoseconds: what a timeout
-    /// block compares with its deadline to tell whose timeout it is.
-    let firedAt: Int64
     /// A timeout that fired at `clock` (seconds on ``clock()``).
-    public init(clock: Double) { self.init(clock: clock, firedAt: nanosecondsOf(clock)) }
-    init(firedAt: Int64) { self.init(clock: Double(firedAt) / 1e9, firedAt: firedAt) }
-    private init(clock: Double, firedAt: Int64) {
-        self.clock = clock
-        self.firedAt = firedAt
-    }
+    public init(clock: Double) { fired = FiringTime(seconds: clock) }
+    init(firedAt: Int64) { fired = FiringTime(nanoseconds: firedAt) }
+    let fired: FiringTime
     public var description: String { "TaskTimeout(clock: \(clock))" + progressDescription(bytesRead, bytesSent) }
 }
 
@@ -57,31 +51,39 @@ public struct TaskTimeout: CancelledError, TimeoutError, CustomStringConvertible
 /// enclosing block: the inner block did not time out, it is being unwound.
 public struct TimeoutCancellationError: CancelledError, CustomStringConvertible {
     /// When the outer deadline fired, in seconds on ``clock()``.
-    public let clock: Double
+    public var clock: Double { fired.seconds }
     /// Partial progress of the interrupted read or write, as on ``TaskCancelled``.
     public var bytesRead: Int?
     /// Bytes an interrupted `sendAll` had sent when the deadline struck (0 for other calls).
     public var bytesSent: Int?
-    /// When the outer deadline fired, exactly, in kernel-clock nanoseconds.
-    let firedAt: Int64
     /// An outer deadline that fired at `clock` (seconds on ``clock()``).
-    public init(clock: Double) { self.init(clock: clock, firedAt: nanosecondsOf(clock)) }
-    init(firedAt: Int64) { self.init(clock: Double(firedAt) / 1e9, firedAt: firedAt) }
-    private init(clock: Double, firedAt: Int64) {
-        self.clock = clock
-        self.firedAt = firedAt
-    }
+    public init(clock: Double) { fired = FiringTime(seconds: clock) }
+    init(firedAt: Int64) { fired = FiringTime(nanoseconds: firedAt) }
+    let fired: FiringTime
     public var description: String { "TimeoutCancellationError(clock: \(clock))" + progressDescription(bytesRead, bytesSent) }
 }
 
-/// The kernel-clock nanoseconds of a reading in seconds. Timeouts carry the
-/// exact nanoseconds beside the seconds: a round trip through `Double`
-/// seconds can land a nanosecond early, and with a virtual clock, which
-/// fires exactly at a deadline, that nanosecond decided whether a block
-/// owned its own timeout (the judgment depended on the clock's value).
-func nanosecondsOf(_ seconds: Double) -> Int64 {
-    let ns = (seconds * 1e9).rounded()
-    return ns >= 9.2e18 ? .max : (ns <= -9.2e18 ? .min : Int64(ns))
+/// When a timeout fired, in both units: the seconds its public `clock`
+/// shows, and the exact kernel-clock nanoseconds a timeout block compares
+/// with its deadline to tell whose timeout it is. Both are kept because a
+/// round trip through `Double` seconds can land a nanosecond early; with a
+/// virtual clock, which fires exactly at a deadline, that nanosecond once
+/// decided whether a block owned its own timeout, depending on the clock's
+/// value.
+struct FiringTime: Sendable {
+    let seconds: Double
+    let nanoseconds: Int64
+
+    init(nanoseconds: Int64) {
+        self.seconds = Double(nanoseconds) / 1e9
+        self.nanoseconds = nanoseconds
+    }
+
+    init(seconds: Double) {
+        self.seconds = seconds
+        let ns = (seconds * 1e9).rounded()
+        self.nanoseconds = ns >= 9.2e18 ? .max : (ns <= -9.2e18 ? .min : Int64(ns))
+    }
 }
 
 func progressDescription(_ read: Int?, _ sent: Int?) -> String {
@@ -121,20 +123,15 @@ package func withProgress(_ error: any Error, bytesRead: Int? = nil, bytesSent: 
 /// has no enclosing block it could belong to: somebody let a timeout escape.
 public struct UncaughtTimeoutError: TimeoutError, CustomStringConvertible {
     /// When the stray timeout fired, in seconds on ``clock()``.
-    public let clock: Double
+    public var clock: Double { fired.seconds }
     /// Bytes of the interrupted read that were received, as on ``TaskCancelled``.
     public var bytesRead: Int?
     /// Bytes of the interrupted write that went out, as on ``TaskCancelled``.
     public var bytesSent: Int?
-    /// When the stray timeout fired, exactly, in kernel-clock nanoseconds.
-    let firedAt: Int64
     /// A timeout that fired at `clock` and reached a block whose own deadline had not passed.
-    public init(clock: Double) { self.init(clock: clock, firedAt: nanosecondsOf(clock)) }
-    init(firedAt: Int64) { self.init(clock: Double(firedAt) / 1e9, firedAt: firedAt) }
-    private init(clock: Double, firedAt: Int64) {
-        self.clock = clock
-        self.firedAt = firedAt
-    }
+    public init(clock: Double) { fired = FiringTime(seconds: clock) }
+    init(firedAt: Int64) { fired = FiringTime(nanoseconds: firedAt) }
+    let fired: FiringTime
     public var description: String {
         "UncaughtTimeoutError(clock: \(clock)): a timeout escaped from the block that owned it" + progressDescription(bytesRead, bytesSent)
     }

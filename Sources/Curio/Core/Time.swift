@@ -242,7 +242,7 @@ extension Kernel {
         }
         func restore() {
             if let pending = t.pendingCancel as? TaskTimeout,
-               judge(t, level: level, firedAt: pending.firedAt) != .outer {
+               judge(t, level: level, firedAt: pending.fired.nanoseconds) != .outer {
                 t.pendingCancel = nil
             }
             t.timeouts.removeLast(t.timeouts.count - level)
@@ -250,11 +250,11 @@ extension Kernel {
             t.deadlineDelivered = savedDelivered
         }
         func timedOut(_ e: TaskTimeout) throws -> T? {
-            let verdict = judge(t, level: level, firedAt: e.firedAt)
+            let verdict = judge(t, level: level, firedAt: e.fired.nanoseconds)
             restore()
             switch verdict {
-            case .none: throw carryProgress(of: e, to: UncaughtTimeoutError(firedAt: e.firedAt))
-            case .outer: throw carryProgress(of: e, to: TimeoutCancellationError(firedAt: e.firedAt))
+            case .none: throw carryProgress(of: e, to: UncaughtTimeoutError(firedAt: e.fired.nanoseconds))
+            case .outer: throw carryProgress(of: e, to: TimeoutCancellationError(firedAt: e.fired.nanoseconds))
             case .mine: if ignore { return nil } else { throw e }
             }
         }
@@ -265,12 +265,12 @@ extension Kernel {
         } catch let e as TaskTimeout {
             return try timedOut(e)
         } catch let e as TimeoutCancellationError {
-            let verdict = judge(t, level: level, firedAt: e.firedAt)
+            let verdict = judge(t, level: level, firedAt: e.fired.nanoseconds)
             restore()
             switch verdict {
-            case .none: throw carryProgress(of: e, to: UncaughtTimeoutError(firedAt: e.firedAt))
+            case .none: throw carryProgress(of: e, to: UncaughtTimeoutError(firedAt: e.fired.nanoseconds))
             case .outer: throw e
-            case .mine: if ignore { return nil } else { throw carryProgress(of: e, to: TaskTimeout(firedAt: e.firedAt)) }
+            case .mine: if ignore { return nil } else { throw carryProgress(of: e, to: TaskTimeout(firedAt: e.fired.nanoseconds)) }
             }
         } catch is CancellationError where !t.cancelled && swiftTimeoutClock(t, scope) != nil {
             // The deadline cancelled a Swift-native await of the body: this

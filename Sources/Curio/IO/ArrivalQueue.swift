@@ -51,8 +51,12 @@ class MultishotReceiver<Item>: @unchecked Sendable {
     let kernel: Kernel
     var handle: UInt64 = 0
     let waiters = WaitQueue()
-    private var items = ArrivalQueue<Item>()
-    private(set) var end: Int?
+    // Touched on every item without run-time exclusivity checks: only the
+    // kernel's thread uses them, and an access (an append or a pop, a read
+    // of `end`) never spans a call that could reach the same field; items
+    // arrive from dispatch, between the consumer's jobs, never inside one.
+    @exclusivity(unchecked) private var items = ArrivalQueue<Item>()
+    @exclusivity(unchecked) private(set) var end: Int?
     /// The consumer is gone: what still arrives is discarded at once.
     private(set) var abandoned = false
 
