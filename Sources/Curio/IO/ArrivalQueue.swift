@@ -53,8 +53,8 @@ class MultishotReceiver<Item>: @unchecked Sendable {
     let waiters = WaitQueue()
     // Touched on every item without run-time exclusivity checks: only the
     // kernel's thread uses them, and an access (an append or a pop, a read
-    // of `end`) never spans a call that could reach the same field; items
-    // arrive from dispatch, between the consumer's jobs, never inside one.
+    // of `end`) calls out to nothing, so no other access of the same field
+    // can begin while it lasts, wherever the arrival comes from.
     @exclusivity(unchecked) private var items = ArrivalQueue<Item>()
     @exclusivity(unchecked) private(set) var end: Int?
     /// The consumer is gone: what still arrives is discarded at once.
