@@ -527,10 +527,17 @@ struct TimeTests {
             } catch {
                 seen.append("made up: \(KernelHarness.kind(error))")
             }
+            // One made up with a clock that is no time at all: judged, not a crash.
+            do {
+                try await ignoreAfter(5) { throw TaskTimeout(clock: .nan) }
+                seen.append("ignored")
+            } catch {
+                seen.append("made up, NaN: \(KernelHarness.kind(error))")
+            }
             return seen
         }
         #expect(r == ["kept: TaskTimeout", "outer: UncaughtTimeoutError", "is a TimeoutError",
-                      "made up: UncaughtTimeoutError"])
+                      "made up: UncaughtTimeoutError", "made up, NaN: UncaughtTimeoutError"])
     }
 
     @Test(.timeLimit(.minutes(1)))

@@ -233,17 +233,28 @@ struct VirtualClockTests {
     /// the block then took its own timeout for a stray one
     /// (UncaughtTimeoutError). The clock is moved so that the deadline is
     /// such a value; the block must still throw TaskTimeout.
+    ///
+    /// Such values exist at some magnitudes only (none between 2^46 and
+    /// 2^53 ns, many from 2^53 ns, about 104 days, on), so the clock is
+    /// first moved to 2^53 ns or later: the test does not depend on the
+    /// machine's uptime, where the virtual clock starts.
     @Test(.timeLimit(.minutes(1)))
     func aTimeoutOwnedByItsBlockWhateverTheClockReads() async throws {
         let r = try await KernelHarness.runVirtual { kernel -> [String] in
             let lossy: (Int64) -> Bool = { Int64(Double($0) / 1e9 * 1e9) != $0 }
+            let lossyRegion: Int64 = 1 << 53
             var outcomes: [String] = []
             for _ in 0..<3 {
                 let start = KernelHarness.clockNow()
                 let period: Int64 = 10_000_000  // timeoutAfter(0.01)
-                var skip: Int64 = 0
-                while !lossy(start + skip + period) { skip += 1 }
-                try kernel.advanceClock(by: .nanoseconds(skip))
+                var deadline = Swift.max(start + period, lossyRegion)
+                var tries = 0
+                while !lossy(deadline) {
+                    deadline += 1
+                    tries += 1
+                    if tries == 1_000 { return ["no lossy deadline within 1,000 ns of \(deadline)"] }
+                }
+                try kernel.advanceClock(by: .nanoseconds(deadline - period - start))
                 do {
                     try await timeoutAfter(0.01) { try await Curio.sleep(10) }
                     outcomes.append("returned")

@@ -250,8 +250,7 @@ public final class CurioTask<T>: AnyCurioTask, @unchecked Sendable {
         try await awaitEnd(timeout: timeout, site: CallSite(file: file, line: line, function: function))
         takenByUser = true
         if let e = joinFailure() { throw e }
-        guard let p = storedValue else { return nil }
-        return p.pointee
+        return value
     }
 
     /// The outcome of an ended task without waiting: its value, `nil` if it

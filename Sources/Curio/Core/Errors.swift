@@ -82,7 +82,9 @@ struct FiringTime: Sendable {
     init(seconds: Double) {
         self.seconds = seconds
         let ns = (seconds * 1e9).rounded()
-        self.nanoseconds = ns >= 9.2e18 ? .max : (ns <= -9.2e18 ? .min : Int64(ns))
+        // Saturating, and total: a made-up timeout with a NaN clock counts
+        // as long ago (it owns no block's deadline) instead of trapping.
+        self.nanoseconds = ns >= 9.2e18 ? .max : (ns > -9.2e18 ? Int64(ns) : .min)
     }
 }
 
