@@ -190,6 +190,9 @@ enum MonitorHarness {
                 outFD = o.mine
                 errFD = e.mine
             }
+            // Nothing but stdio reaches the child: a descriptor the test
+            // process left inheritable must not show in its checks.
+            _ = spawnClosesDescriptors(&actions, from: 3)
 
             var attr = posix_spawnattr_t()
             posix_spawnattr_init(&attr)

@@ -402,6 +402,22 @@ struct ProcessTests {
         if !r.1 { print("note: this kernel thread did not block SIGTERM; the mask part is not exercised") }
     }
 
+    /// Only descriptors 0-2 reach a child (Python's close_fds=True): a pipe
+    /// this process opened without close-on-exec stays out of it, so the
+    /// child cannot hold its write end open.
+    @Test(.timeLimit(.minutes(1)))
+    func childrenGetOnlyTheirStandardDescriptors() async throws {
+        var fds: [Int32] = [-1, -1]
+        #expect(pipe(&fds) == 0)
+        defer { fds.forEach { Glibc.close($0) } }
+        #expect(fcntl(fds[1], F_GETFD) & FD_CLOEXEC == 0, "the pipe must be inheritable for the test to mean anything")
+        let probe = [Int32(0), 1, 2, fds[0], fds[1]].map { "[ -e /proc/$$/fd/\($0) ] && echo \($0) open || echo \($0) closed" }
+        let r = try await KernelHarness.run { _ -> String in
+            text(try await checkOutput(["sh", "-c", probe.joined(separator: "; ")]))
+        }
+        #expect(r.split(separator: "\n") == ["0 open", "1 open", "2 open", "\(fds[0]) closed", "\(fds[1]) closed"], "\(r)")
+    }
+
     @Test(.timeLimit(.minutes(1)))
     func misuse() async throws {
         #expect(throws: CurioUsageError.self) { _ = try Subprocess([]) }

@@ -51,7 +51,7 @@ struct SeedSignalProgramTests {
     /// True when process `pid` catches `sig` (its SigCgt mask in
     /// /proc/PID/status).
     static func catches(_ pid: pid_t, _ sig: Int32) -> Bool {
-        guard let f = fopen("/proc/\(pid)/status", "r") else { return false }
+        guard let f = fopen("/proc/\(pid)/status", "re") else { return false }
         defer { fclose(f) }
         var line = [CChar](repeating: 0, count: 512)
         while fgets(&line, Int32(line.count), f) != nil {

@@ -101,7 +101,7 @@ struct SubprocessRulesTests {
 extension String {
     /// The contents of a small file, trimmed of whitespace at the end.
     fileprivate init(contentsOfPOSIXFile path: String) throws {
-        guard let f = fopen(path, "r") else { throw IOTest.Failure("cannot open \(path)") }
+        guard let f = fopen(path, "re") else { throw IOTest.Failure("cannot open \(path)") }
         defer { fclose(f) }
         var bytes: [UInt8] = []
         var buf = [UInt8](repeating: 0, count: 256)

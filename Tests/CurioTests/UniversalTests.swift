@@ -76,7 +76,7 @@ private func currentTID() -> Int32 {
 
 /// The state of thread `tid` of this process ("S" when asleep).
 private func threadState(_ tid: Int32) -> Character? {
-    guard let f = fopen("/proc/self/task/\(tid)/stat", "r") else { return nil }
+    guard let f = fopen("/proc/self/task/\(tid)/stat", "re") else { return nil }
     defer { fclose(f) }
     var buf = [CChar](repeating: 0, count: 512)
     guard fgets(&buf, Int32(buf.count), f) != nil else { return nil }

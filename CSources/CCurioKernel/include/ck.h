@@ -435,6 +435,13 @@ uint64_t ck_next_serial(void);
 
 /* pipe2(fds, flags); returns 0 or -errno. */
 int ck_pipe2(int fds[2], int flags);
+/* posix_spawn_file_actions_addclosefrom_np on `actions` (a
+ * posix_spawn_file_actions_t *): the child closes every descriptor from
+ * `lowest` up, after the actions added before; returns 0 or an errno. */
+int ck_spawn_close_from(void *actions, int lowest);
+/* accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK): the descriptor
+ * or -errno. */
+int ck_accept_cloexec_nonblock(int fd);
 /* pidfd_open(pid, 0): a descriptor that turns readable when the child
  * exits; -errno on failure (kernels before 5.3: -ENOSYS). */
 int ck_pidfd_open(int pid);

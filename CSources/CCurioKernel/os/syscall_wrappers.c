@@ -7,6 +7,8 @@
 #include <fcntl.h>
 #include <sys/syscall.h>
 #include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -24,6 +26,15 @@ void ck_ignore_sigpipe(void) {
 
 int ck_pipe2(int fds[2], int flags) {
     return pipe2(fds, flags) == 0 ? 0 : -errno;
+}
+
+int ck_spawn_close_from(void *actions, int lowest) {
+    return posix_spawn_file_actions_addclosefrom_np((posix_spawn_file_actions_t *)actions, lowest);
+}
+
+int ck_accept_cloexec_nonblock(int fd) {
+    int r = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    return r < 0 ? -errno : r;
 }
 
 int ck_pidfd_open(int pid) {

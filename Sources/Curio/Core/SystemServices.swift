@@ -32,6 +32,19 @@ func systemPipe(_ fds: UnsafeMutablePointer<Int32>, _ flags: Int32) -> Int32 {
     ck_pipe2(fds, flags)
 }
 
+/// Makes a spawned child close every descriptor from `lowest` up, after
+/// the file actions added before (posix_spawn_file_actions_addclosefrom_np,
+/// which Swift's Glibc module does not export) → 0, or an errno.
+func spawnClosesDescriptors(_ actions: inout posix_spawn_file_actions_t, from lowest: Int32) -> Int32 {
+    ck_spawn_close_from(&actions, lowest)
+}
+
+/// accept4(2) with close-on-exec and non-blocking set atomically → the
+/// connection's descriptor, or -errno.
+func acceptCloseOnExecNonBlocking(_ fd: Int32) -> Int32 {
+    ck_accept_cloexec_nonblock(fd)
+}
+
 /// pidfd_open(2) → a descriptor that becomes readable when `pid` exits,
 /// or -errno (kernels older than 5.3: -ENOSYS).
 func openProcessDescriptor(_ pid: pid_t) -> Int32 {

@@ -327,10 +327,10 @@ final class MonitorServer {
         // A bounded batch per turn, so a connection flood cannot starve
         // the clients already served.
         for _ in 0..<16 {
-            let fd = accept(l.fd, nil, nil)
+            // Close-on-exec from the start: a child another thread spawns
+            // meanwhile must not inherit a monitor client.
+            let fd = acceptCloseOnExecNonBlocking(l.fd)
             if fd < 0 { return }
-            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
             count(\.accepted)
             let now = monotonicNanoseconds()
             switch l.transport {

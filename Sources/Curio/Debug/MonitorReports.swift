@@ -202,7 +202,7 @@ struct SourceLines {
 
     mutating func line(_ path: String, _ line: Int) -> String? {
         if cache[path] == nil {
-            guard let f = fopen(path, "r") else { return nil }
+            guard let f = fopen(path, "re") else { return nil }
             defer { fclose(f) }
             var data: [UInt8] = []
             var buf = [UInt8](repeating: 0, count: 65536)

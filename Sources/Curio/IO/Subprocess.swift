@@ -76,7 +76,10 @@ public final class Subprocess: @unchecked Sendable {
     private weak var pidfdKernel: Kernel?
 
     /// Starts `arguments[0]` (searched in PATH) with `arguments`.
-    /// `environment` replaces the environment when given.
+    /// `environment` replaces the environment when given. The child gets
+    /// descriptors 0, 1 and 2 only (as Python's `close_fds=True`): every
+    /// other descriptor of this process is closed in it, close-on-exec or
+    /// not.
     public init(_ arguments: [String], stdin: Redirect = .inherit, stdout: Redirect = .inherit,
                 stderr: Redirect = .inherit, environment: [String: String]? = nil) throws {
         guard let program = arguments.first, !program.isEmpty else {
@@ -105,6 +108,17 @@ public final class Subprocess: @unchecked Sendable {
                     posix_spawn_file_actions_adddup2(&actions, childEnd, target)
                 }
             }
+        }
+        // Only stdin, stdout and stderr reach the child (Python's
+        // close_fds=True): a descriptor any part of this process opened
+        // without close-on-exec (a C library's, a dependency's) must not
+        // leak into it and stay open for as long as the child runs (a
+        // pipe's write end then never reports end of file). Placed after
+        // the dup2 actions, whose sources it would close.
+        let closing = spawnClosesDescriptors(&actions, from: 3)
+        guard closing == 0 else {
+            parentEnds.forEach { $0?.close() }
+            throw SocketError(errno: closing, operation: "spawn '\(program)': posix_spawn_file_actions_addclosefrom_np")
         }
         let argv = arguments.map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }

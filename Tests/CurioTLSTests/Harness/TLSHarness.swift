@@ -57,7 +57,7 @@ enum TLSTest {
             guard let p = mkdtemp(&template) else { throw Failure("mkdtemp failed") }
             directory = String(cString: p)
             let script = directory + "/make-certificates.sh"
-            guard let f = fopen(script, "w") else { throw Failure("cannot write \(script)") }
+            guard let f = fopen(script, "we") else { throw Failure("cannot write \(script)") }
             fputs(TLSTest.certificateScript, f)
             fclose(f)
             let status = try TLSTest.runSync(["/bin/sh", "-c", "cd '\(directory)' && sh make-certificates.sh > make.log 2>&1"])
@@ -74,7 +74,7 @@ enum TLSTest {
         func chain(_ name: String) -> TLSConfiguration.PEM { .file(path(name + ".pem")) }
         func key(_ name: String) -> TLSConfiguration.PEM { .file(path(name + ".key")) }
         func text(_ name: String) throws -> String {
-            guard let f = fopen(path(name), "r") else { throw Failure("cannot read \(name)") }
+            guard let f = fopen(path(name), "re") else { throw Failure("cannot read \(name)") }
             defer { fclose(f) }
             var out: [UInt8] = []
             var buf = [UInt8](repeating: 0, count: 4096)
@@ -273,7 +273,7 @@ enum TLSTest {
     static func socketsOnPort(_ port: Int) -> Int {
         var inodes = Set<String>()
         for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-            guard let f = fopen(table, "r") else { continue }
+            guard let f = fopen(table, "re") else { continue }
             defer { fclose(f) }
             var line: UnsafeMutablePointer<CChar>?
             var cap = 0
