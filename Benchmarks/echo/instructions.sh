@@ -12,6 +12,8 @@
 #   servers  as in run.sh, plus
 #            curio-uring-stream  curio-echo --stream (receiveChunks) on io_uring
 #            curio-epoll-stream  the same on epoll
+#            curio-uring-inline  curio-echo --inline (handleChunks) on io_uring
+#            curio-epoll-inline  the same on epoll
 #
 # Environment (defaults in brackets):
 #   INSTR_SECONDS [4]  counted seconds per measurement (under callgrind a
@@ -42,17 +44,22 @@ command -v valgrind >/dev/null && command -v callgrind_control >/dev/null || {
 }
 
 declare -A NAME=([c]="C io_uring" [curio-uring]="Curio io_uring" [curio-uring-stream]="Curio io_uring, receiveChunks"
-    [curio-epoll]="Curio epoll" [curio-epoll-stream]="Curio epoll, receiveChunks" [nio]="SwiftNIO")
+    [curio-epoll]="Curio epoll" [curio-epoll-stream]="Curio epoll, receiveChunks"
+    [curio-uring-inline]="Curio io_uring, handleChunks" [curio-epoll-inline]="Curio epoll, handleChunks" [nio]="SwiftNIO")
 declare -A BIN=(
     [c]=$CBUILD/uring_echo
     [curio-uring]=$URING_SCRATCH/release/curio-echo
     [curio-uring-stream]=$URING_SCRATCH/release/curio-echo
     [curio-epoll]=$EPOLL_SCRATCH/release/curio-echo
     [curio-epoll-stream]=$EPOLL_SCRATCH/release/curio-echo
+    [curio-uring-inline]=$URING_SCRATCH/release/curio-echo
+    [curio-epoll-inline]=$EPOLL_SCRATCH/release/curio-echo
     [nio]=$URING_SCRATCH/release/nio-echo
 )
-declare -A ARGS=([curio-uring-stream]=--stream [curio-epoll-stream]=--stream)
-declare -A BACKEND=([curio-uring-stream]=io_uring [curio-epoll-stream]=epoll)
+declare -A ARGS=([curio-uring-stream]=--stream [curio-epoll-stream]=--stream
+    [curio-uring-inline]=--inline [curio-epoll-inline]=--inline)
+declare -A BACKEND=([curio-uring-stream]=io_uring [curio-epoll-stream]=epoll
+    [curio-uring-inline]=io_uring [curio-epoll-inline]=epoll)
 LOADGEN=$CBUILD/loadgen
 for s in $SERVERS; do
     [[ -n ${NAME[$s]:-} ]] || { echo "instructions.sh: unknown server '$s'" >&2; exit 2; }

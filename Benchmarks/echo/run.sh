@@ -59,25 +59,30 @@ CC=${CC:-cc}
 SWIFT=${SWIFT:-swift}
 
 declare -A NAME=([c]="C io_uring" [c-zc]="C SEND_ZC" [curio-uring]="Curio io_uring" [curio-epoll]="Curio epoll"
-                 [nio]="SwiftNIO" [curio-g1]="Curio group x1" [curio-g2]="Curio group x2")
+                 [nio]="SwiftNIO" [curio-uring-inline]="Curio io_uring, handleChunks" [curio-epoll-inline]="Curio epoll, handleChunks" [curio-g1]="Curio group x1" [curio-g2]="Curio group x2")
 declare -A BIN=(
     [c]=$CBUILD/uring_echo
     [c-zc]=$CBUILD/uring_echo
     [curio-uring]=$URING_SCRATCH/release/curio-echo
     [curio-epoll]=$EPOLL_SCRATCH/release/curio-echo
+    [curio-uring-inline]=$URING_SCRATCH/release/curio-echo
+    [curio-epoll-inline]=$EPOLL_SCRATCH/release/curio-echo
     [curio-g1]=$URING_SCRATCH/release/curio-echo
     [curio-g2]=$URING_SCRATCH/release/curio-echo
     [nio]=$URING_SCRATCH/release/nio-echo
 )
-# Not in the default set: c-zc, the C server replying with IORING_OP_SEND_ZC;
+# Not in the default set: curio-uring-inline / curio-epoll-inline, curio-echo
+# --inline (a handleChunks handler echoes, no suspension per message); c-zc, the C server replying with IORING_OP_SEND_ZC;
 # curio-g1 / curio-g2, the io_uring build on a KernelGroup of 1 or 2 kernels
 # (SO_REUSEPORT listener per kernel), for scaling.
-declare -A ARGS=([c-zc]="defer zc" [curio-g1]="--kernels 1" [curio-g2]="--kernels 2")
+declare -A ARGS=([c-zc]="defer zc" [curio-uring-inline]="--inline" [curio-epoll-inline]="--inline" [curio-g1]="--kernels 1" [curio-g2]="--kernels 2")
+BACKEND[curio-uring-inline]=io_uring
+BACKEND[curio-epoll-inline]=epoll
 BACKEND[curio-g1]=io_uring
 BACKEND[curio-g2]=io_uring
 LOADGEN=$CBUILD/loadgen
 for s in $SERVERS; do
-    [[ -n ${NAME[$s]:-} ]] || { echo "run.sh: unknown server '$s' (c c-zc curio-uring curio-epoll nio curio-g1 curio-g2)" >&2; exit 2; }
+    [[ -n ${NAME[$s]:-} ]] || { echo "run.sh: unknown server '$s' (c c-zc curio-uring curio-epoll curio-uring-inline curio-epoll-inline nio curio-g1 curio-g2)" >&2; exit 2; }
 done
 
 # ------------------------------------------------------------------ build

@@ -2,13 +2,15 @@
 // API only: one task per client, TCP_NODELAY, `sendAll` of exactly the
 // bytes received. Listens on 127.0.0.1 only.
 //
-//   curio-echo [PORT] [--stream] [--kernels N]
+//   curio-echo [PORT] [--stream | --inline] [--kernels N]
 //
 //   PORT         default 0: a free port
 //   --stream     receive with `receiveChunks()` (on io_uring a multishot
 //                recv into the kernel's provided-buffer ring; the echo is
 //                sent straight from the pool buffer) instead of
 //                `recv(into:)` into a buffer the connection reuses
+//   --inline     echo from a `handleChunks` handler, which the kernel
+//                calls as each chunk arrives (no suspension per message)
 //   --kernels N  a KernelGroup of N kernels, one thread each, a listener
 //                per kernel with SO_REUSEPORT (default: one Kernel on the
 //                main thread, as the seed's programs run)
@@ -51,16 +53,28 @@ func serveStreaming(_ client: Socket) async {
     }
 }
 
+/// Echoes each chunk from a handler the kernel calls as it arrives
+/// (`handleChunks`): no task suspends per message.
+func serveInline(_ client: Socket) async {
+    do {
+        try await client.handleChunks { chunk, output in try output.send(chunk) }
+    } catch {
+        // A reset or a vanished client ends this connection only.
+    }
+}
+
 func fail(_ message: String) -> Never {
-    let text = "curio-echo: \(message)\nusage: curio-echo [PORT] [--stream] [--kernels N]\n"
+    let text = "curio-echo: \(message)\nusage: curio-echo [PORT] [--stream | --inline] [--kernels N]\n"
     _ = text.withCString { write(2, $0, strlen($0)) }
     exit(2)
 }
 
 /// What the command line asks for.
 struct Options: Sendable {
+    /// How a connection is served.
+    enum Mode: Sendable { case buffer, stream, inline }
     var port = 0
-    var streaming = false
+    var mode = Mode.buffer
     var kernels: Int? = nil
 }
 
@@ -69,7 +83,8 @@ func parseOptions() -> Options {
     var arguments = CommandLine.arguments.dropFirst()
     while let argument = arguments.popFirst() {
         switch argument {
-        case "--stream": options.streaming = true
+        case "--stream": options.mode = .stream
+        case "--inline": options.mode = .inline
         case "--kernels":
             guard let value = arguments.popFirst(), let n = Int(value), n >= 1 else {
                 fail("--kernels needs a number of kernels, 1 or more")
@@ -83,8 +98,12 @@ func parseOptions() -> Options {
     return options
 }
 
-func serve(_ client: Socket, streaming: Bool) async {
-    if streaming { await serveStreaming(client) } else { await serveWithBuffer(client) }
+func serve(_ client: Socket, mode: Options.Mode) async {
+    switch mode {
+    case .buffer: await serveWithBuffer(client)
+    case .stream: await serveStreaming(client)
+    case .inline: await serveInline(client)
+    }
 }
 
 let options = parseOptions()
@@ -97,7 +116,7 @@ if let kernels = options.kernels {
     try group.addTask(on: .kernel(0)) { [options] in
         let server = try await group.tcpServer(host: "127.0.0.1", port: options.port, spread: .reusePort) { client, _ in
             try client.setOption(.noDelay, true)
-            await serve(client, streaming: options.streaming)
+            await serve(client, mode: options.mode)
         }
         print("PORT \(server.address.port)")
         fflush(nil)  // all streams: stdout is a pipe or file here
@@ -118,7 +137,7 @@ if let kernels = options.kernels {
             try client.setOption(.noDelay, true)
             try await spawn(daemon: true) {
                 defer { client.close() }
-                await serve(client, streaming: options.streaming)
+                await serve(client, mode: options.mode)
             }
         }
     }

@@ -52,6 +52,44 @@ extension Socket {
     }
 }
 
+extension Socket {
+    /// Claims the receiving direction and starts the kernel's streaming
+    /// receive of this socket (a multishot `recv` from the buffer ring on
+    /// io_uring, receives on readiness on epoll) → its receiver and the
+    /// calling task. For ``receiveChunks(maxHeld:)`` and
+    /// ``handleChunks(maxHeld:file:line:function:_:)``.
+    func startChunkStream(maxHeld: Int, _ what: StaticString) throws -> (ChunkReceiver, AnyCurioTask) {
+        guard maxHeld >= 1 else {
+            throw CurioUsageError(.invalidArgument, "\(what): maxHeld must be at least 1, got \(maxHeld)")
+        }
+        // A datagram socket has no byte stream to cut into chunks: a
+        // datagram larger than a pool buffer would lose its tail silently,
+        // and an empty one would read as the end of the stream.
+        guard kind == .stream else {
+            throw CurioUsageError(.invalidArgument, "\(what): needs a stream socket (TCP or Unix stream); use recvFrom on a datagram socket")
+        }
+        let t = try beginStreamReceiving(what)
+        let kernel = t.kernel
+        let c = kernel.configuration
+        if !kernel.configureReceivePool(buffers: c.receiveBufferCount, size: c.receiveBufferSize) {
+            endStreamReceiving()
+            throw CurioUsageError(.invalidArgument, "\(what): Kernel.Configuration.receiveBufferCount must be 1...32768 and receiveBufferSize 64...1048576, got \(c.receiveBufferCount) and \(c.receiveBufferSize)")
+        }
+        let r = ChunkReceiver(kernel: kernel)
+        // The C request holds the receiver until its end is dispatched.
+        let token = Unmanaged.passRetained(r).toOpaque()
+        switch kernel.startRequest(.receiveStream(fd, maxHeld: maxHeld), token: token) {
+        case .pending(let handle):
+            r.handle = handle
+        case .finished(let res):  // refused at once
+            Unmanaged<ChunkReceiver>.fromOpaque(token).release()
+            endStreamReceiving()
+            throw SocketError(errno: Int32(-res), operation: String(describing: what))
+        }
+        return (r, t)
+    }
+}
+
 /// A socket's incoming bytes as chunks (``Socket/receiveChunks(maxHeld:)``).
 /// Iterate it once, in one task.
 public struct ReceivedChunks: AsyncSequence {
@@ -151,33 +189,7 @@ final class ChunkConsumer {
     }
 
     private func start() throws -> (ChunkReceiver, AnyCurioTask) {
-        guard maxHeld >= 1 else {
-            throw CurioUsageError(.invalidArgument, "receiveChunks: maxHeld must be at least 1, got \(maxHeld)")
-        }
-        // A datagram socket has no byte stream to cut into chunks: a
-        // datagram larger than a pool buffer would lose its tail silently,
-        // and an empty one would read as the end of the stream.
-        guard socket.kind == .stream else {
-            throw CurioUsageError(.invalidArgument, "receiveChunks: needs a stream socket (TCP or Unix stream); use recvFrom on a datagram socket")
-        }
-        let t = try socket.beginStreamReceiving("receiveChunks")
-        let kernel = t.kernel
-        let c = kernel.configuration
-        if !kernel.configureReceivePool(buffers: c.receiveBufferCount, size: c.receiveBufferSize) {
-            socket.endStreamReceiving()
-            throw CurioUsageError(.invalidArgument, "receiveChunks: Kernel.Configuration.receiveBufferCount must be 1...32768 and receiveBufferSize 64...1048576, got \(c.receiveBufferCount) and \(c.receiveBufferSize)")
-        }
-        let r = ChunkReceiver(kernel: kernel)
-        // The C request holds the receiver until its end is dispatched.
-        let token = Unmanaged.passRetained(r).toOpaque()
-        switch kernel.startRequest(.receiveStream(socket.fd, maxHeld: maxHeld), token: token) {
-        case .pending(let handle):
-            r.handle = handle
-        case .finished(let res):  // refused at once
-            Unmanaged<ChunkReceiver>.fromOpaque(token).release()
-            socket.endStreamReceiving()
-            throw SocketError(errno: Int32(-res), operation: "receiveChunks")
-        }
+        let (r, t) = try socket.startChunkStream(maxHeld: maxHeld, "receiveChunks")
         receiver = r
         return (r, t)
     }
@@ -212,6 +224,11 @@ final class ChunkConsumer {
 final class ChunkReceiver: MultishotReceiver<(UInt32, Int)>, @unchecked Sendable {
     /// The consumer stopped the stream (cancellation, timeout).
     private(set) var cancelledByConsumer = false
+    /// The chunk handler this stream feeds directly, if it has one
+    /// (ChunkHandler.swift); nil for a `receiveChunks()` iteration.
+    // Kernel-thread only, set before the first chunk and cleared when the
+    // handler ends; read once per chunk in an access that calls nothing.
+    @exclusivity(unchecked) var handler: ChunkHandling?
 
     /// Stops the C request; its end (and chunks already on their way) still come.
     func cancel() {
@@ -247,7 +264,12 @@ final class ChunkReceiver: MultishotReceiver<(UInt32, Int)>, @unchecked Sendable
     }
 
     static func chunkArrived(_ token: UnsafeMutableRawPointer?, buffer: UInt32, length: Int) {
-        Unmanaged<ChunkReceiver>.fromOpaque(token!).takeUnretainedValue().arrived((buffer, length))
+        let r = Unmanaged<ChunkReceiver>.fromOpaque(token!).takeUnretainedValue()
+        if let h = r.handler, !r.abandoned {
+            h.arrived(buffer, length)
+        } else {
+            r.arrived((buffer, length))
+        }
     }
 
     static func streamEnded(_ token: UnsafeMutableRawPointer?, result: Int) {

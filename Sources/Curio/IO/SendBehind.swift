@@ -87,11 +87,15 @@ final class SendBehind {
         while inFlight {
             _ = try await t.kernel.block(t, .writeWait, on: waiters, deadline: .max, site: site)
         }
-        if failure != 0 {
-            let e = failure
-            failure = 0
-            throw SocketError(errno: e, operation: "send (of bytes an earlier sendAll handed over)")
-        }
+        try throwFailure()
+    }
+
+    /// Throws the failure of the last send behind, if it failed (once).
+    func throwFailure() throws {
+        guard failure != 0 else { return }
+        let e = failure
+        failure = 0
+        throw SocketError(errno: e, operation: "send (of bytes an earlier sendAll handed over)")
     }
 
     /// A `shutdown(2)` of `socket` with `how`, now or, when the send behind

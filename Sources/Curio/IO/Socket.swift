@@ -295,6 +295,37 @@ public final class Socket: ByteChannel, @unchecked Sendable {
     func beginStreamReceiving(_ what: StaticString) throws -> AnyCurioTask { try begin(true, what) }
     func endStreamReceiving() { receiving = false }
 
+    /// The sending direction for a chunk handler (ChunkHandler.swift), held
+    /// until ``endHandlerSending()``: its replies are the socket's only sends.
+    func beginHandlerSending(_ what: StaticString) throws {
+        if sending { throw ResourceBusy("another task is already sending on socket \(fd)") }
+        sending = true
+    }
+    func endHandlerSending() { sending = false }
+
+    /// Hands as much of `bytes` to the system as it takes now, without
+    /// waiting → how many bytes it took (all of them, some, or none when the
+    /// socket's buffer is full or an earlier send behind is still in
+    /// flight, which must go first). For a chunk handler's replies, on the
+    /// kernel's thread, with the sending direction claimed.
+    func sendWithoutWaiting(_ bytes: UnsafeRawBufferPointer, kernel k: Kernel) throws -> Int {
+        if writeShutDown { throw SocketError(errno: EPIPE, operation: "send (after shutdown)") }
+        if let b = behind, b.needsSettling {
+            if b.inFlight { return 0 }
+            try b.throwFailure()
+        }
+        if k.queuesSendsBehind, bytes.count <= SendBehind.limit {
+            let b: SendBehind
+            if let have = behind { b = have } else { b = SendBehind(); behind = b }
+            if b.start(self, fd, bytes, kernel: k) { return bytes.count }
+        }
+        let n = Glibc.send(fd, bytes.baseAddress, bytes.count, Int32(MSG_DONTWAIT) | Int32(MSG_NOSIGNAL))
+        if n >= 0 { return n }
+        let e = errno
+        if e == EAGAIN || e == EWOULDBLOCK || e == EINTR { return 0 }
+        throw SocketError(errno: e, operation: "send")
+    }
+
     @inline(__always)
     private func request(_ t: AnyCurioTask, _ request: IORequest, state: TaskState, deadline: Int64 = .max,
                          site: CallSite) async throws -> Int {
@@ -451,7 +482,11 @@ public final class Socket: ByteChannel, @unchecked Sendable {
                         function: StaticString = #function) async throws {
         let t = try begin(false, "sendAll")
         defer { sending = false }
-        let site = CallSite(file: file, line: line, function: function)
+        try await sendAllClaimed(t, bytes, site: CallSite(file: file, line: line, function: function))
+    }
+
+    /// `sendAll` of an array for `t`, which holds the sending direction already.
+    func sendAllClaimed(_ t: AnyCurioTask, _ bytes: [UInt8], site: CallSite) async throws {
         try await settleBeforeSendAll(t, site: site)
         if bytes.count <= SendBehind.limit,
            try bytes.withUnsafeBytes({ try sendBehind(t, $0) }) { return }
@@ -476,7 +511,12 @@ public final class Socket: ByteChannel, @unchecked Sendable {
                         function: StaticString = #function) async throws {
         let t = try begin(false, "sendAll")
         defer { sending = false }
-        let site = CallSite(file: file, line: line, function: function)
+        try await sendAllClaimed(t, buffer, site: CallSite(file: file, line: line, function: function))
+    }
+
+    /// `sendAll` for `t`, which holds the sending direction already.
+    @inline(__always)
+    func sendAllClaimed(_ t: AnyCurioTask, _ buffer: UnsafeRawBufferPointer, site: CallSite) async throws {
         try await settleBeforeSendAll(t, site: site)
         if try sendBehind(t, buffer) { return }
         var sent = 0
