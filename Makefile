@@ -14,8 +14,9 @@
 #   make docs    build the DocC documentation of Curio (no warnings allowed)
 #   make demo    build and run curio-demo (release)
 #   make bench   run the benchmark package (Benchmarks/)
-#   make bench-echo  the echo benchmark: C io_uring, Curio (io_uring, epoll) and
-#                SwiftNIO echo servers under one load generator (Benchmarks/echo/)
+#   make bench-echo  the echo benchmark: C io_uring, Curio (io_uring, epoll; recv
+#                and handleChunks) and SwiftNIO echo servers under one load
+#                generator (Benchmarks/echo/)
 #   make bench-echo-instructions  user-space instructions per echo round trip
 #                (callgrind) for the same servers and the streaming receive
 #   make bench-http  the HTTP benchmark: CurioHTTP (io_uring, epoll), NIOHTTP1 and

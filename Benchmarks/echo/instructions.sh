@@ -19,7 +19,8 @@
 #   INSTR_SECONDS [4]  counted seconds per measurement (under callgrind a
 #                      server runs some 50x slower: a few thousand round trips)
 #   INSTR_CELLS   ["1x100 100x100"]
-#   INSTR_SERVERS ["c curio-uring curio-uring-stream curio-epoll curio-epoll-stream nio"]
+#   INSTR_SERVERS ["c curio-uring curio-uring-stream curio-uring-inline curio-epoll
+#                 curio-epoll-stream curio-epoll-inline nio"]
 #   INSTR_KEEP    [""] a directory to keep each count's callgrind file in
 #                      (<server>-<cell>.callgrind; read with callgrind_annotate)
 #   ECHO_BUILD    [1]  0 skips the builds
@@ -34,7 +35,7 @@ source "$HERE/build.sh"
 
 T=${INSTR_SECONDS:-4}
 CELLS=${INSTR_CELLS:-"1x100 100x100"}
-SERVERS=${INSTR_SERVERS:-"c curio-uring curio-uring-stream curio-epoll curio-epoll-stream nio"}
+SERVERS=${INSTR_SERVERS:-"c curio-uring curio-uring-stream curio-uring-inline curio-epoll curio-epoll-stream curio-epoll-inline nio"}
 CC=${CC:-cc}
 SWIFT=${SWIFT:-swift}
 

@@ -18,7 +18,8 @@
 #   ECHO_ROUNDS  [3]   rounds; the table shows medians
 #   ECHO_WARMUP  [0.5] warm-up seconds per measurement
 #   ECHO_CELLS   ["1x100 100x100 1x16384 100x16384"]
-#   ECHO_SERVERS ["c curio-uring curio-epoll nio"]  (a subset for quick runs; c-zc
+#   ECHO_SERVERS ["c curio-uring curio-epoll curio-uring-inline curio-epoll-inline nio"]
+#                (a subset for quick runs; c-zc
 #                is the C server with SEND_ZC replies)
 #   ECHO_PIN     [auto] where server and loadgen run (taskset, >= 2 CPUs):
 #                  split  server on CPU 0, loadgen on CPU 1
@@ -50,7 +51,7 @@ T=${ECHO_SECONDS:-3}
 ROUNDS=${ECHO_ROUNDS:-3}
 WARMUP=${ECHO_WARMUP:-0.5}
 CELLS=${ECHO_CELLS:-"1x100 100x100 1x16384 100x16384"}
-SERVERS=${ECHO_SERVERS:-"c curio-uring curio-epoll nio"}
+SERVERS=${ECHO_SERVERS:-"c curio-uring curio-epoll curio-uring-inline curio-epoll-inline nio"}
 PIN=${ECHO_PIN:-auto}
 MAX_OTHER=${ECHO_MAX_OTHER:-15}
 RETRIES=${ECHO_RETRIES:-3}
@@ -71,8 +72,9 @@ declare -A BIN=(
     [curio-g2]=$URING_SCRATCH/release/curio-echo
     [nio]=$URING_SCRATCH/release/nio-echo
 )
-# Not in the default set: curio-uring-inline / curio-epoll-inline, curio-echo
-# --inline (a handleChunks handler echoes, no suspension per message); c-zc, the C server replying with IORING_OP_SEND_ZC;
+# curio-uring-inline / curio-epoll-inline: curio-echo --inline, where a
+# handleChunks handler echoes (no suspension per message).
+# Not in the default set: c-zc, the C server replying with IORING_OP_SEND_ZC;
 # curio-g1 / curio-g2, the io_uring build on a KernelGroup of 1 or 2 kernels
 # (SO_REUSEPORT listener per kernel), for scaling.
 declare -A ARGS=([c-zc]="defer zc" [curio-uring-inline]="--inline" [curio-epoll-inline]="--inline" [curio-g1]="--kernels 1" [curio-g2]="--kernels 2")
@@ -81,6 +83,7 @@ BACKEND[curio-epoll-inline]=epoll
 BACKEND[curio-g1]=io_uring
 BACKEND[curio-g2]=io_uring
 LOADGEN=$CBUILD/loadgen
+has() { [[ " $SERVERS " == *" $1 "* ]]; }
 for s in $SERVERS; do
     [[ -n ${NAME[$s]:-} ]] || { echo "run.sh: unknown server '$s' (c c-zc curio-uring curio-epoll curio-uring-inline curio-epoll-inline nio curio-g1 curio-g2)" >&2; exit 2; }
 done
@@ -155,7 +158,6 @@ one_round() {
 rounds "$ROUNDS" one_round
 
 # ------------------------------------------------------------------ report
-has() { [[ " $SERVERS " == *" $1 "* ]]; }
 
 echo
 echo "Echo round trips per second (median of $ROUNDS, ${T}s each; $(nproc) CPUs, Linux $(uname -r), pinning $PIN)"
@@ -163,6 +165,9 @@ echo
 header="| connections x bytes |" sep="|---|"
 for key in $SERVERS; do header+=" ${NAME[$key]} |"; sep+="---:|"; done
 header+=" uring/NIO | uring/C | epoll/NIO | uring/epoll |"; sep+="---:|---:|---:|---:|"
+# The handleChunks servers' ratios, when they ran.
+if has curio-uring-inline; then header+=" handleChunks uring/C | handleChunks uring/NIO |"; sep+="---:|---:|"; fi
+if has curio-uring-inline && has curio-epoll-inline; then header+=" handleChunks uring/epoll |"; sep+="---:|"; fi
 echo "$header"
 echo "$sep"
 declare -A MED
@@ -175,6 +180,9 @@ for cell in $CELLS; do
     done
     u=${MED[curio-uring,$cell]:-} e=${MED[curio-epoll,$cell]:-} n=${MED[nio,$cell]:-} c=${MED[c,$cell]:-}
     row+=" $(ratio "$u" "$n") | $(ratio "$u" "$c") | $(ratio "$e" "$n") | $(ratio "$u" "$e") |"
+    ui=${MED[curio-uring-inline,$cell]:-} ei=${MED[curio-epoll-inline,$cell]:-}
+    if has curio-uring-inline; then row+=" $(ratio "$ui" "$c") | $(ratio "$ui" "$n") |"; fi
+    if has curio-uring-inline && has curio-epoll-inline; then row+=" $(ratio "$ui" "$ei") |"; fi
     echo "$row"
 done
 
@@ -239,6 +247,19 @@ if has curio-uring && has curio-epoll && has nio && has c; then
         fi
         if [[ $bytes == 16384 ]]; then
             check "io_uring build / NIO at $cell" "$(ratio "$u" "$n")" 1.0
+        fi
+        # The same targets for the handleChunks server, when it ran.
+        if has curio-uring-inline; then
+            ui=${MED[curio-uring-inline,$cell]}
+            if [[ $cell == 100x100 ]]; then
+                check "handleChunks io_uring / raw C at 100 x 100 B" "$(ratio "$ui" "$c")" 1.0
+                check "handleChunks io_uring / NIO at 100 x 100 B" "$(ratio "$ui" "$n")" 1.4
+                ci=$(median "${SVUS[curio-uring-inline,$conns,$bytes]}")
+                check "C server CPU / handleChunks io_uring server CPU per round trip at 100 x 100 B" "$(ratio "$cc" "$ci")" 1.0
+            fi
+            if [[ $conns == 1 && $bytes == 100 ]] && has curio-epoll-inline; then
+                check "handleChunks io_uring / handleChunks epoll at $cell" "$(ratio "$ui" "${MED[curio-epoll-inline,$cell]}")" 1.0
+            fi
         fi
     done
 fi

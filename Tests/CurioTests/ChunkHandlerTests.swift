@@ -55,9 +55,9 @@ struct ChunkHandlerTests {
         ])
     }
 
-    /// The peer sends four megabytes and reads nothing until the handler's
-    /// task waits to send: the replies that did not fit wait in the output
-    /// (at most one chunk's worth beyond what the socket took), the stream
+    /// The peer sends four megabytes and reads nothing until its own sends
+    /// wait: the replies that did not fit wait in the output
+    /// (at most one chunk's worth beyond ChunkHandling.waitingLimit), the stream
     /// stops receiving (held within maxHeld; on io_uring within the pool,
     /// as the ring may have filled a few more before it stopped), the
     /// peer's sends wait in the sockets, and once the peer reads, every
@@ -85,8 +85,17 @@ struct ChunkHandlerTests {
                 try server.shutdown(.write)
                 return (mostWaiting, mostHeld)
             }
-            try await IOTest.waitBlocked(handlerTask, .writeWait)
+            // The peer's sends wait once the stream has stopped receiving
+            // (the handler's task waits to send on epoll; on io_uring the
+            // replies wait for their send behind, and the task for the end).
+            try await IOTest.waitUntil("the stream stops receiving") {
+                let s = try StreamTest.stats()
+                return s.paused + s.exhausted > 0
+            }
             try await IOTest.waitBlocked(producer, .writeWait)
+            try await IOTest.waitUntil("the handler's task waits") {
+                IOTest.isBlocked(handlerTask, .writeWait) || IOTest.isBlocked(handlerTask, .readWait)
+            }
             let stalled = try StreamTest.stats()
             let bound = stalled.usesBufferRing ? stalled.buffers : 2
             let echoed = try await IOTest.receiveAll(client)
@@ -95,8 +104,8 @@ struct ChunkHandlerTests {
             let s = try StreamTest.stats()
             return [
                 StreamTest.path(kernel, s),
-                "held while stalled \(stalled.held <= bound) stopped \(stalled.paused + stalled.exhausted > 0)",
-                "most waiting within a chunk \(mostWaiting <= 4096)",
+                "held while stalled \(stalled.held <= bound)",
+                "most waiting within the limit \(mostWaiting <= ChunkHandling.waitingLimit + 4096)",
                 "most held \(mostHeld <= bound)",
                 StreamTest.summary(echoed),
                 "after: held \(s.held) streams \(s.streams)",
@@ -104,12 +113,44 @@ struct ChunkHandlerTests {
         }
         #expect(r == [
             StreamTest.expectedPath,
-            "held while stalled true stopped true",
-            "most waiting within a chunk true",
+            "held while stalled true",
+            "most waiting within the limit true",
             "most held true",
             StreamTest.summary(payload),
             "after: held 0 streams 0",
         ])
+    }
+
+    /// Replies larger than a send behind go to the socket at once, and
+    /// when it has no room the handler's task sends the rest (it waits for
+    /// room as sendAll does) before any later chunk is handled: six times
+    /// the bytes come back, none lost, none extra.
+    @Test(.timeLimit(.minutes(1)))
+    func repliesTheSocketCannotTakeAreSentByTheTask() async throws {
+        let payload = [UInt8](repeating: 0x5A, count: 1 << 20)
+        let r = try await StreamTest.run(count: 16, size: 4096) { kernel -> [String] in
+            let (client, server) = try await IOTest.tcpPair(receiveBuffer: 64 * 1024, sendBuffer: 64 * 1024)
+            defer { client.close(); server.close() }
+            try server.setOption(.sendBufferSize, 64 * 1024)
+            let producer = try await spawn { () async throws -> Void in
+                try await client.sendAll(payload)
+                try client.shutdown(.write)
+            }
+            let reader = try await spawn { try await IOTest.receiveAll(client) }
+            var reply: [UInt8] = []
+            try await server.handleChunks { chunk, output in
+                reply.removeAll(keepingCapacity: true)
+                for _ in 0..<6 { reply.append(contentsOf: chunk) }
+                try output.send(reply)
+            }
+            try server.shutdown(.write)
+            _ = try await producer.join()
+            let echoed = try await reader.join() ?? []
+            let s = try StreamTest.stats()
+            return [StreamTest.path(kernel, s), "count \(echoed.count)", "all 0x5A \(echoed.allSatisfy { $0 == 0x5A })",
+                    "after: held \(s.held) streams \(s.streams)"]
+        }
+        #expect(r == [StreamTest.expectedPath, "count \(6 << 20)", "all 0x5A true", "after: held 0 streams 0"])
     }
 
     // MARK: How a handler ends
@@ -136,7 +177,8 @@ struct ChunkHandlerTests {
             try await client.sendAll(IOTest.bytes("quit"))
             let second = IOTest.text(try await IOTest.receive(client, count: 7))
             let handled = try await handlerTask.join() ?? []
-            // The socket's directions are free again.
+            // The socket's directions are free again (nothing had arrived
+            // after "quit", so nothing was returned).
             try await client.sendAll(IOTest.bytes("after"))
             let later = IOTest.text(try await IOTest.receive(server, count: 5))
             let s = try StreamTest.stats()
@@ -145,6 +187,34 @@ struct ChunkHandlerTests {
         }
         #expect(r == ["ok hello", "ok quit", "handled [\"hello\", \"quit\"]", "later after",
                       "after: held 0 streams 0"])
+    }
+
+    /// Bytes the stream had received past the stopping chunk are returned,
+    /// so none is lost: what the handler saw, what the call returned and
+    /// what a later recv reads make up exactly what the peer sent, however
+    /// the bytes were cut into chunks.
+    @Test(.timeLimit(.minutes(1)))
+    func bytesReceivedAfterTheStopAreReturnedNotLost() async throws {
+        let payload = IOTest.pattern(256 << 10, seed: 14)
+        let r = try await StreamTest.run(count: 16, size: 1024) { _ -> [String] in
+            let (client, server) = try await IOTest.tcpPair()
+            defer { client.close(); server.close() }
+            let producer = try await spawn { () async throws -> Void in
+                try await client.sendAll(payload)
+                try client.shutdown(.write)
+            }
+            var handled: [UInt8] = []
+            let unhandled = try await server.handleChunks(maxHeld: 8) { chunk, output in
+                handled.append(contentsOf: chunk)
+                if handled.count >= 64 << 10 { try output.stopReceiving() }
+            }
+            let rest = try await IOTest.receiveAll(server)
+            _ = try await producer.join()
+            let s = try StreamTest.stats()
+            return [StreamTest.summary(handled + unhandled + rest), "handled at least 64 KiB \(handled.count >= 64 << 10)",
+                    "after: held \(s.held) streams \(s.streams)"]
+        }
+        #expect(r == [StreamTest.summary(payload), "handled at least 64 KiB true", "after: held 0 streams 0"])
     }
 
     /// A handler that throws ends the call with its error, after the
@@ -172,9 +242,10 @@ struct ChunkHandlerTests {
     }
 
     /// A reset mid-stream ends the call with ECONNRESET; a close of the
-    /// socket by another task ends it with EBADF. Either way nothing stays
-    /// held and no stream keeps running.
-    @Test(.timeLimit(.minutes(1)), arguments: ["reset", "close"])
+    /// socket by another task, or by the handler itself after its reply,
+    /// ends it with EBADF. Either way nothing stays held and no stream
+    /// keeps running.
+    @Test(.timeLimit(.minutes(1)), arguments: ["reset", "close", "close in handler"])
     func aResetOrACloseEndsTheCallWithASocketError(how: String) async throws {
         let r = try await StreamTest.run(count: 8, size: 1024) { _ -> [String] in
             let (client, server) = try await IOTest.tcpPair()
@@ -185,6 +256,7 @@ struct ChunkHandlerTests {
                     try await server.handleChunks { chunk, output in
                         handled += 1
                         try output.send(chunk)
+                        if how == "close in handler" && handled == 2 { server.close() }
                     }
                 }
                 return ["handled \(handled)", StreamTest.kind(error)]
@@ -192,17 +264,26 @@ struct ChunkHandlerTests {
             try await client.sendAll(IOTest.bytes("ping"))
             _ = try await IOTest.receive(client, count: 4)
             try await IOTest.waitBlocked(handlerTask, .readWait)
-            if how == "reset" { IOTest.resetClose(client) } else { server.close() }
+            switch how {
+            case "reset": IOTest.resetClose(client)
+            case "close": server.close()
+            default:
+                try await client.sendAll(IOTest.bytes("last"))
+                // The reply went out before the close.
+                _ = try await IOTest.receive(client, count: 4)
+            }
             let outcome = try await handlerTask.join() ?? []
             let s = try StreamTest.stats()
             return outcome + ["after: held \(s.held) streams \(s.streams)"]
         }
-        #expect(r == ["handled 1", how == "reset" ? "SocketError(ECONNRESET)" : "SocketError(EBADF)",
+        #expect(r == [how == "close in handler" ? "handled 2" : "handled 1",
+                      how == "reset" ? "SocketError(ECONNRESET)" : "SocketError(EBADF)",
                       "after: held 0 streams 0"])
     }
 
     /// Cancelling the handler's task ends the call with the cancellation
-    /// and the stream with it: buffers held by back-pressure go back.
+    /// and the stream with it: buffers held by back-pressure go back, and
+    /// no send is left in flight.
     @Test(.timeLimit(.minutes(1)))
     func cancellingTheTaskStopsTheStreamAndReturnsItsBuffers() async throws {
         let payload = IOTest.pattern(2 << 20, seed: 13)
@@ -218,8 +299,13 @@ struct ChunkHandlerTests {
                     try await server.handleChunks(maxHeld: 4) { chunk, output in try output.send(chunk) }
                 })
             }
-            // The peer reads nothing: the task ends up waiting to send.
-            try await IOTest.waitBlocked(handlerTask, .writeWait)
+            // The peer reads nothing: the replies fill the sockets, the
+            // stream stops receiving and the peer's sends wait.
+            try await IOTest.waitUntil("the stream stops receiving") {
+                let s = try StreamTest.stats()
+                return s.paused + s.exhausted > 0 && s.held > 0
+            }
+            try await IOTest.waitBlocked(producer, .writeWait)
             try await handlerTask.cancel()
             let outcome = try await handlerTask.join() ?? "none"
             try await IOTest.waitUntil("the stream ends") { try StreamTest.stats().streams == 0 }

@@ -109,8 +109,17 @@ func serve(_ client: Socket, mode: Options.Mode) async {
 let options = parseOptions()
 signal(SIGPIPE, SIG_IGN)
 
+/// The kernels' configuration: for the modes that receive into the pool,
+/// buffers as large as the C server's and `recv(into:)`'s (64 KiB), so a
+/// 16 KiB message is one chunk there too.
+let configuration: Kernel.Configuration = {
+    var c = Kernel.Configuration.default
+    if options.mode != .buffer { c.receiveBufferSize = bufferSize }
+    return c
+}()
+
 if let kernels = options.kernels {
-    let group = try KernelGroup.start(kernels: kernels, pinThreads: true)
+    let group = try KernelGroup.start(kernels: kernels, configuration: configuration, pinThreads: true)
     print("BACKEND \(try group.kernel(at: 0).backend)")
     // The server is opened from a task of the group; the main thread only waits.
     try group.addTask(on: .kernel(0)) { [options] in
@@ -123,7 +132,7 @@ if let kernels = options.kernels {
     }
     try group.join()
 } else {
-    let kernel = Kernel()
+    let kernel = Kernel(configuration: configuration)
     print("BACKEND \(kernel.backend)")
     kernel.addTask { [options] in
         let listener = try Socket(.inet, .stream)

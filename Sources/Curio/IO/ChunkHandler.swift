@@ -18,10 +18,11 @@ extension Socket {
     /// most of a small round trip's user-space work (about 4,500
     /// instructions per echo round trip under callgrind). Here the kernel
     /// calls `handler` from the completion of the receive itself, and the
-    /// replies go out with the loop's next submission: about 1,300
-    /// instructions per round trip, and the echo benchmark's server passes
-    /// the raw C io_uring server (README "Echo"). The task wakes only to
-    /// send what the socket could not take at once.
+    /// replies go out with the loop's next submission: about 1,400
+    /// instructions per round trip at 100 connections, and the echo
+    /// benchmark's server level with the raw C io_uring server (README
+    /// "Echo"). The task wakes only for the end, or to send what the
+    /// socket could not take.
     ///
     /// The handler is synchronous: it cannot wait, and it must not take
     /// long, since the kernel's other tasks wait while it runs. It gets the
@@ -29,20 +30,25 @@ extension Socket {
     /// socket's ``ChunkOutput``, whose `send` copies the bytes and hands
     /// them to the system without waiting.
     ///
-    /// Back-pressure: when the socket cannot take a reply at once, the
-    /// reply waits in the output, the stream stops handing chunks to the
-    /// handler, and the calling task sends what waits (suspending as
-    /// `sendAll` does). Meanwhile at most about `maxHeld` chunks are held,
-    /// and then the stream stops receiving, so the peer's further bytes
-    /// wait in the socket (TCP's window stops the sender): a peer that
-    /// sends without reading costs no memory beyond the replies to the
-    /// chunks already handled.
+    /// Back-pressure: a reply the socket cannot take at once waits in the
+    /// output, in order. On io_uring the send behind in flight hands the
+    /// next part over when it ends, without the task; when no send can go
+    /// (epoll with a full socket, or a reply larger than a send behind)
+    /// the calling task sends what waits, suspending as `sendAll` does.
+    /// While more than 64 KiB wait, or the task is sending, chunks are not
+    /// handed to the handler: the stream holds at most about `maxHeld` of
+    /// them (on io_uring up to the pool, as with ``receiveChunks(maxHeld:)``)
+    /// and then stops receiving, so the peer's further bytes wait in the
+    /// socket (TCP's window stops the sender). A peer that sends without
+    /// reading costs 64 KiB of replies and the held chunks, no more.
     ///
     /// How it ends:
     /// - end of file: every reply is sent, then it returns;
     /// - ``ChunkOutput/stopReceiving()`` from the handler: no further chunk
-    ///   is handled (bytes that already arrived stay unread), every reply is
-    ///   sent, then it returns;
+    ///   is handled, every reply is sent, then it returns the bytes that had
+    ///   already arrived after the stopping chunk (the stream may have
+    ///   received them before it stopped), so the caller can go on reading
+    ///   the socket without losing any;
     /// - the handler throws: no further chunk is handled, every reply
     ///   handed over before is sent, then the handler's error is thrown;
     /// - the connection fails (`ECONNRESET`) or the socket is closed
@@ -65,9 +71,12 @@ extension Socket {
     ///   - maxHeld: the most buffers the stream holds while the handler is
     ///     held up by back-pressure (1 or more; clamped to the pool's size).
     ///   - handler: called once per chunk, in order, on the kernel's thread.
+    /// - Returns: after ``ChunkOutput/stopReceiving()``, the bytes received
+    ///   but not handled; empty at end of file.
+    @discardableResult
     public func handleChunks(maxHeld: Int = 4, file: StaticString = #filePath, line: UInt = #line,
                              function: StaticString = #function,
-                             _ handler: @escaping (ReceivedChunk, ChunkOutput) throws -> Void) async throws {
+                             _ handler: @escaping (ReceivedChunk, ChunkOutput) throws -> Void) async throws -> [UInt8] {
         try beginHandlerSending("handleChunks")
         let r: ChunkReceiver
         let t: AnyCurioTask
@@ -79,12 +88,13 @@ extension Socket {
         }
         let handling = ChunkHandling(socket: self, receiver: r, handler: handler)
         r.handler = handling
+        chunkHandling = handling
         defer {
             handling.end()
             endHandlerSending()
             endStreamReceiving()
         }
-        try await handling.run(t, site: CallSite(file: file, line: line, function: function))
+        return try await handling.run(t, site: CallSite(file: file, line: line, function: function))
     }
 }
 
@@ -125,8 +135,7 @@ public final class ChunkOutput {
     }
 
     /// Handles no further chunk: ``Socket/handleChunks(maxHeld:file:line:function:_:)``
-    /// sends what waits and returns. Bytes that arrived after this chunk
-    /// stay unread.
+    /// sends what waits and returns the bytes that arrived after this chunk.
     public func stopReceiving() throws {
         try handling.checkInHandler("stopReceiving")
         handling.stop()
@@ -136,11 +145,21 @@ public final class ChunkOutput {
 /// The state of one running chunk handler: the kernel's side of
 /// ``Socket/handleChunks(maxHeld:file:line:function:_:)``.
 ///
-/// Kernel-thread only: the stream's chunks are dispatched on the kernel's
-/// thread, and the calling task runs there too. Its fields are touched per
-/// chunk in accesses that never overlap (none spans the handler's call or
-/// a suspension), so they go without run-time exclusivity checks.
+/// Replies go out without the task where they can: a reply the socket's
+/// send behind cannot take yet (one is in flight) waits here, and the
+/// send behind's completion hands the next part over (io_uring). Only a
+/// socket that has no room (epoll, or a send larger than a send behind)
+/// needs the task, which waits for room as `sendAll` does.
+///
+/// Kernel-thread only: the stream's chunks and the sends' completions are
+/// dispatched on the kernel's thread, and the calling task runs there too.
+/// Its fields are touched in accesses that never overlap (none spans the
+/// handler's call or a suspension), so they go without run-time
+/// exclusivity checks.
 final class ChunkHandling {
+    /// Replies waiting beyond this many bytes hold the stream back.
+    static let waitingLimit = 64 * 1024
+
     let socket: Socket
     let receiver: ChunkReceiver
     let kernel: Kernel
@@ -149,15 +168,19 @@ final class ChunkHandling {
     @exclusivity(unchecked) private var output: ChunkOutput?
     /// The chunk object handed to the handler, reused while nobody keeps it.
     @exclusivity(unchecked) private var chunk: ReceivedChunk?
-    /// Replies the socket could not take at once, for the task to send.
+    /// Replies not handed to the system yet, in order.
     @exclusivity(unchecked) private(set) var waiting: [UInt8] = []
     /// The handler is running (its output may send).
     @exclusivity(unchecked) private var inHandler = false
-    /// Chunks wait for the task: replies wait, or the handler stopped or failed.
-    @exclusivity(unchecked) private var held = false
-    /// The handler asked to stop, or threw.
+    /// The socket had no room for what waits: the task sends it.
+    @exclusivity(unchecked) private var needsTask = false
+    /// The task is sending what waits; nothing else sends meanwhile.
+    @exclusivity(unchecked) private var flushing = false
+    /// The handler asked to stop, or failed.
     @exclusivity(unchecked) private var stopped = false
     @exclusivity(unchecked) private var failure: (any Error)?
+    /// Bytes that arrived after a stop, for the caller.
+    @exclusivity(unchecked) private var unhandled: [UInt8] = []
 
     init(socket: Socket, receiver: ChunkReceiver, handler: @escaping (ReceivedChunk, ChunkOutput) throws -> Void) {
         self.socket = socket
@@ -167,11 +190,18 @@ final class ChunkHandling {
         self.output = ChunkOutput(handling: self)
     }
 
+    /// Chunks wait instead of going to the handler.
+    private var held: Bool {
+        stopped || needsTask || flushing || waiting.count > ChunkHandling.waitingLimit
+    }
+
+    private func wakeTask() { _ = kernel.wakeFirst(receiver.waiters) }
+
     /// A chunk arrived (kernel thread, from dispatch): handled now unless
     /// chunks are held or earlier ones still wait to be handled.
     func arrived(_ buffer: UInt32, _ length: Int) {
         if stopped {
-            kernel.releaseReceivePoolBuffer(buffer)
+            keep(buffer, length)
             return
         }
         if held || receiver.waitingCount > 0 {
@@ -179,14 +209,34 @@ final class ChunkHandling {
             return
         }
         handle(buffer, length)
-        if held { _ = kernel.wakeFirst(receiver.waiters) }
     }
 
-    /// The calling task's part: hands over held chunks, sends what waits,
-    /// and waits for the stream's end.
-    func run(_ t: AnyCurioTask, site: CallSite) async throws {
+    /// The socket's send behind ended (kernel thread, from dispatch): the
+    /// next part of what waits goes, and held chunks go to the handler
+    /// once the replies fit again.
+    func sendBehindEnded() {
+        // The common case, a reply that went out with nothing behind it.
+        if waiting.isEmpty && !stopped && !needsTask && receiver.waitingCount == 0 && receiver.end == nil { return }
+        guard handler != nil, !flushing else { return }
+        do {
+            try pump()
+        } catch {
+            fail(error)
+            wakeTask()
+            return
+        }
+        while !held, let (buffer, length) = receiver.popFirst() {
+            handle(buffer, length)
+        }
+        if receiver.end != nil || stopped || needsTask { wakeTask() }
+    }
+
+    /// The calling task's part: sends what waits when only it can, hands
+    /// over held chunks, and waits for the stream's end.
+    func run(_ t: AnyCurioTask, site: CallSite) async throws -> [UInt8] {
         while true {
-            if !waiting.isEmpty {
+            // At the end (however it comes) every reply goes out first.
+            if !waiting.isEmpty && (needsTask || stopped || receiver.end != nil) {
                 do {
                     try await flush(t, site: site)
                 } catch {
@@ -199,16 +249,15 @@ final class ChunkHandling {
             if stopped {
                 // Wait for the end of the stopped request, so the socket's
                 // receiving direction is free when this returns.
-                discardHeld()
-                if receiver.end != nil { return }
+                if receiver.end != nil { return unhandled }
             } else {
-                held = false
                 while !held, let (buffer, length) = receiver.popFirst() {
                     handle(buffer, length)
                 }
-                if held { continue }
-                if let end = receiver.end {
-                    if end == 0 { return }
+                if needsTask || stopped { continue }
+                if let end = receiver.end, !held, receiver.waitingCount == 0 {
+                    if !waiting.isEmpty { continue }
+                    if end == 0 { return [] }
                     if end == -Int(ECANCELED) {
                         throw SocketError(errno: EBADF, operation: "handleChunks (the socket was closed)")
                     }
@@ -232,12 +281,11 @@ final class ChunkHandling {
         do {
             try handler(c, output!)
         } catch {
-            if failure == nil { failure = error }
-            stop()
+            fail(error)
+            wakeTask()
         }
         inHandler = false
         c.release()
-        if !waiting.isEmpty { held = true }
     }
 
     private func chunkObject(_ buffer: UInt32, _ length: Int) -> ReceivedChunk {
@@ -262,37 +310,73 @@ final class ChunkHandling {
         try checkInHandler("send")
         guard bytes.count > 0 else { return }
         if !waiting.isEmpty {
+            // Behind earlier replies: whoever sends those sends this next.
             waiting.append(contentsOf: bytes)
             return
         }
         let taken = try socket.sendWithoutWaiting(bytes, kernel: kernel)
-        if taken < bytes.count {
-            waiting.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[taken...]))
+        if taken == bytes.count { return }
+        waiting.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[taken...]))
+        noteNoRoomUnlessBehind()
+    }
+
+    /// Hands what waits to the system, one send behind at a time, until
+    /// the socket takes no more now.
+    private func pump() throws {
+        while !waiting.isEmpty {
+            let n = Swift.min(waiting.count, SendBehind.limit)
+            let taken = try waiting.withUnsafeBytes {
+                try socket.sendWithoutWaiting(UnsafeRawBufferPointer(rebasing: $0[0..<n]), kernel: kernel)
+            }
+            if taken == 0 { break }
+            waiting.removeFirst(taken)
+            if socket.sendBehindInFlight { return }  // its completion goes on
         }
+        if !waiting.isEmpty { noteNoRoomUnlessBehind() }
+    }
+
+    /// Nothing more could go now: a send behind in flight will take the
+    /// rest when it ends; without one the socket is full, and the task
+    /// waits for room.
+    private func noteNoRoomUnlessBehind() {
+        guard !socket.sendBehindInFlight, !needsTask else { return }
+        needsTask = true
+        wakeTask()
     }
 
     /// No further chunk is handled; the stream's request is cancelled.
     func stop() {
         stopped = true
-        held = true
-        stopStream()
-    }
-
-    private func stopStream() {
         receiver.cancel()
-        discardHeld()
+        // Chunks that wait come before any that still arrive (which
+        // arrived() keeps at once from now on).
+        while let (buffer, length) = receiver.popFirst() { keep(buffer, length) }
     }
 
-    private func discardHeld() {
-        while let (buffer, _) = receiver.popFirst() { kernel.releaseReceivePoolBuffer(buffer) }
+    private func fail(_ error: any Error) {
+        if failure == nil { failure = error }
+        stop()
     }
 
-    /// Sends what waits, as `sendAll` would (the task holds the direction).
+    /// Keeps a chunk that arrived after a stop (unless the handler failed:
+    /// then nobody takes it) and gives its buffer back.
+    private func keep(_ buffer: UInt32, _ length: Int) {
+        if failure == nil {
+            unhandled.append(contentsOf: UnsafeRawBufferPointer(start: kernel.receivePoolBuffer(buffer), count: length))
+        }
+        kernel.releaseReceivePoolBuffer(buffer)
+    }
+
+    /// Sends what waits, as `sendAll` would (the task holds the direction):
+    /// first the send behind in flight, then the rest.
     private func flush(_ t: AnyCurioTask, site: CallSite) async throws {
+        flushing = true
+        defer { flushing = false }
         // Nothing appends while this waits: chunks are held, and the
         // output sends only inside the handler's call.
         try await socket.sendAllClaimed(t, waiting, site: site)
         waiting.removeAll(keepingCapacity: true)
+        needsTask = false
     }
 
     /// The handler's call has ended, however: chunks held and still to
@@ -301,9 +385,11 @@ final class ChunkHandling {
     func end() {
         handler = nil
         receiver.handler = nil
+        socket.chunkHandling = nil
         receiver.abandon()
         chunk = nil
         output = nil
         waiting = []
+        unhandled = []
     }
 }

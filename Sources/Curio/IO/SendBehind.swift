@@ -127,5 +127,7 @@ final class SendBehind {
             if let fd = socket?.descriptorIfOpen { _ = Glibc.shutdown(fd, how) }
         }
         kernel.wakeAll(b.waiters)
+        // A chunk handler's replies may wait for this one (ChunkHandler.swift).
+        socket?.chunkHandling?.sendBehindEnded()
     }
 }

@@ -95,6 +95,9 @@ public final class Socket: ByteChannel, @unchecked Sendable {
     private var txBuffer = PinnedBuffer()
     /// Small sends queued behind the caller on io_uring (SendBehind.swift).
     @exclusivity(unchecked) private var behind: SendBehind?
+    /// The chunk handler running on this socket, told when a send behind
+    /// ends (ChunkHandler.swift); nil otherwise.
+    @exclusivity(unchecked) var chunkHandling: ChunkHandling?
     /// shutdown(.write) or (.both) was called: a send fails with EPIPE at
     /// once, so none goes behind (it could only report it later).
     @exclusivity(unchecked) private var writeShutDown = false
@@ -302,6 +305,9 @@ public final class Socket: ByteChannel, @unchecked Sendable {
         sending = true
     }
     func endHandlerSending() { sending = false }
+
+    /// A send behind is in flight on this socket.
+    var sendBehindInFlight: Bool { behind?.inFlight ?? false }
 
     /// Hands as much of `bytes` to the system as it takes now, without
     /// waiting → how many bytes it took (all of them, some, or none when the
