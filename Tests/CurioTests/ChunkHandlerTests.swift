@@ -25,10 +25,7 @@ struct ChunkHandlerTests {
         let r = try await StreamTest.run(count: 16, size: 4096) { kernel -> [String] in
             let (client, server) = try await IOTest.tcpPair()
             defer { client.close(); server.close() }
-            let producer = try await spawn { () async throws -> Void in
-                try await client.sendAll(payload)
-                try client.shutdown(.write)
-            }
+            let producer = try await StreamTest.sendThenEnd(client, payload)
             let reader = try await spawn { try await IOTest.receiveAll(client) }
             var chunks = 0, empty = 0
             try await server.handleChunks { chunk, output in
@@ -69,10 +66,7 @@ struct ChunkHandlerTests {
             let (client, server) = try await IOTest.tcpPair(receiveBuffer: 64 * 1024, sendBuffer: 64 * 1024)
             defer { client.close(); server.close() }
             try server.setOption(.sendBufferSize, 64 * 1024)
-            let producer = try await spawn { () async throws -> Void in
-                try await client.sendAll(payload)
-                try client.shutdown(.write)
-            }
+            let producer = try await StreamTest.sendThenEnd(client, payload)
             let handlerTask = try await spawn { () async throws -> (Int, Int) in
                 var mostWaiting = 0, mostHeld = 0
                 try await server.handleChunks(maxHeld: 2) { chunk, output in
@@ -132,10 +126,7 @@ struct ChunkHandlerTests {
             let (client, server) = try await IOTest.tcpPair(receiveBuffer: 64 * 1024, sendBuffer: 64 * 1024)
             defer { client.close(); server.close() }
             try server.setOption(.sendBufferSize, 64 * 1024)
-            let producer = try await spawn { () async throws -> Void in
-                try await client.sendAll(payload)
-                try client.shutdown(.write)
-            }
+            let producer = try await StreamTest.sendThenEnd(client, payload)
             let reader = try await spawn { try await IOTest.receiveAll(client) }
             var reply: [UInt8] = []
             try await server.handleChunks { chunk, output in
@@ -199,10 +190,7 @@ struct ChunkHandlerTests {
         let r = try await StreamTest.run(count: 16, size: 1024) { _ -> [String] in
             let (client, server) = try await IOTest.tcpPair()
             defer { client.close(); server.close() }
-            let producer = try await spawn { () async throws -> Void in
-                try await client.sendAll(payload)
-                try client.shutdown(.write)
-            }
+            let producer = try await StreamTest.sendThenEnd(client, payload)
             var handled: [UInt8] = []
             let unhandled = try await server.handleChunks(maxHeld: 8) { chunk, output in
                 handled.append(contentsOf: chunk)

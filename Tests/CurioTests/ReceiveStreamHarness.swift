@@ -27,6 +27,15 @@ enum StreamTest {
         }
     }
 
+    /// A task that sends all of `payload` on `client` and then ends its
+    /// sending side (the peer then sees the end of the stream).
+    static func sendThenEnd(_ client: Socket, _ payload: [UInt8]) async throws -> CurioTask<Void> {
+        try await spawn { () async throws -> Void in
+            try await client.sendAll(payload)
+            try client.shutdown(.write)
+        }
+    }
+
     /// The pool's statistics (from a task of the kernel).
     static func stats() throws -> ReceivePoolStatistics { try Kernel.receivePoolStatistics() }
 

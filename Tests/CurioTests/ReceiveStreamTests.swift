@@ -22,10 +22,7 @@ struct ReceiveStreamTests {
         let r = try await StreamTest.run(count: 16, size: 4096) { kernel -> [String] in
             let (client, server) = try await IOTest.tcpPair()
             defer { client.close(); server.close() }
-            let producer = try await spawn { () async throws -> Void in
-                try await client.sendAll(payload)
-                try client.shutdown(.write)
-            }
+            let producer = try await StreamTest.sendThenEnd(client, payload)
             var got: [UInt8] = []
             got.reserveCapacity(payload.count)
             var chunks = 0, oversize = 0, empty = 0, streamsWhileRunning = -1
@@ -214,10 +211,7 @@ struct ReceiveStreamTests {
         let r = try await StreamTest.run(count: 8, size: 1024) { kernel -> [String] in
             let (client, server) = try await IOTest.tcpPair(receiveBuffer: 16384, sendBuffer: 16384)
             defer { client.close(); server.close() }
-            let producer = try await spawn { () async throws -> Void in
-                try await client.sendAll(payload)
-                try client.shutdown(.write)
-            }
+            let producer = try await StreamTest.sendThenEnd(client, payload)
             var got: [UInt8] = []
             got.reserveCapacity(payload.count)
             var maxSeen = 0, stalls = 0, index = 0
@@ -639,10 +633,7 @@ struct ReceiveStreamTests {
         let r = try await StreamTest.run(count: 4, size: 1024) { kernel -> [String] in
             let (client, server) = try await IOTest.tcpPair()
             defer { client.close(); server.close() }
-            let producer = try await spawn { () async throws -> Void in
-                try await client.sendAll(payload)
-                try client.shutdown(.write)
-            }
+            let producer = try await StreamTest.sendThenEnd(client, payload)
             var got: [UInt8] = []
             var maxSeen = 0
             for try await chunk in server.receiveChunks(maxHeld: 1000) {
@@ -693,10 +684,7 @@ struct ReceiveStreamTests {
         let r = try await StreamTest.run(count: count, size: size) { kernel -> [String] in
             let (client, server) = try await IOTest.tcpPair()
             defer { client.close(); server.close() }
-            let producer = try await spawn { () async throws -> Void in
-                try await client.sendAll(payload)
-                try client.shutdown(.write)
-            }
+            let producer = try await StreamTest.sendThenEnd(client, payload)
             var got: [UInt8] = []
             var largest = 0
             for try await chunk in server.receiveChunks() {
@@ -731,10 +719,7 @@ struct ReceiveStreamTests {
                 try server.shutdown(.write)
                 return n
             }
-            let producer = try await spawn { () async throws -> Void in
-                try await client.sendAll(payload)
-                try client.shutdown(.write)
-            }
+            let producer = try await StreamTest.sendThenEnd(client, payload)
             let back = try await IOTest.receiveAll(client)
             _ = try await producer.join()
             let echoed = try await echo.join() ?? -1

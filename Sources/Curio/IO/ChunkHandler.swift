@@ -28,7 +28,11 @@ extension Socket {
     /// long, since the kernel's other tasks wait while it runs. It gets the
     /// chunk (valid during the call; `Array(chunk)` keeps a copy) and the
     /// socket's ``ChunkOutput``, whose `send` copies the bytes and hands
-    /// them to the system without waiting.
+    /// them to the system without waiting. It runs outside any task, so
+    /// Curio calls that need the calling task (spawning, blocking calls,
+    /// ``Kernel/receivePoolStatistics()``) are not for it; work that must
+    /// wait goes to a task, through an unbounded ``UniversalQueue``'s
+    /// `put` or a ``UniversalEvent``.
     ///
     /// Back-pressure: a reply the socket cannot take at once waits in the
     /// output, in order. On io_uring the send behind in flight hands the
@@ -110,13 +114,14 @@ public final class ChunkOutput {
 
     init(handling: ChunkHandling) { self.handling = handling }
 
-    /// Bytes handed to ``send(_:)-(UnsafeRawBufferPointer)`` that wait for
-    /// the calling task to send them (the socket could not take them at once).
+    /// Bytes handed to ``send(_:)-(UnsafeRawBufferPointer)`` that the
+    /// system has not taken yet (they wait in order behind a send in
+    /// flight, or for room in the socket).
     public var waitingCount: Int { handling.waiting.count }
 
     /// Sends all of `bytes`: copied and handed to the system now, or, when
-    /// the socket cannot take them at once, kept in order and sent by the
-    /// calling task before any later chunk is handled. Throws
+    /// the socket cannot take them at once, kept and handed over as soon
+    /// as it can, in order with everything sent before and after. Throws
     /// ``SocketError`` when the connection has failed (an earlier reply's
     /// failure is reported here), and ``CurioUsageError`` outside the
     /// handler's call.
