@@ -18,11 +18,11 @@ extension Socket {
     /// most of a small round trip's user-space work (about 4,500
     /// instructions per echo round trip under callgrind). Here the kernel
     /// calls `handler` from the completion of the receive itself, and the
-    /// replies go out with the loop's next submission: about 1,400
-    /// instructions per round trip at 100 connections, and the echo
-    /// benchmark's server level with the raw C io_uring server (README
-    /// "Echo"). The task wakes only for the end, or to send what the
-    /// socket could not take.
+    /// replies go out with the loop's next submission: about 1,500
+    /// instructions per round trip at 100 connections, a third of
+    /// `recv(into:)` + `sendAll`, and server CPU near the raw C io_uring
+    /// server's (README "Echo"). The task wakes only for the end, or to
+    /// send what the socket could not take.
     ///
     /// The handler is synchronous: it cannot wait, and it must not take
     /// long, since the kernel's other tasks wait while it runs. It gets the
@@ -74,6 +74,9 @@ extension Socket {
     /// - Parameters:
     ///   - maxHeld: the most buffers the stream holds while the handler is
     ///     held up by back-pressure (1 or more; clamped to the pool's size).
+    ///   - file: where the call is, for the monitor (defaulted).
+    ///   - line: where the call is, for the monitor (defaulted).
+    ///   - function: where the call is, for the monitor (defaulted).
     ///   - handler: called once per chunk, in order, on the kernel's thread.
     /// - Returns: after ``ChunkOutput/stopReceiving()``, the bytes received
     ///   but not handled; empty at end of file.
