@@ -315,6 +315,7 @@ public final class Socket: ByteChannel, @unchecked Sendable {
     /// flight, which must go first). For a chunk handler's replies, on the
     /// kernel's thread, with the sending direction claimed.
     func sendWithoutWaiting(_ bytes: UnsafeRawBufferPointer, kernel k: Kernel) throws -> Int {
+        try checkOpen("send")
         if writeShutDown { throw SocketError(errno: EPIPE, operation: "send (after shutdown)") }
         if let b = behind, b.needsSettling {
             if b.inFlight { return 0 }
