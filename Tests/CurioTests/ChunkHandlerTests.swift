@@ -305,6 +305,36 @@ struct ChunkHandlerTests {
         #expect(r == ["CancelledError", "after: held 0 streams 0"])
     }
 
+    /// A timeout around the call ends it at the deadline (on the virtual
+    /// clock, moved by hand), with the block's TaskTimeout, and the stream
+    /// with it; the handler had served the peer until then.
+    @Test(.timeLimit(.minutes(1)))
+    func aTimeoutEndsTheCallAtItsDeadline() async throws {
+        let r = try await KernelHarness.runVirtual(limit: 40, autojump: nil) { kernel -> [String] in
+            let (client, server) = try await IOTest.tcpPair()
+            defer { client.close(); server.close() }
+            let handlerTask = try await spawn { () async -> String in
+                let error = await IOTest.error {
+                    _ = try await timeoutAfter(5) {
+                        try await server.handleChunks { chunk, output in try output.send(chunk) }
+                    }
+                }
+                return error is TaskTimeout ? "TaskTimeout" : StreamTest.kind(error)
+            }
+            try await client.sendAll(IOTest.bytes("ping"))
+            let reply = IOTest.text(try await IOTest.receive(client, count: 4))
+            try await IOTest.waitBlocked(handlerTask, .readWait)
+            try kernel.advanceClock(by: .seconds(4))
+            let before = IOTest.isBlocked(handlerTask, .readWait)
+            try kernel.advanceClock(by: .seconds(2))
+            let outcome = try await handlerTask.join() ?? "none"
+            try await IOTest.waitUntil("the stream ends") { try StreamTest.stats().streams == 0 }
+            let s = try StreamTest.stats()
+            return [reply, "waiting before the deadline \(before)", outcome, "after: held \(s.held) streams \(s.streams)"]
+        }
+        #expect(r == ["ping", "waiting before the deadline true", "TaskTimeout", "after: held 0 streams 0"])
+    }
+
     // MARK: Chunks and outputs outside the call, misuse
 
     /// A chunk kept past the handler's call is released (reading it would
