@@ -84,7 +84,7 @@ extension Socket {
     public func handleChunks(maxHeld: Int = 4, file: StaticString = #filePath, line: UInt = #line,
                              function: StaticString = #function,
                              _ handler: @escaping (ReceivedChunk, ChunkOutput) throws -> Void) async throws -> [UInt8] {
-        try beginHandlerSending("handleChunks")
+        try beginHandlerSending()
         let r: ChunkReceiver
         let t: AnyCurioTask
         do {
@@ -263,7 +263,8 @@ final class ChunkHandling {
                     handle(buffer, length)
                 }
                 if needsTask || stopped { continue }
-                if let end = receiver.end, !held, receiver.waitingCount == 0 {
+                // Not held: the loop above has taken every held chunk.
+                if let end = receiver.end, !held {
                     if !waiting.isEmpty { continue }
                     if end == 0 { return [] }
                     if end == -Int(ECANCELED) {

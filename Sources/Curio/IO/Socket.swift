@@ -189,13 +189,36 @@ public final class Socket: ByteChannel, @unchecked Sendable {
     @inline(__always)
     private func sendBehind(_ t: AnyCurioTask, _ bytes: UnsafeRawBufferPointer) throws -> Bool {
         let k = t.kernel
-        guard bytes.count > 0, bytes.count <= SendBehind.limit, !writeShutDown, k.queuesSendsBehind else {
-            return false
-        }
+        guard mayGoBehind(bytes.count, on: k) else { return false }
         try k.checkDeliverable(t)
+        return startBehind(bytes, kernel: k)
+    }
+
+    /// Whether a send of `count` bytes may go behind the caller on `k`.
+    @inline(__always)
+    private func mayGoBehind(_ count: Int, on k: Kernel) -> Bool {
+        count > 0 && count <= SendBehind.limit && !writeShutDown && k.queuesSendsBehind
+    }
+
+    /// Copies `bytes` into the socket's send behind and queues it → false
+    /// when the kernel refused the request (nothing was queued). The caller
+    /// has checked ``mayGoBehind(_:on:)`` and that none is in flight.
+    @inline(__always)
+    private func startBehind(_ bytes: UnsafeRawBufferPointer, kernel k: Kernel) -> Bool {
         let b: SendBehind
         if let have = behind { b = have } else { b = SendBehind(); behind = b }
         return b.start(self, fd, bytes, kernel: k)
+    }
+
+    /// One non-blocking `send(2)` → the bytes it took, or nil when the
+    /// socket has no room now (or the call was interrupted).
+    @inline(__always)
+    private func sendNow(_ base: UnsafeRawPointer?, _ count: Int, flags: Int32) throws -> Int? {
+        let n = Glibc.send(fd, base, count, flags | Int32(MSG_DONTWAIT) | Int32(MSG_NOSIGNAL))
+        if n >= 0 { return n }
+        let e = errno
+        if e == EAGAIN || e == EWOULDBLOCK || e == EINTR { return nil }
+        throw SocketError(errno: e, operation: "send")
     }
 
     private func checkOpen(_ what: StaticString) throws {
@@ -283,6 +306,12 @@ public final class Socket: ByteChannel, @unchecked Sendable {
     private func begin(_ receive: Bool, _ what: StaticString) throws -> AnyCurioTask {
         let t = try affinity.task(what)
         try checkOpen(what)
+        try claim(receive: receive)
+        return t
+    }
+
+    /// Claims one direction, or throws ResourceBusy.
+    private func claim(receive: Bool) throws {
         if receive {
             if receiving { throw ResourceBusy("another task is already receiving on socket \(fd)") }
             receiving = true
@@ -290,7 +319,6 @@ public final class Socket: ByteChannel, @unchecked Sendable {
             if sending { throw ResourceBusy("another task is already sending on socket \(fd)") }
             sending = true
         }
-        return t
     }
 
     /// The receiving direction for a streaming receive (ReceiveStream.swift),
@@ -300,10 +328,7 @@ public final class Socket: ByteChannel, @unchecked Sendable {
 
     /// The sending direction for a chunk handler (ChunkHandler.swift), held
     /// until ``endHandlerSending()``: its replies are the socket's only sends.
-    func beginHandlerSending(_ what: StaticString) throws {
-        if sending { throw ResourceBusy("another task is already sending on socket \(fd)") }
-        sending = true
-    }
+    func beginHandlerSending() throws { try claim(receive: false) }
     func endHandlerSending() { sending = false }
 
     /// A send behind is in flight on this socket.
@@ -321,16 +346,8 @@ public final class Socket: ByteChannel, @unchecked Sendable {
             if b.inFlight { return 0 }
             try b.throwFailure()
         }
-        if k.queuesSendsBehind, bytes.count <= SendBehind.limit {
-            let b: SendBehind
-            if let have = behind { b = have } else { b = SendBehind(); behind = b }
-            if b.start(self, fd, bytes, kernel: k) { return bytes.count }
-        }
-        let n = Glibc.send(fd, bytes.baseAddress, bytes.count, Int32(MSG_DONTWAIT) | Int32(MSG_NOSIGNAL))
-        if n >= 0 { return n }
-        let e = errno
-        if e == EAGAIN || e == EWOULDBLOCK || e == EINTR { return 0 }
-        throw SocketError(errno: e, operation: "send")
+        if mayGoBehind(bytes.count, on: k), startBehind(bytes, kernel: k) { return bytes.count }
+        return try sendNow(bytes.baseAddress, bytes.count, flags: 0) ?? 0
     }
 
     @inline(__always)
@@ -464,12 +481,7 @@ public final class Socket: ByteChannel, @unchecked Sendable {
                           site: CallSite) async throws -> Int {
         if _fastPath(t.swiftTask != nil) {
             try t.kernel.checkDeliverable(t)
-            let n = Glibc.send(fd, base, count, flags | Int32(MSG_DONTWAIT) | Int32(MSG_NOSIGNAL))
-            if n >= 0 { return n }
-            let e = errno
-            if e != EAGAIN && e != EWOULDBLOCK && e != EINTR {
-                throw SocketError(errno: e, operation: "send")
-            }
+            if let n = try sendNow(base, count, flags: flags) { return n }
         }
         let r = try await request(t, .send(fd, from: base, count: count, flags: flags), state: .writeWait, site: site)
         if r < 0 { throw SocketError(errno: Int32(-r), operation: "send") }
