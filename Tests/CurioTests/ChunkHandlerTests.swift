@@ -231,7 +231,8 @@ struct ChunkHandlerTests {
 
     /// A reset mid-stream ends the call with ECONNRESET; a close of the
     /// socket by another task, or by the handler itself after its reply,
-    /// ends it with EBADF. Either way nothing stays held and no stream
+    /// ends it with EBADF (and a send after the handler's own close throws
+    /// EBADF at once rather than queueing bytes for a closed descriptor). Either way nothing stays held and no stream
     /// keeps running.
     @Test(.timeLimit(.minutes(1)), arguments: ["reset", "close", "close in handler"])
     func aResetOrACloseEndsTheCallWithASocketError(how: String) async throws {
@@ -240,14 +241,23 @@ struct ChunkHandlerTests {
             defer { client.close(); server.close() }
             let handlerTask = try await spawn { () async -> [String] in
                 var handled = 0
+                var sendAfterClose = "none"
                 let error = await IOTest.error {
                     try await server.handleChunks { chunk, output in
                         handled += 1
                         try output.send(chunk)
-                        if how == "close in handler" && handled == 2 { server.close() }
+                        if how == "close in handler" && handled == 2 {
+                            server.close()
+                            do {
+                                try output.send(chunk)
+                                sendAfterClose = "no error"
+                            } catch {
+                                sendAfterClose = IOTest.kind(error)
+                            }
+                        }
                     }
                 }
-                return ["handled \(handled)", StreamTest.kind(error)]
+                return ["handled \(handled)", "send after close \(sendAfterClose)", StreamTest.kind(error)]
             }
             try await client.sendAll(IOTest.bytes("ping"))
             _ = try await IOTest.receive(client, count: 4)
@@ -265,6 +275,7 @@ struct ChunkHandlerTests {
             return outcome + ["after: held \(s.held) streams \(s.streams)"]
         }
         #expect(r == [how == "close in handler" ? "handled 2" : "handled 1",
+                      how == "close in handler" ? "send after close SocketError(EBADF)" : "send after close none",
                       how == "reset" ? "SocketError(ECONNRESET)" : "SocketError(EBADF)",
                       "after: held 0 streams 0"])
     }
